@@ -1,0 +1,36 @@
+"""PEP 517 backend: setuptools.build_meta plus our --config-settings keys.
+
+``pip install . --config-settings darknet-src=/path`` (and the other keys below)
+become the PYDARKNET_* environment variables that setup.py reads, so one set of
+knobs serves pip, build front ends and plain environment variables alike.
+"""
+
+import os
+
+from setuptools import build_meta as _setuptools
+from setuptools.build_meta import *  # noqa: F401,F403  (the hooks we do not wrap)
+
+KNOBS = {
+    "darknet-src": "PYDARKNET_DARKNET_SRC",
+    "openmp": "PYDARKNET_OPENMP",
+    "blas": "PYDARKNET_BLAS",
+    "gpu": "PYDARKNET_GPU",
+    "cuda-arch": "PYDARKNET_CUDA_ARCH",
+    "offline": "PYDARKNET_OFFLINE",
+}
+
+
+def _apply(config_settings):
+    rest = dict(config_settings or {})
+    for key, variable in KNOBS.items():
+        if key in rest:
+            os.environ[variable] = str(rest.pop(key))
+    return rest or None
+
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    return _setuptools.build_wheel(wheel_directory, _apply(config_settings), metadata_directory)
+
+
+def build_editable(wheel_directory, config_settings=None, metadata_directory=None):
+    return _setuptools.build_editable(wheel_directory, _apply(config_settings), metadata_directory)

@@ -1,0 +1,65 @@
+"""pydarknet: the original Darknet as a dependable Python runtime.
+
+    >>> import pydarknet
+    >>> net = pydarknet.Network(pydarknet.upstream_path("cfg/yolov3-tiny.cfg"), "yolov3-tiny.weights")
+    >>> out = net.predict(image_chw_float32)
+
+The names that need the compiled extension load on first use, so the pure-Python
+tools (``python -m pydarknet.patches``) also work in a source checkout before a build.
+"""
+
+from pathlib import Path as _Path
+
+from .errors import (CfgError, DarknetError, FileError, ImageError, InternalError,
+                     OutOfMemoryError, WeightsError)
+
+__all__ = [
+    "Network", "Layer", "load", "build_info", "upstream_path",
+    "DarknetError", "FileError", "CfgError", "WeightsError", "ImageError",
+    "OutOfMemoryError", "InternalError",
+]
+
+_DATA = _Path(__file__).with_name("darknet_data")
+_FROM_NETWORK = ("Network", "Layer", "load")
+
+
+def _native():
+    try:
+        from . import _darknet
+    except ImportError as exc:
+        raise ImportError(
+            "pydarknet's compiled extension is missing. Install the package with "
+            "'pip install .' and run Python (and pytest) from outside the source folder, "
+            "so that the installed package is imported rather than the sources."
+        ) from exc
+    return _darknet
+
+
+def __getattr__(name):
+    if name in _FROM_NETWORK:
+        _native()
+        from . import network
+
+        return getattr(network, name)
+    raise AttributeError(f"module 'pydarknet' has no attribute {name!r}")
+
+
+def build_info() -> dict:
+    """How this pydarknet was built: upstream commit and channel, manifest hash,
+    applied patches with sha256, compiler and flags, compiled-in features."""
+    import json
+
+    native = _native()
+    return json.loads(native.ffi.string(native.lib.pdn_build_info()).decode())
+
+
+def upstream_path(relative: str) -> _Path:
+    """A file from the verified upstream tree installed with pydarknet,
+    e.g. ``upstream_path("cfg/yolov3-tiny.cfg")`` or ``upstream_path("data/dog.jpg")``."""
+    path = _DATA / relative
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{relative!r} is not among the upstream files installed with pydarknet "
+            f"(cfg/*, data/*.jpg, data/*.names, data/*.list) in {_DATA}"
+        )
+    return path

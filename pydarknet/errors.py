@@ -1,0 +1,68 @@
+"""Exceptions raised for everything Darknet reports as an error.
+
+Each carries the file, the layer index (``section``) and the cfg ``line`` where
+Darknet knew them, and says so in its message.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+
+class DarknetError(Exception):
+    """Base class of every error pydarknet raises for bad models, files or images."""
+
+    def __init__(self, message: str, *, file: Optional[str] = None,
+                 section: Optional[int] = None, line: Optional[int] = None):
+        self.message = message
+        self.file = file or None
+        self.section = section if section is not None and section >= 0 else None
+        self.line = line if line is not None and line > 0 else None
+        where = self.file or ""
+        if self.line is not None:
+            where += f":{self.line}"
+        if self.section is not None:
+            where += f"{': ' if where else ''}layer {self.section}"
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class FileError(DarknetError, OSError):
+    """A file could not be opened, read or written."""
+
+
+class CfgError(DarknetError, ValueError):
+    """The .cfg network description is invalid."""
+
+
+class WeightsError(DarknetError, ValueError):
+    """The .weights file does not match the network (truncated, too long, foreign)."""
+
+
+class ImageError(DarknetError, ValueError):
+    """An image could not be decoded."""
+
+
+class OutOfMemoryError(DarknetError, MemoryError):
+    """Darknet could not allocate memory."""
+
+
+class InternalError(DarknetError):
+    """An internal consistency check in Darknet failed (please report with the cfg)."""
+
+
+# Indexed by darknet_error_code (include/darknet.h, patch 0001).
+_BY_CODE = {1: FileError, 2: CfgError, 3: WeightsError, 4: ImageError,
+            5: OutOfMemoryError, 6: InternalError}
+
+
+def from_c(err) -> DarknetError:
+    """The exception for a filled ``pdn_error`` (see csrc/pydarknet.h)."""
+    from ._darknet import ffi
+
+    cls = _BY_CODE.get(err.code, InternalError)
+    return cls(
+        ffi.string(err.message).decode("utf-8", "replace"),
+        file=ffi.string(err.file).decode("utf-8", "replace"),
+        section=err.section,
+        line=err.line,
+    )

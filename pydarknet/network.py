@@ -1,0 +1,223 @@
+"""``Network``: one loaded Darknet model, safe to share between threads."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+from pathlib import Path
+from typing import List, NamedTuple, Optional, Tuple, Union
+
+import numpy as np
+
+from . import errors
+from ._darknet import ffi, lib
+
+PathLike = Union[str, "os.PathLike[str]"]
+Shape = Tuple[int, ...]
+
+
+class Layer(NamedTuple):
+    """One row of a network's layer summary. Shapes are (channels, height, width)."""
+
+    index: int
+    type: str
+    input_shape: Shape
+    output_shape: Shape
+    filters: int
+    size: int
+    stride: int
+    pad: int
+    groups: int
+    batch_normalize: bool
+    activation: str
+    n_params: int
+    bflops: float
+
+
+def _path_arg(value, what: str) -> bytes:
+    if not isinstance(value, (str, bytes, os.PathLike)):
+        raise TypeError(f"{what} must be a path (str or os.PathLike), not {type(value).__name__}")
+    return os.fsencode(value)
+
+
+class Network:
+    """A Darknet network loaded from a .cfg (and optionally .weights) file.
+
+    Without weights, layers keep upstream's random initialisation. ``batch`` is the
+    number of images one forward pass computes; ``predict`` takes any number and
+    runs them in chunks of ``batch``. Darknet's console output is shown only with
+    ``verbose=True``. Calls on one network are serialised by a lock and release the
+    GIL while Darknet computes, so separate networks run in parallel threads.
+    """
+
+    def __init__(self, cfg: PathLike, weights: Optional[PathLike] = None, *,
+                 batch: int = 1, verbose: bool = False):
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise ValueError(f"batch must be a positive int, not {batch!r}")
+        self.cfg_path = Path(os.fsdecode(_path_arg(cfg, "cfg")))
+        self.weights_path = None if weights is None else Path(os.fsdecode(_path_arg(weights, "weights")))
+        self.verbose = bool(verbose)
+        self._lock = threading.Lock()
+        self._net = ffi.NULL
+        handle = ffi.new("network **")
+        err = ffi.new("pdn_error *")
+        weights_arg = ffi.NULL if weights is None else _path_arg(weights, "weights")
+        if lib.pdn_load(_path_arg(cfg, "cfg"), weights_arg, batch, self.verbose, handle, err):
+            raise errors.from_c(err)
+        self._net = handle[0]
+        info = ffi.new("pdn_network_info *")
+        lib.pdn_network_info_get(self._net, info)
+        self.batch = info.batch
+        self.input_shape: Shape = (info.c, info.h, info.w)
+        self._inputs = info.inputs
+        self._outputs = info.outputs
+        out = (info.out_c, info.out_h, info.out_w)
+        self.output_shape: Shape = out if out[0] * out[1] * out[2] == info.outputs else (info.outputs,)
+        self.layers: List[Layer] = [self._layer(i) for i in range(info.n_layers)]
+
+    def _layer(self, index: int) -> Layer:
+        raw = ffi.new("pdn_layer *")
+        lib.pdn_layer_get(self._net, index, raw)
+        return Layer(
+            index=index,
+            type=ffi.string(raw.type).decode(),
+            input_shape=(raw.c, raw.h, raw.w),
+            output_shape=(raw.out_c, raw.out_h, raw.out_w),
+            filters=raw.filters,
+            size=raw.size,
+            stride=raw.stride,
+            pad=raw.pad,
+            groups=raw.groups,
+            batch_normalize=bool(raw.batch_normalize),
+            activation=ffi.string(raw.activation).decode(),
+            n_params=raw.n_params,
+            bflops=raw.bflops,
+        )
+
+    # -- inspection ----------------------------------------------------------------
+
+    @property
+    def bflops(self) -> float:
+        """Billions of floating point operations per image, as upstream counts them."""
+        return sum(layer.bflops for layer in self.layers)
+
+    @property
+    def n_params(self) -> int:
+        """Floats in a weights file for this network (its size is 20 + 4 * n_params bytes)."""
+        return sum(layer.n_params for layer in self.layers)
+
+    def summary(self) -> str:
+        """The layer table: index, type, input and output shapes, BFLOPs."""
+        rows = [f"{'#':>4}  {'type':<15} {'input (c,h,w)':>18}  {'output (c,h,w)':>18}  "
+                f"{'BFLOPs':>7}  details"]
+        for layer in self.layers:
+            details = []
+            if layer.filters:
+                details.append(f"{layer.filters} filters")
+            if layer.size:
+                details.append(f"{layer.size}x{layer.size}/{layer.stride}")
+            if layer.batch_normalize:
+                details.append("bn")
+            if layer.activation:
+                details.append(layer.activation)
+            rows.append(
+                f"{layer.index:>4}  {layer.type:<15} {'x'.join(map(str, layer.input_shape)):>18}  "
+                f"{'x'.join(map(str, layer.output_shape)):>18}  {layer.bflops:>7.3f}  {' '.join(details)}"
+            )
+        rows.append(f"total {self.bflops:.3f} BFLOPs, {self.n_params} parameters")
+        return "\n".join(rows)
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"{len(self.layers)} layers"
+        return f"<pydarknet.Network {self.cfg_path.name} input={self.input_shape} batch={self.batch} {state}>"
+
+    # -- running -------------------------------------------------------------------
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Forward pass on float32 input shaped (C,H,W) or (N,C,H,W).
+
+        Returns a new float32 array: the last layer's output, shaped
+        ``output_shape`` or ``(N, *output_shape)``.
+        """
+        if not isinstance(x, np.ndarray):
+            raise TypeError(f"predict expects a numpy.ndarray, not {type(x).__name__}")
+        if x.dtype != np.float32:
+            raise TypeError(f"predict expects float32 input, got {x.dtype}; convert with x.astype(np.float32)")
+        single = x.ndim == 3
+        if x.ndim not in (3, 4) or x.shape[-3:] != self.input_shape:
+            raise ValueError(
+                f"input shape {x.shape} does not fit this network: expected {self.input_shape} "
+                f"(C,H,W) or (N, {', '.join(map(str, self.input_shape))})"
+            )
+        images = np.ascontiguousarray(x.reshape((-1,) + self.input_shape))
+        result = np.empty((images.shape[0], self._outputs), dtype=np.float32)
+        chunk_in = np.zeros((self.batch, self._inputs), dtype=np.float32)
+        chunk_out = np.empty((self.batch, self._outputs), dtype=np.float32)
+        err = ffi.new("pdn_error *")
+        with self._lock:
+            self._check_open()
+            for start in range(0, images.shape[0], self.batch):
+                count = min(self.batch, images.shape[0] - start)
+                chunk_in[:count] = images[start:start + count].reshape(count, -1)
+                chunk_in[count:] = 0
+                if lib.pdn_predict(self._net, ffi.from_buffer("float[]", chunk_in),
+                                   ffi.from_buffer("float[]", chunk_out, require_writable=True),
+                                   self.verbose, err):
+                    raise errors.from_c(err)
+                result[start:start + count] = chunk_out[:count]
+        result = result.reshape((-1,) + self.output_shape)
+        return result[0] if single else result
+
+    def save_weights(self, path: PathLike) -> None:
+        """Write the weights (Darknet format 0.2.0) atomically: a temporary file in the
+        same folder, renamed over ``path`` only once complete."""
+        target = Path(os.fsdecode(_path_arg(path, "path")))
+        # Created by Darknet's fopen, so the file gets the usual permissions.
+        temp = target.parent / f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
+        err = ffi.new("pdn_error *")
+        try:
+            with self._lock:
+                self._check_open()
+                if lib.pdn_save_weights(self._net, os.fsencode(temp), self.verbose, err):
+                    raise errors.from_c(err)
+            os.replace(temp, target)
+        except BaseException:
+            if os.path.exists(temp):
+                os.unlink(temp)
+            raise
+
+    # -- lifetime ------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._net == ffi.NULL
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise ValueError("this Network is closed")
+
+    def close(self) -> None:
+        """Free the network's memory now; later calls on it raise ValueError."""
+        lock = getattr(self, "_lock", None)
+        if lock is None:  # __init__ failed before the network existed
+            return
+        with lock:
+            if not self.closed:
+                lib.pdn_free(self._net)
+                self._net = ffi.NULL
+
+    def __enter__(self) -> "Network":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_net", None) is not None:
+            self.close()
+
+
+def load(cfg: PathLike, weights: Optional[PathLike] = None, **options) -> Network:
+    """Same as ``Network(cfg, weights, **options)``."""
+    return Network(cfg, weights, **options)

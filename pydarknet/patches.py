@@ -1,0 +1,499 @@
+"""Our patch series on upstream Darknet, applied strictly.
+
+``darknet_patches/series`` names ``NNNN-name.patch`` files in order. Each patch starts
+with a DEP-3 header and is a unified diff with ``a/`` and ``b/`` prefixes. Application
+is exact: every hunk must match at the line its header names (no offset, no fuzz), so
+a patch that no longer fits upstream fails loudly instead of landing somewhere else.
+
+Trees are handled in memory (``{relative path: bytes}``); only the finished tree is
+written, atomically, with a stamp saying what it was made from.
+
+Command line: ``python -m pydarknet.patches {list,check,apply,status,lint}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import hashlib
+import json
+import re
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from . import upstream
+
+Files = Dict[str, bytes]
+DEP3_REQUIRED = ("Description", "Author", "Forwarded", "Last-Update")
+PATCH_NAME = re.compile(r"\d{4}-[a-z0-9][a-z0-9-]*\.patch")
+STAMP_NAME = ".pydarknet-stamp.json"
+NO_NEWLINE = b"\\ No newline at end of file"
+
+
+class PatchError(Exception):
+    """A patch is malformed, unsafe, or does not apply exactly."""
+
+
+@dataclass
+class Hunk:
+    old_start: int
+    old_len: int
+    new_start: int
+    new_len: int
+    lines: List[Tuple[str, bytes]] = field(default_factory=list)  # (' ' | '-' | '+', line)
+
+    def old_lines(self) -> List[bytes]:
+        return [text for tag, text in self.lines if tag != "+"]
+
+    def new_lines(self) -> List[bytes]:
+        return [text for tag, text in self.lines if tag != "-"]
+
+
+@dataclass
+class FileDiff:
+    old_path: Optional[str]  # None: the patch creates the file
+    new_path: Optional[str]  # None: the patch deletes the file
+    hunks: List[Hunk] = field(default_factory=list)
+
+    @property
+    def path(self) -> str:
+        return self.new_path or self.old_path
+
+
+@dataclass
+class Patch:
+    name: str
+    data: bytes
+    header: Dict[str, str]
+    files: List[FileDiff]
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+    @property
+    def summary(self) -> str:
+        return self.header.get("Description", "").splitlines()[0] if self.header.get("Description") else ""
+
+
+def split_lines(data: bytes) -> List[bytes]:
+    """Lines with their b'\\n' kept; a last line without newline stays as it is."""
+    return re.findall(rb"[^\n]*\n|[^\n]+$", data)
+
+
+def _tree_path(raw: bytes, name: str) -> Optional[str]:
+    """'a/src/x.c' -> 'src/x.c'; '/dev/null' -> None; refuses paths leaving the tree."""
+    text = raw.decode("utf-8").split("\t")[0].strip()
+    if text == "/dev/null":
+        return None
+    pure = PurePosixPath(text)
+    if pure.is_absolute() or len(pure.parts) < 2 or pure.parts[0] not in ("a", "b"):
+        raise PatchError(f"{name}: path {text!r} is not of the form a/PATH or b/PATH")
+    rel = PurePosixPath(*pure.parts[1:])
+    if ".." in rel.parts:
+        raise PatchError(f"{name}: path {text!r} leaves the source tree")
+    return rel.as_posix()
+
+
+def parse_header(text: str) -> Dict[str, str]:
+    """DEP-3 fields ('Key: value', continuation lines indented)."""
+    header: Dict[str, str] = {}
+    key = None
+    for line in text.splitlines():
+        match = re.match(r"([A-Za-z][A-Za-z0-9-]*):\s?(.*)", line)
+        if match:
+            key = match.group(1)
+            header[key] = match.group(2).strip()
+        elif key and line.startswith((" ", "\t")) and line.strip():
+            header[key] += "\n" + line.strip()
+        elif not line.strip():
+            key = None
+    return header
+
+
+def parse_patch(name: str, data: bytes) -> Patch:
+    lines = split_lines(data)
+    first = next((i for i, l in enumerate(lines) if l.startswith(b"--- ")), None)
+    if first is None:
+        raise PatchError(f"{name}: no '--- a/...' file header found")
+    preamble = b"".join(lines[:first]).decode("utf-8", "replace")
+    if re.search(r"^(new|deleted) file mode 120000|^(old|new) mode 120000", preamble, re.M):
+        raise PatchError(f"{name}: symbolic links are refused")
+    header = parse_header(preamble)
+    files: List[FileDiff] = []
+    i = first
+    while i < len(lines):
+        line = lines[i]
+        if re.match(rb"(new|deleted) file mode 120000|(old|new) mode 120000", line):
+            raise PatchError(f"{name}: symbolic links are refused")
+        if not line.startswith(b"--- "):
+            i += 1
+            continue
+        if i + 1 >= len(lines) or not lines[i + 1].startswith(b"+++ "):
+            raise PatchError(f"{name}: '---' at line {i + 1} without '+++' after it")
+        diff = FileDiff(_tree_path(line[4:], name), _tree_path(lines[i + 1][4:], name))
+        if diff.old_path is None and diff.new_path is None:
+            raise PatchError(f"{name}: file header at line {i + 1} names no file")
+        i += 2
+        while i < len(lines) and lines[i].startswith(b"@@"):
+            hunk, i = _parse_hunk(name, lines, i)
+            diff.hunks.append(hunk)
+        if not diff.hunks:
+            raise PatchError(f"{name}: no hunks for {diff.path}")
+        files.append(diff)
+    return Patch(name, data, header, files)
+
+
+def _parse_hunk(name: str, lines: List[bytes], i: int) -> Tuple[Hunk, int]:
+    match = re.match(rb"@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@", lines[i])
+    if not match:
+        raise PatchError(f"{name}: bad hunk header at line {i + 1}: {lines[i]!r}")
+    old_start, old_len, new_start, new_len = (
+        int(g) if g is not None else 1 for g in match.groups()
+    )
+    hunk = Hunk(old_start, old_len, new_start, new_len)
+    i += 1
+    old_seen = new_seen = 0
+    while i < len(lines) and (old_seen < old_len or new_seen < new_len):
+        line = lines[i]
+        tag = line[:1].decode("latin-1")
+        if tag not in (" ", "-", "+"):
+            break
+        hunk.lines.append((tag, line[1:]))
+        old_seen += tag != "+"
+        new_seen += tag != "-"
+        i += 1
+        if i < len(lines) and lines[i].rstrip(b"\n") == NO_NEWLINE:
+            hunk.lines[-1] = (tag, hunk.lines[-1][1].rstrip(b"\n"))
+            i += 1
+    if (old_seen, new_seen) != (old_len, new_len):
+        raise PatchError(
+            f"{name}: hunk at line {i + 1} has {old_seen}/{new_seen} old/new lines, "
+            f"header says {old_len}/{new_len}"
+        )
+    return hunk, i
+
+
+def _nearest_match(content: List[bytes], wanted: List[bytes], start: int) -> Optional[int]:
+    """Where the hunk's old lines do occur, nearest to start (for the error message)."""
+    hits = [
+        p for p in range(len(content) - len(wanted) + 1)
+        if content[p:p + len(wanted)] == wanted
+    ]
+    return min(hits, key=lambda p: abs(p - start)) if hits else None
+
+
+def apply_patch(files: Files, patch: Patch, allow_offset: bool = False) -> Files:
+    """A new tree with patch applied exactly; PatchError names the patch, file and hunk.
+
+    allow_offset is for refreshing the series only (tools/refresh_patch.py): a hunk
+    whose context moved is applied where it now is, so the patch can be re-diffed.
+    """
+    result = dict(files)
+    for diff in patch.files:
+        where = f"{patch.name}: {diff.path}"
+        if diff.old_path is None:
+            if diff.new_path in result:
+                raise PatchError(f"{where}: the patch creates this file but it already exists")
+            content: List[bytes] = []
+        elif diff.old_path not in result:
+            raise PatchError(f"{where}: file not found in the tree")
+        else:
+            content = split_lines(result[diff.old_path])
+        out: List[bytes] = []
+        pos = 0
+        for number, hunk in enumerate(diff.hunks, 1):
+            old = hunk.old_lines()
+            start = hunk.old_start - 1 if hunk.old_len else hunk.old_start
+            if start < pos or content[start:start + len(old)] != old:
+                found = _nearest_match(content, old, start)
+                if allow_offset and found is not None and found >= pos:
+                    start = found
+            if start < pos or content[start:start + len(old)] != old:
+                detail = (
+                    f"its context is at line {found + 1} (offset {found - start:+d}); "
+                    "strict application refuses offsets" if found is not None
+                    else "its context does not match the file (fuzz is refused)"
+                )
+                raise PatchError(f"{where}: hunk #{number} (line {hunk.old_start}) fails: {detail}")
+            out += content[pos:start] + hunk.new_lines()
+            pos = start + len(old)
+        out += content[pos:]
+        if diff.old_path is not None:
+            del result[diff.old_path]
+        if diff.new_path is not None:
+            result[diff.new_path] = b"".join(out)
+    return result
+
+
+# --- the series -----------------------------------------------------------------------
+
+
+def default_series_dir() -> Path:
+    """./darknet_patches when run in a source checkout, else the copy installed with us."""
+    here = Path.cwd() / "darknet_patches"
+    return here if (here / "series").is_file() else Path(__file__).with_name("darknet_patches")
+
+
+def series_names(series_dir: Path) -> List[str]:
+    path = series_dir / "series"
+    if not path.is_file():
+        raise PatchError(f"{path}: no series file")
+    names = []
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            names.append(line)
+    return names
+
+
+def load_series(series_dir: Path) -> List[Patch]:
+    patches = []
+    for name in series_names(series_dir):
+        path = series_dir / name
+        if not path.is_file():
+            raise PatchError(f"{series_dir / 'series'} names {name}, which does not exist")
+        patches.append(parse_patch(name, path.read_bytes()))
+    return patches
+
+
+def apply_series(files: Files, patches: Sequence[Patch]) -> Files:
+    for patch in patches:
+        files = apply_patch(files, patch)
+    return files
+
+
+def stamp_for(patches: Sequence[Patch], channel: str) -> Dict[str, object]:
+    return {
+        "upstream_commit": upstream.COMMIT,
+        "upstream_manifest_sha256": upstream.manifest_hash(),
+        "upstream_channel": channel,
+        "patches": [[p.name, p.sha256] for p in patches],
+    }
+
+
+def read_stamp(tree: Path) -> Optional[Dict[str, object]]:
+    try:
+        return json.loads((tree / STAMP_NAME).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _same_inputs(a: Optional[Dict[str, object]], b: Dict[str, object]) -> bool:
+    keys = ("upstream_manifest_sha256", "patches")
+    return a is not None and all(a.get(k) == b[k] for k in keys)
+
+
+def prepare_tree(dest: Path, series_dir: Path, work: Path, log: upstream.Log = upstream.log_stderr) -> Dict[str, object]:
+    """Make dest the pristine upstream tree with the series applied; return its stamp.
+
+    A tree whose stamp names the same manifest and patches is reused as it is.
+    """
+    patches = load_series(series_dir)
+    existing = read_stamp(dest)
+    if _same_inputs(existing, stamp_for(patches, "")):
+        log(f"pydarknet: reusing patched tree {dest}")
+        return existing
+    pristine, channel = upstream.resolve(work, log)
+    patched = apply_series(pristine, patches)
+    stamp = stamp_for(patches, channel)
+    patched[STAMP_NAME] = (json.dumps(stamp, indent=2) + "\n").encode()
+    upstream.write_tree(patched, dest)
+    log(f"pydarknet: applied {len(patches)} patches into {dest}")
+    return stamp
+
+
+# --- writing patches (used by tools/refresh_patch.py) -----------------------------------
+
+
+def _range(start: int, length: int) -> str:
+    return f"{start + 1 if length else start},{length}"
+
+
+def _diff_lines(prefix: bytes, lines: List[bytes]) -> List[bytes]:
+    out = []
+    for line in lines:
+        out.append(prefix + line)
+        if not line.endswith(b"\n"):
+            out[-1] += b"\n" + NO_NEWLINE + b"\n"
+    return out
+
+
+def unified_diff(path: str, old: Optional[bytes], new: Optional[bytes], context: int = 3) -> bytes:
+    """A unified diff of one file in the a/ b/ form this module applies."""
+    a, b = split_lines(old or b""), split_lines(new or b"")
+    out = [
+        b"--- " + (b"a/" + path.encode() if old is not None else b"/dev/null") + b"\n",
+        b"+++ " + (b"b/" + path.encode() if new is not None else b"/dev/null") + b"\n",
+    ]
+    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
+    for group in matcher.get_grouped_opcodes(context):
+        i1, i2, j1, j2 = group[0][1], group[-1][2], group[0][3], group[-1][4]
+        out.append(f"@@ -{_range(i1, i2 - i1)} +{_range(j1, j2 - j1)} @@\n".encode())
+        for tag, a1, a2, b1, b2 in group:
+            if tag == "equal":
+                out += _diff_lines(b" ", a[a1:a2])
+                continue
+            out += _diff_lines(b"-", a[a1:a2])
+            out += _diff_lines(b"+", b[b1:b2])
+    return b"".join(out)
+
+
+def header_text(data: bytes) -> str:
+    """The DEP-3 header of a patch file as written (everything before its '---' line)."""
+    text = data.decode("utf-8")
+    return text[:text.index("\n---\n")] if "\n---\n" in text else ""
+
+
+def make_patch(header: str, before: Files, after: Files) -> bytes:
+    """DEP-3 header text followed by the diffs of every file that differs."""
+    body = b"".join(
+        unified_diff(path, before.get(path), after.get(path))
+        for path in sorted(set(before) | set(after))
+        if path != STAMP_NAME and before.get(path) != after.get(path)
+    )
+    return header.rstrip("\n").encode() + b"\n---\n" + body
+
+
+def lint(series_dir: Path) -> List[str]:
+    """Problems with the series: names, files, DEP-3 headers, parse errors."""
+    problems = []
+    try:
+        names = series_names(series_dir)
+    except PatchError as exc:
+        return [str(exc)]
+    on_disk = sorted(p.name for p in series_dir.glob("*.patch"))
+    for name in on_disk:
+        if name not in names:
+            problems.append(f"{name}: in {series_dir} but not listed in series")
+    if len(set(names)) != len(names):
+        problems.append("series lists a patch twice")
+    if names != sorted(names):
+        problems.append("series is not in NNNN order")
+    for name in names:
+        if not PATCH_NAME.fullmatch(name):
+            problems.append(f"{name}: name is not NNNN-lowercase-words.patch")
+        path = series_dir / name
+        if not path.is_file():
+            problems.append(f"{name}: listed in series but missing")
+            continue
+        try:
+            patch = parse_patch(name, path.read_bytes())
+        except (PatchError, UnicodeDecodeError) as exc:
+            problems.append(str(exc))
+            continue
+        for key in DEP3_REQUIRED:
+            if not patch.header.get(key):
+                problems.append(f"{name}: DEP-3 header lacks '{key}:'")
+    return problems
+
+
+# --- command line ---------------------------------------------------------------------
+
+
+def _pristine(source: Optional[str], work: Path) -> Files:
+    if source is None:
+        return upstream.resolve(work, lambda msg: None)[0]
+    files = upstream.read_source(Path(source))
+    try:
+        upstream.verify(files)
+    except upstream.UpstreamError as exc:
+        print(f"warning: {exc}", file=sys.stderr)
+    return files
+
+
+def _cmd_list(args) -> int:
+    for patch in load_series(args.series):
+        touched = ", ".join(d.path for d in patch.files)
+        print(f"{patch.name}  {patch.sha256[:12]}  {patch.summary}\n    {touched}")
+    return 0
+
+
+def _cmd_check(args) -> int:
+    patches = load_series(args.series)
+    with tempfile.TemporaryDirectory() as work:
+        files = _pristine(args.source, Path(work))
+    for patch in patches:
+        files = apply_patch(files, patch)
+        print(f"ok    {patch.name}")
+    print(f"all {len(patches)} patches apply exactly")
+    return 0
+
+
+def _cmd_apply(args) -> int:
+    patches = load_series(args.series)
+    if args.upto:
+        names = [p.name for p in patches]
+        if args.upto not in names:
+            raise PatchError(f"--upto {args.upto}: not in the series ({', '.join(names)})")
+        patches = patches[:names.index(args.upto) + 1]
+    with tempfile.TemporaryDirectory() as work:
+        files = apply_series(_pristine(args.source, Path(work)), patches)
+    stamp = stamp_for(patches, args.source or "resolved")
+    files[STAMP_NAME] = (json.dumps(stamp, indent=2) + "\n").encode()
+    upstream.write_tree(files, Path(args.dir))
+    print(f"wrote patched tree ({len(patches)} patches) to {args.dir}")
+    return 0
+
+
+def _cmd_status(args) -> int:
+    tree = Path(args.dir)
+    patches = load_series(args.series)
+    stamp = read_stamp(tree)
+    if stamp is None:
+        print(f"{tree}: no {STAMP_NAME}: not made by pydarknet")
+    elif not _same_inputs(stamp, stamp_for(patches, "")):
+        print(f"{tree}: stale: made from other upstream files or patches than the series now")
+    with tempfile.TemporaryDirectory() as work:
+        expected = apply_series(_pristine(args.source, Path(work)), patches)
+    actual = upstream.read_directory(tree)
+    differ = sorted(p for p in set(expected) | set(actual) if expected.get(p) != actual.get(p))
+    for path in differ:
+        print(f"differs: {path}")
+    if stamp is not None and not differ and _same_inputs(stamp, stamp_for(patches, "")):
+        print(f"{tree}: clean: upstream {upstream.COMMIT[:8]} + {len(patches)} patches")
+        return 0
+    return 1
+
+
+def _cmd_lint(args) -> int:
+    problems = lint(args.series)
+    for problem in problems:
+        print(problem)
+    if not problems:
+        print(f"series in {args.series} is consistent")
+    return 1 if problems else 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pydarknet.patches", description=__doc__.split("\n")[0])
+    parser.add_argument("--series", type=Path, default=None,
+                        help="folder with the series file (default: ./darknet_patches, else the installed copy)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="the series in order")
+    for name, text in (("check", "apply every patch to the pristine tree in memory"),
+                       ("apply", "write pristine + series into DIR"),
+                       ("status", "compare DIR with pristine + series")):
+        cmd = sub.add_parser(name, help=text)
+        if name != "check":
+            cmd.add_argument("dir")
+        cmd.add_argument("--source", help="upstream directory or tarball instead of the usual channels")
+        if name == "apply":
+            cmd.add_argument("--upto", metavar="NAME", help="stop after this patch (to edit and refresh it)")
+    sub.add_parser("lint", help="series and patch files agree; DEP-3 headers present")
+    args = parser.parse_args(argv)
+    args.series = args.series or default_series_dir()
+    handler = {"list": _cmd_list, "check": _cmd_check, "apply": _cmd_apply,
+               "status": _cmd_status, "lint": _cmd_lint}[args.command]
+    try:
+        return handler(args)
+    except (PatchError, upstream.UpstreamError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
