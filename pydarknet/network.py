@@ -31,7 +31,8 @@ class Layer(NamedTuple):
     groups: int
     batch_normalize: bool
     activation: str
-    n_params: int
+    n_weights: int  # weights proper (no biases, no batchnorm values)
+    n_params: int  # floats this layer takes from a weights file
     bflops: float
 
 
@@ -91,6 +92,7 @@ class Network:
             groups=raw.groups,
             batch_normalize=bool(raw.batch_normalize),
             activation=ffi.string(raw.activation).decode(),
+            n_weights=raw.n_weights,
             n_params=raw.n_params,
             bflops=raw.bflops,
         )

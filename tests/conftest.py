@@ -1,0 +1,118 @@
+"""Shared fixtures. Tests run against the *installed* pydarknet (run pytest from the
+repository root with the ``pytest`` command, as the README says)."""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import pydarknet
+from pydarknet import upstream
+
+REPO = Path(__file__).resolve().parent.parent
+SERIES = REPO / "darknet_patches"
+
+try:
+    pydarknet.build_info()
+except ImportError as exc:  # e.g. `python -m pytest` puts the uncompiled sources first
+    pytest.exit(f"{exc}\nRun the tests with the `pytest` command (see README).", returncode=2)
+
+TINY_CFG = """\
+[net]
+batch=1
+width=16
+height=16
+channels=3
+
+[convolutional]
+batch_normalize=1
+filters=8
+size=3
+stride=1
+pad=1
+activation=leaky
+
+[maxpool]
+size=2
+stride=2
+
+[convolutional]
+filters=4
+size=1
+stride=1
+pad=1
+activation=linear
+
+[connected]
+output=5
+batch_normalize=1
+activation=linear
+
+[softmax]
+"""
+
+
+def write_random_weights(net: "pydarknet.Network", path: Path, seed: int = 0) -> Path:
+    """A Darknet 0.2.0 weights file with random values laid out as formats.md says
+    (conv: biases, [scales, mean, variance], weights; connected: biases, weights,
+    [scales, mean, variance]), with positive variances so outputs stay finite."""
+    rng = np.random.default_rng(seed)
+    parts = [np.array([0, 2, 0], dtype="<i4").tobytes(), np.array([0], dtype="<u8").tobytes()]
+    for layer in net.layers:
+        n, bn = layer.filters, layer.batch_normalize
+        norm = [rng.uniform(0.5, 1.5, n), rng.normal(0, 0.1, n), rng.uniform(0.5, 1.5, n)] if bn else []
+        if layer.type == "convolutional":
+            weights = rng.normal(0, math.sqrt(2 / (layer.n_weights / n)), layer.n_weights)
+            arrays = [rng.normal(0, 0.1, n), *norm, weights]
+        elif layer.type == "connected":
+            weights = rng.normal(0, math.sqrt(1 / (layer.n_weights / n)), layer.n_weights)
+            arrays = [rng.normal(0, 0.1, n), weights, *norm]
+        elif layer.n_params:
+            raise NotImplementedError(f"random weights for {layer.type} layers")
+        else:
+            continue
+        assert sum(a.size for a in arrays) == layer.n_params
+        parts += [a.astype("<f4").tobytes() for a in arrays]
+    path.write_bytes(b"".join(parts))
+    assert path.stat().st_size == 20 + 4 * net.n_params
+    return path
+
+
+@pytest.fixture
+def tiny_cfg(tmp_path) -> Path:
+    path = tmp_path / "tiny.cfg"
+    path.write_text(TINY_CFG)
+    return path
+
+
+@pytest.fixture
+def tiny_weights(tiny_cfg, tmp_path) -> Path:
+    with pydarknet.Network(tiny_cfg) as net:
+        return write_random_weights(net, tmp_path / "tiny.weights", seed=1)
+
+
+@pytest.fixture(scope="session")
+def yolo_cfg() -> Path:
+    return pydarknet.upstream_path("cfg/yolov3-tiny.cfg")
+
+
+@pytest.fixture(scope="session")
+def yolo_weights(yolo_cfg, tmp_path_factory) -> Path:
+    with pydarknet.Network(yolo_cfg) as net:
+        return write_random_weights(net, tmp_path_factory.mktemp("yolo") / "yolov3-tiny.weights", seed=2)
+
+
+@pytest.fixture(scope="session")
+def pristine() -> dict:
+    """The verified pristine upstream files (from the per-user cache the build filled)."""
+    with tempfile.TemporaryDirectory() as work:
+        files, _ = upstream.resolve(Path(work), lambda message: None)
+    return files
+
+
+def random_input(shape, seed=0) -> np.ndarray:
+    return np.random.default_rng(seed).random(shape, dtype=np.float32)

@@ -1,0 +1,42 @@
+"""What the installed build says about itself matches this checkout."""
+
+import hashlib
+
+import numpy as np
+
+import pydarknet
+from pydarknet import patches, upstream
+
+from conftest import SERIES, random_input
+
+
+def test_upstream_is_the_verified_pin():
+    info = pydarknet.build_info()["upstream"]
+    assert info["commit"] == "61c9d02ec461e30d55762ec7669d6a1d3c356fb2"
+    assert info["verified"] is True
+    assert info["manifest_sha256"] == upstream.manifest_hash()
+    assert info["channel"].split(":")[0] in ("user", "cache", "github", "apt")
+
+
+def test_applied_patches_are_this_checkouts_series():
+    built = [(p["name"], p["sha256"]) for p in pydarknet.build_info()["patches"]]
+    expected = [(name, hashlib.sha256((SERIES / name).read_bytes()).hexdigest())
+                for name in patches.series_names(SERIES)]
+    assert built == expected
+
+
+def test_no_fast_math_and_features_reported():
+    info = pydarknet.build_info()
+    flags = info["compiler"]["upstream_flags"]
+    assert not any(f in ("-Ofast", "-ffast-math", "-funsafe-math-optimizations") for f in flags)
+    assert info["features"]["gpu"] is False
+    assert info["features"]["blas"] == "none"
+    assert isinstance(info["features"]["openmp"], bool)
+
+
+def test_loading_and_running_leaves_denormals_alone(tiny_cfg):
+    # crtfastmath (linked by -Ofast) would set flush-to-zero for the whole process.
+    with pydarknet.Network(tiny_cfg) as net:
+        net.predict(random_input(net.input_shape))
+    tiny = np.float32(1e-38) / np.float32(100)
+    assert tiny > 0 and tiny < np.finfo(np.float32).tiny

@@ -1,0 +1,142 @@
+"""Loading upstream cfgs, running them, saving and reloading weights."""
+
+import numpy as np
+import pytest
+
+import pydarknet
+
+from conftest import random_input, write_random_weights
+
+
+@pytest.mark.parametrize("cfg, input_shape, output_shape", [
+    ("cfg/yolov3-tiny.cfg", (3, 416, 416), (255, 26, 26)),
+    ("cfg/resnet18.cfg", (3, 256, 256), (1000,)),
+    ("cfg/darknet.cfg", (3, 256, 256), (1000,)),
+])
+def test_upstream_cfgs_load_and_run_with_random_init(cfg, input_shape, output_shape):
+    path = pydarknet.upstream_path(cfg)
+    sections = [l.strip() for l in path.read_text().splitlines() if l.startswith("[")]
+    with pydarknet.Network(path) as net:
+        assert net.input_shape == input_shape
+        assert net.output_shape == output_shape
+        assert [l.type for l in net.layers][:3] == [s.strip("[]") for s in sections[1:4]]
+        assert len(net.layers) == len(sections) - 1
+        out = net.predict(random_input(input_shape))
+        assert out.shape == output_shape and out.dtype == np.float32
+
+
+def test_layer_summary_shapes_and_bflops(tiny_cfg):
+    with pydarknet.Network(tiny_cfg) as net:
+        conv, pool, conv2, fc, softmax = net.layers
+        assert (conv.type, conv.input_shape, conv.output_shape) == ("convolutional", (3, 16, 16), (8, 16, 16))
+        assert (conv.filters, conv.size, conv.stride, conv.activation) == (8, 3, 1, "leaky")
+        assert conv.batch_normalize and conv.bflops == pytest.approx(2 * 8 * 3 * 3 * 3 * 16 * 16 / 1e9)
+        assert (pool.type, pool.output_shape) == ("maxpool", (8, 8, 8))
+        assert conv2.output_shape == (4, 8, 8)  # pad=1 with size 1 means padding 0
+        assert (fc.type, fc.bflops) == ("connected", pytest.approx(2 * 256 * 5 / 1e9))
+        assert softmax.type == "softmax" and net.output_shape == (5,)
+        assert net.n_params == (8 * 4 + 8 * 27) + (4 + 4 * 8) + (5 * 4 + 5 * 256)
+        table = net.summary()
+        assert "convolutional" in table and "3x16x16" in table and "BFLOPs" in table
+
+
+def test_upstream_summary_of_yolov3_tiny_matches_the_official_weights_size(yolo_cfg):
+    with pydarknet.Network(yolo_cfg) as net:
+        # the official yolov3-tiny.weights is 35,434,956 bytes (models.md)
+        assert 20 + 4 * net.n_params == 35_434_956
+        assert [l.type for l in net.layers].count("upsample") == 1
+
+
+def test_weights_round_trip_is_byte_and_output_identical(tiny_cfg, tiny_weights, tmp_path):
+    x = random_input((3, 16, 16), seed=3)
+    with pydarknet.Network(tiny_cfg, tiny_weights) as net:
+        expected = net.predict(x)
+        net.save_weights(tmp_path / "saved.weights")
+    assert (tmp_path / "saved.weights").read_bytes() == tiny_weights.read_bytes()
+    with pydarknet.load(tiny_cfg, tmp_path / "saved.weights") as again:
+        np.testing.assert_array_equal(again.predict(x), expected)
+    assert np.isfinite(expected).all() and expected.sum() == pytest.approx(1, abs=1e-5)
+
+
+def test_yolov3_tiny_round_trip(yolo_cfg, yolo_weights, tmp_path):
+    x = random_input((3, 416, 416), seed=4)
+    with pydarknet.Network(yolo_cfg, yolo_weights) as net:
+        expected = net.predict(x)
+        net.save_weights(tmp_path / "again.weights")
+    with pydarknet.Network(yolo_cfg, tmp_path / "again.weights") as net:
+        np.testing.assert_array_equal(net.predict(x), expected)
+    assert np.isfinite(expected).all()
+
+
+def test_weights_change_the_output(tiny_cfg, tiny_weights, tmp_path):
+    other = tmp_path / "other.weights"
+    with pydarknet.Network(tiny_cfg) as net:
+        write_random_weights(net, other, seed=99)
+    x = random_input((3, 16, 16))
+    with pydarknet.Network(tiny_cfg, tiny_weights) as a, pydarknet.Network(tiny_cfg, other) as b:
+        assert not np.array_equal(a.predict(x), b.predict(x))
+
+
+def test_batched_network_equals_single_image_runs(tiny_cfg, tiny_weights):
+    images = random_input((5, 3, 16, 16), seed=5)
+    with pydarknet.Network(tiny_cfg, tiny_weights) as single, \
+            pydarknet.Network(tiny_cfg, tiny_weights, batch=4) as batched:
+        assert batched.batch == 4
+        one_by_one = np.stack([single.predict(image) for image in images])
+        np.testing.assert_array_equal(batched.predict(images), one_by_one)  # 4 + 1 padded
+        np.testing.assert_array_equal(single.predict(images), one_by_one)
+
+
+def test_predict_validates_its_input(tiny_cfg):
+    with pydarknet.Network(tiny_cfg) as net:
+        with pytest.raises(TypeError, match="numpy.ndarray"):
+            net.predict([[0.0]])
+        with pytest.raises(TypeError, match="float32"):
+            net.predict(np.zeros((3, 16, 16)))
+        with pytest.raises(ValueError, match=r"expected \(3, 16, 16\)"):
+            net.predict(np.zeros((3, 16, 15), np.float32))
+        with pytest.raises(ValueError, match="does not fit"):
+            net.predict(np.zeros((16, 16), np.float32))
+
+
+def test_non_contiguous_input_and_fresh_output(tiny_cfg, tiny_weights):
+    with pydarknet.Network(tiny_cfg, tiny_weights) as net:
+        big = random_input((3, 32, 32), seed=6)
+        strided = big[:, ::2, ::2]
+        assert not strided.flags.c_contiguous
+        first = net.predict(strided)
+        np.testing.assert_array_equal(first, net.predict(np.ascontiguousarray(strided)))
+        kept = first.copy()
+        first[:] = -1
+        np.testing.assert_array_equal(net.predict(strided), kept)
+
+
+def test_close_and_context_manager(tiny_cfg):
+    net = pydarknet.Network(tiny_cfg)
+    assert "tiny.cfg" in repr(net) and not net.closed
+    net.close()
+    net.close()  # idempotent
+    assert net.closed and "closed" in repr(net)
+    with pytest.raises(ValueError, match="closed"):
+        net.predict(random_input((3, 16, 16)))
+    with pydarknet.Network(tiny_cfg) as managed:
+        pass
+    assert managed.closed
+
+
+def test_quiet_unless_verbose(tiny_cfg, tiny_weights, tmp_path, capfd):
+    with pydarknet.Network(tiny_cfg, tiny_weights) as net:
+        net.predict(random_input((3, 16, 16)))
+        net.save_weights(tmp_path / "q.weights")
+    assert capfd.readouterr() == ("", "")
+    with pydarknet.Network(tiny_cfg, tiny_weights, verbose=True):
+        pass
+    err = capfd.readouterr().err
+    assert "conv" in err and "BFLOPs" in err and "Loading weights" in err
+
+
+def test_bad_constructor_arguments(tiny_cfg):
+    with pytest.raises(ValueError, match="batch"):
+        pydarknet.Network(tiny_cfg, batch=0)
+    with pytest.raises(TypeError, match="cfg must be a path"):
+        pydarknet.Network(42)

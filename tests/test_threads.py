@@ -1,0 +1,59 @@
+"""Threads: one network shared safely, separate networks in parallel, GIL released."""
+
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+import pydarknet
+
+from conftest import random_input
+
+
+def test_one_network_shared_by_threads_gives_sequential_results(tiny_cfg, tiny_weights):
+    inputs = [random_input((3, 16, 16), seed=s) for s in range(16)]
+    with pydarknet.Network(tiny_cfg, tiny_weights) as net:
+        expected = [net.predict(x) for x in inputs]
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            results = list(pool.map(net.predict, inputs))
+    for got, want in zip(results, expected):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_two_networks_in_parallel_threads(yolo_cfg, yolo_weights, tiny_cfg, tiny_weights):
+    x_yolo, x_tiny = random_input((3, 416, 416), seed=7), random_input((3, 16, 16), seed=8)
+    with pydarknet.Network(yolo_cfg, yolo_weights) as yolo, pydarknet.Network(tiny_cfg, tiny_weights) as tiny:
+        expected = (yolo.predict(x_yolo), tiny.predict(x_tiny))
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            got_yolo = pool.submit(yolo.predict, x_yolo)
+            got_tiny = [pool.submit(tiny.predict, x_tiny) for _ in range(5)]
+            np.testing.assert_array_equal(got_yolo.result(), expected[0])
+            for future in got_tiny:
+                np.testing.assert_array_equal(future.result(), expected[1])
+
+
+def test_python_threads_run_while_darknet_computes(yolo_cfg):
+    """With a huge switch interval a thread holding the GIL keeps it until it blocks.
+    The main thread can only look at `finished` while predict runs if predict
+    released the GIL; otherwise the worker holds it until after setting `finished`."""
+    with pydarknet.Network(yolo_cfg) as net:
+        x = random_input(net.input_shape)
+        started, finished = threading.Event(), []
+
+        def work():
+            started.set()
+            net.predict(x)  # about a second of C code
+            finished.append(True)
+
+        old = sys.getswitchinterval()
+        sys.setswitchinterval(100.0)
+        try:
+            worker = threading.Thread(target=work)
+            worker.start()
+            started.wait()
+            seen_during = not finished
+            worker.join()
+        finally:
+            sys.setswitchinterval(old)
+        assert seen_during

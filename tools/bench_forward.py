@@ -1,0 +1,44 @@
+"""Time loading and forward passes of one model with the installed pydarknet.
+
+    python tools/bench_forward.py CFG [WEIGHTS] [--runs 5] [--batch 1]
+
+Prints the load time and the median / min forward time per image over --runs
+passes after one warm-up, on random input. (Not a test: numbers depend on the machine.)
+"""
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+import pydarknet
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("cfg")
+    parser.add_argument("weights", nargs="?")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--batch", type=int, default=1)
+    args = parser.parse_args()
+
+    start = time.perf_counter()
+    net = pydarknet.Network(args.cfg, args.weights, batch=args.batch)
+    load_s = time.perf_counter() - start
+    x = np.random.default_rng(0).random((args.batch,) + net.input_shape, dtype=np.float32)
+    net.predict(x)  # warm-up
+    times = []
+    for _ in range(args.runs):
+        start = time.perf_counter()
+        net.predict(x)
+        times.append((time.perf_counter() - start) / args.batch)
+    print(f"{net.cfg_path.name}: input {net.input_shape}, batch {args.batch}, {net.bflops:.3f} BFLOPs/image")
+    print(f"load {load_s * 1000:.0f} ms; forward per image: median {statistics.median(times) * 1000:.0f} ms, "
+          f"min {min(times) * 1000:.0f} ms over {args.runs} runs")
+    info = pydarknet.build_info()
+    print(f"build: {info['compiler']['version']}; features {info['features']}")
+
+
+if __name__ == "__main__":
+    main()
