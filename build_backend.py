@@ -20,11 +20,12 @@ KNOBS = {
 }
 
 
-def _apply(config_settings):
+def _apply(config_settings, environ=os.environ):
+    """Move our keys from config_settings into environ; return what setuptools gets."""
     rest = dict(config_settings or {})
     for key, variable in KNOBS.items():
         if key in rest:
-            os.environ[variable] = str(rest.pop(key))
+            environ[variable] = str(rest.pop(key))
     return rest or None
 
 

@@ -1,5 +1,7 @@
 """Loading upstream cfgs, running them, saving and reloading weights."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -140,3 +142,36 @@ def test_bad_constructor_arguments(tiny_cfg):
         pydarknet.Network(tiny_cfg, batch=0)
     with pytest.raises(TypeError, match="cfg must be a path"):
         pydarknet.Network(42)
+
+
+def test_failed_save_leaves_no_file_behind(tiny_cfg, tmp_path):
+    with pydarknet.Network(tiny_cfg) as net:
+        with pytest.raises(pydarknet.FileError, match="cannot open"):
+            net.save_weights(tmp_path / "no-such-dir" / "x.weights")
+        target = tmp_path / "kept.weights"
+        target.write_bytes(b"old")
+        net.save_weights(target)
+    assert target.stat().st_size == 20 + 4 * net.n_params
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.weights", "tiny.cfg"]
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs Linux /proc")
+def test_memory_stays_flat_when_loading_in_a_loop(tiny_cfg, tmp_path):
+    """Each leaked load would cost tens of kB (the im2col workspace; a half-built network)."""
+    bad = tmp_path / "bad.cfg"
+    bad.write_text(tiny_cfg.read_text().replace("activation=linear", "activation=nope"))
+
+    def virtual_kb():
+        return int(open("/proc/self/statm").read().split()[0]) * os.sysconf("SC_PAGE_SIZE") // 1024
+
+    def churn(count):
+        for _ in range(count):
+            with pydarknet.Network(tiny_cfg):
+                pass
+            with pytest.raises(pydarknet.CfgError):
+                pydarknet.Network(bad)
+
+    churn(100)  # let the allocator settle
+    before = virtual_kb()
+    churn(400)
+    assert virtual_kb() - before < 2048

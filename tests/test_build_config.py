@@ -1,0 +1,53 @@
+"""Build knobs: what setup.py accepts, refuses, and how config-settings map to them."""
+
+import sys
+
+import pytest
+
+from conftest import REPO
+
+sys.path.insert(0, str(REPO))
+setup = pytest.importorskip("setup", reason="setup.py needs setuptools")
+import build_backend  # noqa: E402
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    for name in ("PYDARKNET_GPU", "PYDARKNET_BLAS", "PYDARKNET_OPENMP", "PYDARKNET_CUDA_ARCH"):
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def test_default_is_a_cpu_build_without_fast_math(clean_env, tmp_path):
+    config = setup.BuildConfig()
+    assert config.features() == {"gpu": False, "openmp": False, "blas": "none", "cuda_arch": None}
+    flags = config.upstream_flags(tmp_path)
+    assert "-O3" in flags and "-fno-wrapv" in flags and "-fvisibility=hidden" in flags
+    assert not any("fast" in f for f in flags)
+
+
+def test_openmp_knob(clean_env, tmp_path):
+    clean_env.setenv("PYDARKNET_OPENMP", "1")
+    config = setup.BuildConfig()
+    assert "-fopenmp" in config.upstream_flags(tmp_path) and config.link_flags() == ["-fopenmp"]
+
+
+def test_gpu_without_cuda_toolkit_is_a_build_error(clean_env, tmp_path):
+    clean_env.setenv("PYDARKNET_GPU", "1")
+    clean_env.setenv("CUDA_HOME", str(tmp_path / "no-cuda"))
+    clean_env.setenv("PATH", str(tmp_path))
+    with pytest.raises(SystemExit, match="nvcc and cuBLAS .* not found"):
+        setup.BuildConfig()
+
+
+def test_unknown_blas_is_refused(clean_env):
+    clean_env.setenv("PYDARKNET_BLAS", "mkl")
+    with pytest.raises(SystemExit, match="PYDARKNET_BLAS=mkl"):
+        setup.BuildConfig()
+
+
+def test_config_settings_become_environment_knobs():
+    environ = {}
+    rest = build_backend._apply({"darknet-src": "/src.tar.gz", "openmp": "1", "--build-option": "x"}, environ)
+    assert rest == {"--build-option": "x"}
+    assert environ == {"PYDARKNET_DARKNET_SRC": "/src.tar.gz", "PYDARKNET_OPENMP": "1"}
