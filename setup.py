@@ -118,7 +118,17 @@ class BuildDarknet(build_ext):
         ext.extra_link_args = config.link_flags()
         ext.libraries = ["m", "pthread"]
         super().build_extensions()
-        self.install_data(tree)
+        built = Path(self.get_ext_fullpath("pydarknet._darknet"))
+        trees = self.package_trees(tree)
+        self.write_package_files(built.parent, trees)
+        source_package = ROOT / "pydarknet"
+        if built.parent.resolve() != source_package.resolve():
+            # Python run from a checkout imports ./pydarknet before the installed copy, so
+            # the same build goes there too, as --inplace would (all of it git-ignored).
+            try:
+                self.write_package_files(source_package, trees, extension=built)
+            except OSError as exc:  # a read-only checkout still installs fine
+                print(f"note: could not copy the build into {source_package}: {exc}", file=sys.stderr)
 
     def compile_upstream(self, config, tree, obj_dir):
         sources = sorted(p for p in (tree / "src").glob("*.c") if p.name not in UPSTREAM_EXCLUDED)
@@ -169,15 +179,26 @@ class BuildDarknet(build_ext):
         header = temp / "pydarknet_build_info.h"
         header.write_text(f"#define PDN_BUILD_INFO_JSON {json.dumps(text)}\n")
 
-    def install_data(self, tree):
-        """Upstream cfgs/samples and our patch series, beside the extension."""
-        package_dir = Path(self.get_ext_fullpath("pydarknet._darknet")).parent
+    @staticmethod
+    def package_trees(tree):
+        """Files installed beside the extension: upstream cfgs, samples and licence from
+        the verified tree, and our patch series (for ``python -m pydarknet.patches``)."""
         upstream = build_module("upstream")
-        files = {p: d for p, d in upstream.read_directory(tree).items() if p.startswith(INSTALLED_DATA)}
-        upstream.write_tree(files, package_dir / "darknet_data")
         series = ROOT / "darknet_patches"
-        upstream.write_tree({p.name: p.read_bytes() for p in series.iterdir() if p.is_file()},
-                            package_dir / "darknet_patches")
+        return {
+            "darknet_data": {p: d for p, d in upstream.read_directory(tree).items() if p.startswith(INSTALLED_DATA)},
+            "darknet_patches": {p.name: p.read_bytes() for p in series.iterdir() if p.is_file()},
+        }
+
+    @staticmethod
+    def write_package_files(package_dir, trees, extension=None):
+        upstream = build_module("upstream")
+        for name, files in trees.items():
+            upstream.write_tree(files, package_dir / name)
+        if extension is not None:
+            staging = package_dir / (extension.name + ".tmp")
+            shutil.copy2(extension, staging)
+            os.replace(staging, package_dir / extension.name)
 
 
 if __name__ == "__main__":

@@ -96,17 +96,15 @@ int pdn_layer_get(network *net, int index, pdn_layer *out)
     long long bn = l.batch_normalize ? 3 : 0;
     switch (l.type) {
     case CONVOLUTIONAL:
+    case DECONVOLUTIONAL: {
+        /* each weight is used once per output pixel (conv) or per input pixel (deconv) */
+        int pixels = l.type == CONVOLUTIONAL ? l.out_h * l.out_w : l.h * l.w;
         out->filters = l.n;
         out->n_weights = l.nweights;
         out->n_params = (1 + bn) * l.n + l.nweights;
-        out->bflops = 2.0 * l.nweights * l.out_h * l.out_w / 1e9;
+        out->bflops = 2.0 * l.nweights * pixels / 1e9;
         break;
-    case DECONVOLUTIONAL:
-        out->filters = l.n;
-        out->n_weights = l.nweights;
-        out->n_params = (1 + bn) * l.n + l.nweights;
-        out->bflops = 2.0 * l.nweights * l.h * l.w / 1e9;
-        break;
+    }
     case CONNECTED:
         out->filters = l.outputs;
         out->n_weights = (long long)l.inputs * l.outputs;

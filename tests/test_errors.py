@@ -98,6 +98,32 @@ def test_invalid_net_section(tmp_path, old, new, message):
     assert info.value.section is None  # [net] is not a layer
 
 
+@pytest.mark.parametrize("section, message", [
+    # each of these killed the process upstream (SIGFPE or heap corruption)
+    ("[softmax]\ngroups=0", "groups must be positive"),
+    ("[softmax]\ngroups=3", "groups=3 does not divide the 5 inputs"),
+    ("[reorg]\nstride=0", "stride must be positive"),
+])
+def test_sections_that_used_to_crash(tmp_path, section, message):
+    with pytest.raises(pydarknet.CfgError, match=message):
+        pydarknet.Network(cfg_with(tmp_path, "[softmax]", section))
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ("num=6", "num=0", "num must be positive"),
+    ("mask = 3,4,5", "mask = 3,4,6", r"mask index 6 is outside 0..5"),
+    ("anchors = 10,14,", "anchors = 1,2,3,4,10,14,", "anchors has 16 values, but num allows at most 12"),
+])
+def test_yolo_sections_that_used_to_corrupt_memory(yolo_cfg, tmp_path, old, new, message):
+    text = yolo_cfg.read_text()
+    assert old in text
+    path = tmp_path / "yolo.cfg"
+    path.write_text(text.replace(old, new, 1))
+    with pytest.raises(pydarknet.CfgError, match=message) as info:
+        pydarknet.Network(path)
+    assert info.value.line is not None
+
+
 def test_references_to_missing_layers(tmp_path):
     route = cfg_with(tmp_path, "[softmax]", "[route]\nlayers=-9\n", "route.cfg")
     with pytest.raises(pydarknet.CfgError, match=r"layers=-9 refers to layer -5"):

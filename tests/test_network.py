@@ -175,3 +175,17 @@ def test_memory_stays_flat_when_loading_in_a_loop(tiny_cfg, tmp_path):
     before = virtual_kb()
     churn(400)
     assert virtual_kb() - before < 2048
+
+
+def test_deconvolutional_weights_round_trip(tmp_path):
+    """Upstream divided by an unset groups=0 here and killed the process (SIGFPE)."""
+    cfg = tmp_path / "deconv.cfg"
+    cfg.write_text("[net]\nbatch=1\nwidth=8\nheight=8\nchannels=3\n\n"
+                   "[deconvolutional]\nfilters=4\nsize=2\nstride=2\nactivation=linear\n")
+    x = random_input((3, 8, 8), seed=9)
+    with pydarknet.Network(cfg) as net:
+        assert net.layers[0].groups == 1 and net.output_shape == (4, 16, 16)
+        expected = net.predict(x)
+        net.save_weights(tmp_path / "deconv.weights")
+    with pydarknet.Network(cfg, tmp_path / "deconv.weights") as net:
+        np.testing.assert_array_equal(net.predict(x), expected)
