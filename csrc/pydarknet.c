@@ -139,3 +139,172 @@ const char *pdn_build_info(void)
 {
     return PDN_BUILD_INFO_JSON;
 }
+
+static image as_image(const pdn_image *im)
+{
+    image out = {im->w, im->h, im->c, im->data};
+    return out;
+}
+
+static void set_pdn_image(pdn_image *out, image im)
+{
+    out->w = im.w; out->h = im.h; out->c = im.c; out->data = im.data;
+}
+
+int pdn_image_load(const char *path, pdn_image *out, pdn_error *err)
+{
+    PDN_GUARDED(0, err, (void)0, set_pdn_image(out, load_image_color((char *)path, 0, 0)));
+    return 0;
+}
+
+int pdn_image_decode(const unsigned char *data, int size, pdn_image *out, pdn_error *err)
+{
+    PDN_GUARDED(0, err, (void)0, set_pdn_image(out, load_image_memory(data, size, 3)));
+    return 0;
+}
+
+void pdn_image_free(pdn_image *im)
+{
+    free_image(as_image(im));
+    im->data = NULL;
+}
+
+static int is_detection_layer(LAYER_TYPE type)
+{
+    return type == YOLO || type == REGION || type == DETECTION;
+}
+
+int pdn_detection_classes(network *net)
+{
+    int i;
+    for (i = net->n - 1; i >= 0; --i) {
+        if (is_detection_layer(net->layers[i].type)) return net->layers[i].classes;
+    }
+    return -1;
+}
+
+/* get_network_boxes() reads batch item 0 of each detection layer; point the layers
+ * at item b instead (step = +b) and back again (step = -b). Region layers with batch 2
+ * would average with a flipped copy, so they are told batch 1 while we read. */
+static void shift_detection_layers(network *net, int b, int *saved_batch)
+{
+    int i;
+    for (i = 0; i < net->n; ++i) {
+        layer *l = &net->layers[i];
+        if (!is_detection_layer(l->type)) continue;
+        l->output += (long)b * l->outputs;
+        if (b > 0) { saved_batch[i] = l->batch; l->batch = 1; }
+        else if (b < 0) l->batch = saved_batch[i];
+    }
+}
+
+/* The glyphs are read once per process (761 small PNGs), on first annotation. */
+static image **alphabet;
+static pthread_mutex_t alphabet_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static image **get_alphabet(const char *dir)
+{
+    pthread_mutex_lock(&alphabet_lock);
+    if (!alphabet) alphabet = load_alphabet_from(dir);
+    pthread_mutex_unlock(&alphabet_lock);
+    return alphabet;
+}
+
+static void collect(detection *dets, int nboxes, int classes, int image_index, float thresh,
+                    pdn_detection *out, int *count)
+{
+    int i, j;
+    for (i = 0; i < nboxes; ++i) {
+        for (j = 0; j < classes; ++j) {
+            if (dets[i].prob[j] <= thresh) continue;
+            pdn_detection *d = &out[(*count)++];
+            d->image = image_index;
+            d->class_id = j;
+            d->prob = dets[i].prob[j];
+            d->objectness = dets[i].objectness;
+            d->x = dets[i].bbox.x; d->y = dets[i].bbox.y;
+            d->w = dets[i].bbox.w; d->h = dets[i].bbox.h;
+        }
+    }
+}
+
+int pdn_detect(network *net, const pdn_image *images, int n, float thresh, float hier_thresh,
+               float nms, char **names, const char *labels_dir, const char **annotate,
+               pdn_detection **out, int *count, int verbose, pdn_error *err)
+{
+    int classes = pdn_detection_classes(net);
+    /* volatile: freed by the cleanup after a longjmp, assigned after setjmp. */
+    float *volatile input = NULL;
+    detection *volatile dets = NULL;
+    volatile int nboxes = 0;
+    pdn_detection *volatile found = NULL;
+    int *volatile saved_batch = NULL;
+    volatile int shifted = 0;
+    *out = NULL;
+    *count = 0;
+    PDN_GUARDED(verbose, err, {
+        if (shifted) shift_detection_layers(net, -shifted, saved_batch);
+        if (dets) free_detections(dets, nboxes);
+        free(input); free(found); free(saved_batch);
+    }, {
+        if (classes < 0) darknet_fail(DARKNET_ERR_CFG, "this network has no detection layer ([yolo], [region] or [detection])");
+        if (n < 1 || n > net->batch) darknet_fail(DARKNET_ERR_INTERNAL, "%d images for a batch of %d", n, net->batch);
+        int b, capacity = 0;
+        input = calloc((size_t)net->inputs * net->batch, sizeof(float));
+        saved_batch = calloc(net->n, sizeof(int));
+        for (b = 0; b < n; ++b) {
+            image sized = letterbox_image(as_image(&images[b]), net->w, net->h);
+            memcpy(input + (size_t)b * net->inputs, sized.data, sizeof(float) * net->inputs);
+            free_image(sized);
+        }
+        network_predict(net, input);
+        for (b = 0; b < n; ++b) {
+            shift_detection_layers(net, b, saved_batch);
+            shifted = b;
+            int boxes = 0;
+            dets = get_network_boxes(net, images[b].w, images[b].h, thresh, hier_thresh, 0, 1, &boxes);
+            nboxes = boxes;
+            shift_detection_layers(net, -b, saved_batch);
+            shifted = 0;
+            if (nms) do_nms_sort(dets, nboxes, classes, nms);
+            capacity += nboxes * classes;
+            pdn_detection *grown = realloc(found, sizeof(pdn_detection) * (capacity ? capacity : 1));
+            if (!grown) darknet_fail(DARKNET_ERR_MEMORY, "out of memory for %d detections", capacity);
+            found = grown;
+            collect(dets, nboxes, classes, b, thresh, found, count);
+            if (annotate && annotate[b]) {
+                image drawn = copy_image(as_image(&images[b]));
+                draw_detections(drawn, dets, nboxes, thresh, names, get_alphabet(labels_dir), classes);
+                save_image_options(drawn, annotate[b], JPG, 90);
+                free_image(drawn);
+            }
+            free_detections(dets, nboxes);
+            dets = NULL;
+        }
+        free(input); free(saved_batch);
+        input = NULL; saved_batch = NULL;
+    });
+    *out = found;
+    return 0;
+}
+
+void pdn_detections_free(pdn_detection *dets)
+{
+    free(dets);
+}
+
+int pdn_classify(network *net, const pdn_image *im, float *probs, int verbose, pdn_error *err)
+{
+    image *volatile sized = NULL;
+    image local;
+    PDN_GUARDED(verbose, err, if (sized) free_image(*sized), {
+        local = letterbox_image(as_image(im), net->w, net->h);
+        sized = &local;
+        float *predictions = network_predict(net, local.data);
+        if (net->hierarchy) hierarchy_predictions(predictions, net->outputs, net->hierarchy, 1, 1);
+        memcpy(probs, predictions, sizeof(float) * net->outputs);
+        free_image(local);
+        sized = NULL;
+    });
+    return 0;
+}

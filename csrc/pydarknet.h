@@ -43,3 +43,40 @@ int pdn_layer_get(network *net, int index, pdn_layer *out);
 int pdn_predict(network *net, const float *input, float *output, int verbose, pdn_error *err);
 int pdn_save_weights(network *net, const char *path, int verbose, pdn_error *err);
 const char *pdn_build_info(void);
+
+/* An image as darknet holds it: planar (c, h, w) float32 in [0, 1], RGB. */
+typedef struct {
+    int w, h, c;
+    float *data;
+} pdn_image;
+
+/* One class of one box above the threshold, as upstream's detector prints it. */
+typedef struct {
+    int image;                 /* index of the image in the call */
+    int class_id;
+    float prob;                /* objectness x class probability */
+    float objectness;
+    float x, y, w, h;          /* box centre and size relative to the image (0..1) */
+} pdn_detection;
+
+/* Decode with upstream's stb path (3 channels); free with pdn_image_free. */
+int pdn_image_load(const char *path, pdn_image *out, pdn_error *err);
+int pdn_image_decode(const unsigned char *data, int size, pdn_image *out, pdn_error *err);
+void pdn_image_free(pdn_image *image);
+
+/* Classes of the network's detection layer, or -1 if it has none. */
+int pdn_detection_classes(network *net);
+
+/* Upstream's detector path on n <= batch images: letterbox each to the network
+ * size, one forward pass, then get_network_boxes() and do_nms_sort() per image.
+ * *out receives every (box, class) with prob > thresh (free with
+ * pdn_detections_free). If annotate is not NULL, image i is drawn with upstream's
+ * draw_detections() (names, glyphs from labels_dir) and saved as annotate[i] + ".jpg". */
+int pdn_detect(network *net, const pdn_image *images, int n, float thresh, float hier_thresh,
+               float nms, char **names, const char *labels_dir, const char **annotate,
+               pdn_detection **out, int *count, int verbose, pdn_error *err);
+void pdn_detections_free(pdn_detection *dets);
+
+/* Upstream's classifier path: letterbox, forward, class hierarchy if any.
+ * probs receives the network's outputs floats. */
+int pdn_classify(network *net, const pdn_image *image, float *probs, int verbose, pdn_error *err);

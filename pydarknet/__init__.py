@@ -14,13 +14,20 @@ from .errors import (CfgError, DarknetError, FileError, ImageError, InternalErro
                      OutOfMemoryError, WeightsError)
 
 __all__ = [
-    "Network", "Layer", "load", "build_info", "upstream_path",
+    "Network", "Layer", "load", "detect", "detect_batch", "classify", "Detection",
+    "Classification", "load_image", "Image", "zoo", "samples", "build_info", "upstream_path",
     "DarknetError", "FileError", "CfgError", "WeightsError", "ImageError",
     "OutOfMemoryError", "InternalError",
 ]
 
 _DATA = _Path(__file__).with_name("darknet_data")
-_FROM_NETWORK = ("Network", "Layer", "load")
+# name -> the module that defines it; all of them need the compiled extension
+_LAZY = {
+    "Network": "network", "Layer": "network", "load": "network",
+    "detect": "inference", "detect_batch": "inference", "classify": "inference",
+    "Detection": "inference", "Classification": "inference",
+    "load_image": "images", "Image": "images",
+}
 
 
 def _native():
@@ -36,11 +43,13 @@ def _native():
 
 
 def __getattr__(name):
-    if name in _FROM_NETWORK:
-        _native()
-        from . import network
+    import importlib
 
-        return getattr(network, name)
+    if name in _LAZY:
+        _native()
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    if name in ("zoo", "samples"):
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'pydarknet' has no attribute {name!r}")
 
 

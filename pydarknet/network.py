@@ -2,19 +2,36 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import threading
 from pathlib import Path
-from typing import List, NamedTuple, Optional, Tuple, Union
+from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from . import errors
 from ._darknet import ffi, lib
+from .images import Image
+from .names import NamesSource, load_names
 
 PathLike = Union[str, "os.PathLike[str]"]
 Shape = Tuple[int, ...]
+# Labels are drawn into a fixed 4 KiB buffer upstream: keep each one short.
+_DRAWN_LABEL_BYTES = 40
+
+
+class RawDetection(NamedTuple):
+    """One class of one box as upstream's detector reports it (relative coordinates)."""
+
+    class_id: int
+    prob: float
+    objectness: float
+    x: float
+    y: float
+    w: float
+    h: float
 
 
 class Layer(NamedTuple):
@@ -45,7 +62,8 @@ def _path_arg(value, what: str) -> bytes:
 class Network:
     """A Darknet network loaded from a .cfg (and optionally .weights) file.
 
-    Without weights, layers keep upstream's random initialisation. ``batch`` is the
+    Without weights, layers keep upstream's random initialisation. ``names`` (a list,
+    a .names file or a .data file) must give one label per class. ``batch`` is the
     number of images one forward pass computes; ``predict`` takes any number and
     runs them in chunks of ``batch``. Darknet's console output is shown only with
     ``verbose=True``. Calls on one network are serialised by a lock and release the
@@ -53,7 +71,7 @@ class Network:
     """
 
     def __init__(self, cfg: PathLike, weights: Optional[PathLike] = None, *,
-                 batch: int = 1, verbose: bool = False):
+                 batch: int = 1, names: NamesSource = None, verbose: bool = False):
         if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
             raise ValueError(f"batch must be a positive int, not {batch!r}")
         self.cfg_path = Path(os.fsdecode(_path_arg(cfg, "cfg")))
@@ -76,6 +94,17 @@ class Network:
         out = (info.out_c, info.out_h, info.out_w)
         self.output_shape: Shape = out if out[0] * out[1] * out[2] == info.outputs else (info.outputs,)
         self.layers: List[Layer] = [self._layer(i) for i in range(info.n_layers)]
+        classes = lib.pdn_detection_classes(self._net)
+        self.classes: int = classes if classes >= 0 else info.outputs
+        self.names: Optional[List[str]] = None
+        if names is not None:
+            self.names = load_names(names)
+            if len(self.names) != self.classes:
+                self.close()
+                raise ValueError(
+                    f"{len(self.names)} names for a model with {self.classes} classes "
+                    f"({self.cfg_path.name}); give the names file that belongs to this model"
+                )
 
     def _layer(self, index: int) -> Layer:
         raw = ffi.new("pdn_layer *")
@@ -157,8 +186,7 @@ class Network:
         chunk_in = np.zeros((self.batch, self._inputs), dtype=np.float32)
         chunk_out = np.empty((self.batch, self._outputs), dtype=np.float32)
         err = ffi.new("pdn_error *")
-        with self._lock:
-            self._check_open()
+        with self._locked():
             for start in range(0, images.shape[0], self.batch):
                 count = min(self.batch, images.shape[0] - start)
                 chunk_in[:count] = images[start:start + count].reshape(count, -1)
@@ -179,8 +207,7 @@ class Network:
         temp = target.parent / f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
         err = ffi.new("pdn_error *")
         try:
-            with self._lock:
-                self._check_open()
+            with self._locked():
                 if lib.pdn_save_weights(self._net, os.fsencode(temp), self.verbose, err):
                     raise errors.from_c(err)
             os.replace(temp, target)
@@ -189,15 +216,66 @@ class Network:
                 os.unlink(temp)
             raise
 
+    def detect_raw(self, images: Sequence[Image], thresh: float = 0.5, hier_thresh: float = 0.5,
+                   nms: float = 0.45, annotate: Optional[Sequence[Optional[str]]] = None
+                   ) -> List[List[RawDetection]]:
+        """Upstream's detector path (letterbox, forward, get_network_boxes, do_nms_sort)
+        on decoded images, ``batch`` at a time; per image, every (box, class) with
+        prob > thresh in upstream's order. ``annotate[i]``, a path without extension,
+        receives image i drawn by upstream's draw_detections() as JPEG."""
+        from . import upstream_path  # the label glyphs installed with us
+
+        labels = [(n if self.names else f"class {i}").encode()[:_DRAWN_LABEL_BYTES]
+                  for i, n in enumerate(self.names or [None] * self.classes)]
+        c_labels = [ffi.new("char[]", label) for label in labels]
+        names = ffi.new("char *[]", c_labels)
+        glyphs = str(upstream_path("data/labels/32_0.png").parent).encode()
+        results: List[List[RawDetection]] = [[] for _ in images]
+        err = ffi.new("pdn_error *")
+        out, count = ffi.new("pdn_detection **"), ffi.new("int *")
+        with self._locked():
+            for start in range(0, len(images), self.batch):
+                chunk = images[start:start + self.batch]
+                structs = ffi.new("pdn_image[]", [im._struct[0] for im in chunk])
+                paths = None
+                if annotate is not None:
+                    keep = [ffi.new("char[]", os.fsencode(p)) if p else ffi.NULL
+                            for p in annotate[start:start + len(chunk)]]
+                    paths = ffi.new("char *[]", keep)
+                if lib.pdn_detect(self._net, structs, len(chunk), thresh, hier_thresh, nms, names, glyphs,
+                                  paths if paths is not None else ffi.NULL, out, count, self.verbose, err):
+                    raise errors.from_c(err)
+                try:
+                    for d in out[0][0:count[0]]:
+                        results[start + d.image].append(
+                            RawDetection(d.class_id, d.prob, d.objectness, d.x, d.y, d.w, d.h))
+                finally:
+                    lib.pdn_detections_free(out[0])
+        return results
+
+    def classify_raw(self, image: Image) -> np.ndarray:
+        """Upstream's classifier path (letterbox, forward, class hierarchy): the outputs."""
+        probs = np.empty(self._outputs, dtype=np.float32)
+        err = ffi.new("pdn_error *")
+        with self._locked():
+            if lib.pdn_classify(self._net, image._struct, ffi.from_buffer("float[]", probs, require_writable=True),
+                                self.verbose, err):
+                raise errors.from_c(err)
+        return probs
+
     # -- lifetime ------------------------------------------------------------------
 
     @property
     def closed(self) -> bool:
         return self._net == ffi.NULL
 
-    def _check_open(self) -> None:
-        if self.closed:
-            raise ValueError("this Network is closed")
+    @contextlib.contextmanager
+    def _locked(self):
+        """One call at a time on this network (Darknet keeps scratch buffers in it)."""
+        with self._lock:
+            if self.closed:
+                raise ValueError("this Network is closed")
+            yield
 
     def close(self) -> None:
         """Free the network's memory now; later calls on it raise ValueError."""

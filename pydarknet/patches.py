@@ -344,12 +344,17 @@ def unified_diff(path: str, old: Optional[bytes], new: Optional[bytes], context:
 
 def header_text(data: bytes) -> str:
     """The DEP-3 header of a patch file as written (everything before its '---' line)."""
-    text = data.decode("utf-8")
-    return text[:text.index("\n---\n")] if "\n---\n" in text else ""
+    end = data.find(b"\n---\n")
+    return data[:end].decode("utf-8") if end >= 0 else ""
 
 
 def make_patch(header: str, before: Files, after: Files) -> bytes:
     """DEP-3 header text followed by the diffs of every file that differs."""
+    for path in sorted(set(before) | set(after)):
+        for side in (before.get(path), after.get(path)):
+            if side is not None and before.get(path) != after.get(path) and b"\0" in side:
+                raise PatchError(f"{path} is binary and differs; patches carry text only "
+                                 "(is the edited tree missing upstream files?)")
     body = b"".join(
         unified_diff(path, before.get(path), after.get(path))
         for path in sorted(set(before) | set(after))

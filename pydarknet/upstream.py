@@ -35,8 +35,8 @@ NETWORK_TIMEOUT_S = 15
 APT_TIMEOUT_S = 300
 
 # The files a build compiles (src/, include/), may build reference tools from
-# (examples/) or installs (cfg/, data/ sample images and name lists).
-_MANIFEST_DIRS = ("include/", "src/", "examples/", "cfg/")
+# (examples/) or installs (cfg/, data/ sample images, name lists, label glyphs).
+_MANIFEST_DIRS = ("include/", "src/", "examples/", "cfg/", "data/labels/")
 _MANIFEST_DATA_SUFFIXES = (".jpg", ".names", ".list")
 _MANIFEST_TOP_FILES = ("LICENSE", "Makefile")
 

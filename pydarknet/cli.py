@@ -1,0 +1,164 @@
+"""The ``pydarknet`` command: detect, classify, info."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+from .errors import DarknetError
+from .zoo import ZooError
+
+
+def _network(args, batch: int = 1):
+    from . import Network, zoo
+
+    if args.cfg:
+        if not args.weights:
+            raise ValueError("--cfg needs --weights")
+        return Network(args.cfg, args.weights, batch=batch, names=args.names, verbose=args.verbose)
+    return zoo.load(args.model, weights=args.weights, batch=batch, verbose=args.verbose)
+
+
+def _progress(done: int, total: int) -> None:
+    if total > 1 and sys.stderr.isatty():
+        print(f"\r{done}/{total} images", end="\n" if done == total else "", file=sys.stderr, flush=True)
+
+
+def _annotated_paths(images: Sequence[str], out: Optional[Path]) -> Optional[List[str]]:
+    if out is None:
+        return None
+    out.mkdir(parents=True, exist_ok=True)
+    return [str(out / f".{Path(image).stem}.{os.getpid()}.partial") for image in images]
+
+
+def cmd_detect(args) -> int:
+    from . import detect_batch
+
+    net = _network(args, batch=args.batch)
+    out = Path(args.out) if args.out else None
+    for start in range(0, len(args.images), args.batch):
+        chunk = args.images[start:start + args.batch]
+        partial = _annotated_paths(chunk, out)
+        began = time.perf_counter()
+        results = detect_batch(net, chunk, thresh=args.thresh, hier_thresh=args.hier_thresh,
+                               nms=args.nms, annotate=partial)
+        elapsed_ms = (time.perf_counter() - began) * 1000 / len(chunk)
+        for index, (image, found) in enumerate(zip(chunk, results)):
+            written = None
+            if partial:  # upstream writes PATH.jpg; rename into place once complete
+                written = out / f"{Path(image).stem}.jpg"
+                os.replace(partial[index] + ".jpg", written)
+            _print_detections(args, image, found, elapsed_ms, written)
+        _progress(min(start + args.batch, len(args.images)), len(args.images))
+    return 0
+
+
+def _print_detections(args, image, found, elapsed_ms, written) -> None:
+    if args.json:
+        for d in found:
+            print(json.dumps({"image": image, "label": d.label, "class_id": d.class_id,
+                              "confidence": round(d.confidence, 6), "x": d.x, "y": d.y, "w": d.w, "h": d.h,
+                              "x1": d.x1, "y1": d.y1, "x2": d.x2, "y2": d.y2}))
+        return
+    print(f"{image}: {len(found)} objects ({elapsed_ms:.0f} ms)" + (f" -> {written}" if written else ""))
+    if found:
+        print(f"  {'label':<16} {'conf':>7} {'x1':>7} {'y1':>7} {'x2':>7} {'y2':>7}")
+    for d in found:
+        print(f"  {d.label:<16} {d.confidence:>7.2%} {d.x1:>7.1f} {d.y1:>7.1f} {d.x2:>7.1f} {d.y2:>7.1f}")
+
+
+def cmd_classify(args) -> int:
+    from . import classify
+
+    net = _network(args)
+    for done, image in enumerate(args.images, 1):
+        results = classify(net, image, top=args.top)
+        if args.json:
+            print(json.dumps({"image": image, "top": [{"label": r.label, "probability": r.probability}
+                                                      for r in results]}))
+        else:
+            print(f"{image}:")
+            for result in results:
+                print(f"  {result.probability:>7.2%}  {result.label}")
+        _progress(done, len(args.images))
+    return 0
+
+
+def cmd_info(args) -> int:
+    from . import Network, upstream_path, zoo
+
+    if args.model in zoo.MODELS and not Path(args.model).exists():
+        cfg = upstream_path(zoo.get(args.model).cfg)
+    else:
+        cfg = Path(args.model)
+    net = Network(cfg, args.weights)
+    print(f"{cfg}: input {'x'.join(map(str, net.input_shape))}, batch {net.batch}, {net.classes} classes")
+    print(net.summary())
+    size = 20 + 4 * net.n_params
+    if args.weights:
+        print(f"weights: {args.weights} loaded; its {size} bytes match the cfg exactly")
+    else:
+        print(f"weights: a file for this cfg has {size} bytes")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pydarknet", description="Darknet models from the command line.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def model_options(cmd, zoo_default):
+        group = cmd.add_argument_group("model (a zoo name, or cfg + weights + names)")
+        group.add_argument("--model", default=zoo_default, help=f"zoo model name (default: {zoo_default})")
+        group.add_argument("--cfg")
+        group.add_argument("--weights", help="weights file (with --model: a local copy of the zoo weights)")
+        group.add_argument("--names", help=".names or .data file with the class names")
+        cmd.add_argument("--json", action="store_true", help="one JSON object per line")
+        cmd.add_argument("--verbose", action="store_true", help="show Darknet's own output")
+
+    detect = sub.add_parser("detect", help="find objects in images")
+    detect.add_argument("images", nargs="+")
+    model_options(detect, "yolov3-tiny")
+    detect.add_argument("--thresh", type=float, default=0.5)
+    detect.add_argument("--hier-thresh", type=float, default=0.5)
+    detect.add_argument("--nms", type=float, default=0.45)
+    detect.add_argument("--batch", type=int, default=1, help="images per forward pass")
+    detect.add_argument("--out", help="folder for annotated images (IMAGE-stem.jpg)")
+    detect.set_defaults(handler=cmd_detect)
+
+    classify = sub.add_parser("classify", help="top classes of images")
+    classify.add_argument("images", nargs="+")
+    model_options(classify, None)
+    classify.add_argument("--top", type=int, default=5)
+    classify.set_defaults(handler=cmd_classify)
+
+    info = sub.add_parser("info", help="layer table, BFLOPs and weights check of a model")
+    info.add_argument("model", help="zoo name or cfg path")
+    info.add_argument("--weights", help="check that this weights file fits the cfg")
+    info.set_defaults(handler=cmd_info)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "batch", 1) < 1:
+        args.batch = 1
+    try:
+        if args.command == "classify" and not args.cfg:
+            raise ValueError("classify needs --cfg, --weights and --names (there is no zoo classifier yet)")
+        return args.handler(args)
+    except (DarknetError, ZooError, OSError, ValueError, TypeError, KeyError) as exc:
+        if args.debug:
+            raise
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"pydarknet: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""Images in, as Darknet wants them: planar float32 RGB in [0, 1].
+
+Files and encoded bytes are decoded by upstream's own code (stb_image), so results
+equal the darknet CLI's. Arrays and PIL images are converted the way upstream
+converts decoded pixels: value / 255 computed in double, stored as float32.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Union
+
+import numpy as np
+
+from . import errors
+from ._darknet import ffi, lib
+
+ImageSource = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, np.ndarray, Any]
+CHANNEL_ORDERS = ("RGB", "BGR")
+
+
+class Image:
+    """A decoded image: ``array`` is (3, height, width) float32 RGB in [0, 1]."""
+
+    def __init__(self, array: np.ndarray):
+        self.array = np.ascontiguousarray(array, dtype=np.float32)
+        self.channels, self.height, self.width = self.array.shape
+        self._struct = ffi.new("pdn_image *", {"w": self.width, "h": self.height, "c": self.channels,
+                                               "data": ffi.from_buffer("float[]", self.array)})
+
+    @property
+    def size(self):
+        """(width, height) in pixels."""
+        return self.width, self.height
+
+    def to_uint8(self) -> np.ndarray:
+        """Height x width x 3 uint8 RGB (exact for images decoded from 8-bit data)."""
+        return np.rint(self.array * 255).astype(np.uint8).transpose(1, 2, 0)
+
+
+def _decoded(call, *args) -> Image:
+    """Run a pdn_image_* decoder and own the result as a numpy array."""
+    raw = ffi.new("pdn_image *")
+    err = ffi.new("pdn_error *")
+    if call(*args, raw, err):
+        raise errors.from_c(err)
+    try:
+        count = raw.c * raw.h * raw.w
+        array = np.frombuffer(ffi.buffer(raw.data, 4 * count), dtype=np.float32).copy()
+    finally:
+        lib.pdn_image_free(raw)
+    return Image(array.reshape(raw.c, raw.h, raw.w))
+
+
+def _from_uint8(array: np.ndarray, channel_order: str) -> Image:
+    if array.ndim != 3 or array.shape[2] != 3:
+        raise ValueError(f"uint8 images must be height x width x 3, got shape {array.shape}")
+    if channel_order == "BGR":
+        array = array[:, :, ::-1]
+    planar = array.transpose(2, 0, 1).astype(np.float64) / 255.0  # upstream: (float)px/255.
+    return Image(planar.astype(np.float32))
+
+
+def load_image(source: ImageSource, channel_order: str = "RGB") -> Image:
+    """Decode or convert any supported image source.
+
+    - a path (str or os.PathLike): decoded by upstream's stb_image, like the CLI;
+    - bytes / bytearray / memoryview: an encoded file (JPEG, PNG, BMP, ...) in memory;
+    - numpy uint8 (height, width, 3): pixels in ``channel_order`` ("RGB", or "BGR" for
+      OpenCV frames);
+    - numpy float32 (3, height, width): already planar RGB in [0, 1];
+    - a PIL image (any mode; converted to RGB).
+    """
+    if channel_order not in CHANNEL_ORDERS:
+        raise ValueError(f"channel_order must be one of {CHANNEL_ORDERS}, not {channel_order!r}")
+    if isinstance(source, Image):
+        return source
+    if isinstance(source, (str, os.PathLike)):
+        if not os.path.isfile(source):
+            raise errors.FileError("cannot open image: no such file", file=os.fsdecode(source))
+        return _decoded(lib.pdn_image_load, os.fsencode(source))
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        if not data:
+            raise errors.ImageError("cannot decode image data: it is empty")
+        return _decoded(lib.pdn_image_decode, data, len(data))
+    if isinstance(source, np.ndarray):
+        if source.dtype == np.uint8:
+            return _from_uint8(source, channel_order)
+        if source.dtype == np.float32:
+            if source.ndim != 3 or source.shape[0] != 3:
+                raise ValueError(f"float32 images must be 3 x height x width (planar RGB), got shape {source.shape}")
+            if source.size and (source.min() < 0 or source.max() > 1):
+                raise ValueError("float32 images must hold values in [0, 1]")
+            return Image(source)
+        raise TypeError(f"numpy images must be uint8 (H, W, 3) or float32 (3, H, W), not {source.dtype}")
+    if hasattr(source, "convert") and hasattr(source, "size") and hasattr(source, "mode"):  # PIL
+        return _from_uint8(np.asarray(source.convert("RGB")), "RGB")
+    raise TypeError(
+        f"unsupported image type {type(source).__name__}: use a path, bytes, a numpy array or a PIL image"
+    )

