@@ -120,11 +120,22 @@ int pdn_layer_get(network *net, int index, pdn_layer *out)
     return 0;
 }
 
-int pdn_predict(network *net, const float *input, float *output, int verbose, pdn_error *err)
+/* Layers are allocated for the batch the network was loaded with; a smaller count
+ * runs as a smaller batch (upstream's set_batch_network) instead of padding. */
+static void use_batch(network *net, int n)
 {
-    PDN_GUARDED(verbose, err, (void)0, {
+    if (n < 1 || n > net->batch) darknet_fail(DARKNET_ERR_INTERNAL, "%d images for a batch of %d", n, net->batch);
+    if (n != net->batch) set_batch_network(net, n);
+}
+
+int pdn_predict(network *net, const float *input, int n, float *output, int verbose, pdn_error *err)
+{
+    volatile int capacity = net->batch;
+    PDN_GUARDED(verbose, err, set_batch_network(net, capacity), {
+        use_batch(net, n);
         float *result = network_predict(net, (float *)input);
-        memcpy(output, result, sizeof(float) * (size_t)net->outputs * net->batch);
+        memcpy(output, result, sizeof(float) * (size_t)net->outputs * n);
+        set_batch_network(net, capacity);
     });
     return 0;
 }
@@ -183,18 +194,30 @@ int pdn_detection_classes(network *net)
     return -1;
 }
 
-/* get_network_boxes() reads batch item 0 of each detection layer; point the layers
- * at item b instead (step = +b) and back again (step = -b). Region layers with batch 2
- * would average with a flipped copy, so they are told batch 1 while we read. */
-static void shift_detection_layers(network *net, int b, int *saved_batch)
+/* get_network_boxes() reads batch item 0 of each detection layer, and yolo/region
+ * layers with batch == 2 average it with a flipped copy (upstream's test-time
+ * augmentation). To read item b alone, point the layers at item b and tell them
+ * batch 1 (enter), then undo both (leave). */
+static void enter_batch_item(network *net, int b, int *saved_batch)
 {
     int i;
     for (i = 0; i < net->n; ++i) {
         layer *l = &net->layers[i];
         if (!is_detection_layer(l->type)) continue;
         l->output += (long)b * l->outputs;
-        if (b > 0) { saved_batch[i] = l->batch; l->batch = 1; }
-        else if (b < 0) l->batch = saved_batch[i];
+        saved_batch[i] = l->batch;
+        l->batch = 1;
+    }
+}
+
+static void leave_batch_item(network *net, int b, const int *saved_batch)
+{
+    int i;
+    for (i = 0; i < net->n; ++i) {
+        layer *l = &net->layers[i];
+        if (!is_detection_layer(l->type)) continue;
+        l->output -= (long)b * l->outputs;
+        l->batch = saved_batch[i];
     }
 }
 
@@ -239,18 +262,20 @@ int pdn_detect(network *net, const pdn_image *images, int n, float thresh, float
     volatile int nboxes = 0;
     pdn_detection *volatile found = NULL;
     int *volatile saved_batch = NULL;
-    volatile int shifted = 0;
+    volatile int inside = -1;  /* the batch item the detection layers point at */
+    volatile int capacity = net->batch;
     *out = NULL;
     *count = 0;
     PDN_GUARDED(verbose, err, {
-        if (shifted) shift_detection_layers(net, -shifted, saved_batch);
+        if (inside >= 0) leave_batch_item(net, inside, saved_batch);
+        set_batch_network(net, capacity);
         if (dets) free_detections(dets, nboxes);
         free(input); free(found); free(saved_batch);
     }, {
         if (classes < 0) darknet_fail(DARKNET_ERR_CFG, "this network has no detection layer ([yolo], [region] or [detection])");
-        if (n < 1 || n > net->batch) darknet_fail(DARKNET_ERR_INTERNAL, "%d images for a batch of %d", n, net->batch);
-        int b, capacity = 0;
-        input = calloc((size_t)net->inputs * net->batch, sizeof(float));
+        use_batch(net, n);
+        int b, allocated = 0;
+        input = calloc((size_t)net->inputs * n, sizeof(float));
         saved_batch = calloc(net->n, sizeof(int));
         for (b = 0; b < n; ++b) {
             image sized = letterbox_image(as_image(&images[b]), net->w, net->h);
@@ -259,17 +284,17 @@ int pdn_detect(network *net, const pdn_image *images, int n, float thresh, float
         }
         network_predict(net, input);
         for (b = 0; b < n; ++b) {
-            shift_detection_layers(net, b, saved_batch);
-            shifted = b;
+            enter_batch_item(net, b, saved_batch);
+            inside = b;
             int boxes = 0;
             dets = get_network_boxes(net, images[b].w, images[b].h, thresh, hier_thresh, 0, 1, &boxes);
             nboxes = boxes;
-            shift_detection_layers(net, -b, saved_batch);
-            shifted = 0;
+            leave_batch_item(net, b, saved_batch);
+            inside = -1;
             if (nms) do_nms_sort(dets, nboxes, classes, nms);
-            capacity += nboxes * classes;
-            pdn_detection *grown = realloc(found, sizeof(pdn_detection) * (capacity ? capacity : 1));
-            if (!grown) darknet_fail(DARKNET_ERR_MEMORY, "out of memory for %d detections", capacity);
+            allocated += nboxes * classes;
+            pdn_detection *grown = realloc(found, sizeof(pdn_detection) * (allocated ? allocated : 1));
+            if (!grown) darknet_fail(DARKNET_ERR_MEMORY, "out of memory for %d detections", allocated);
             found = grown;
             collect(dets, nboxes, classes, b, thresh, found, count);
             if (annotate && annotate[b]) {
@@ -283,6 +308,7 @@ int pdn_detect(network *net, const pdn_image *images, int n, float thresh, float
         }
         free(input); free(saved_batch);
         input = NULL; saved_batch = NULL;
+        set_batch_network(net, capacity);
     });
     *out = found;
     return 0;

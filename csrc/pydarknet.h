@@ -39,8 +39,8 @@ int pdn_load(const char *cfg, const char *weights, int batch, int verbose,
 void pdn_free(network *net);
 void pdn_network_info_get(network *net, pdn_network_info *info);
 int pdn_layer_get(network *net, int index, pdn_layer *out);
-/* input: batch * inputs floats; output: batch * outputs floats. */
-int pdn_predict(network *net, const float *input, float *output, int verbose, pdn_error *err);
+/* n <= batch images: input n * inputs floats, output n * outputs floats. */
+int pdn_predict(network *net, const float *input, int n, float *output, int verbose, pdn_error *err);
 int pdn_save_weights(network *net, const char *path, int verbose, pdn_error *err);
 const char *pdn_build_info(void);
 

@@ -183,19 +183,14 @@ class Network:
             )
         images = np.ascontiguousarray(x.reshape((-1,) + self.input_shape))
         result = np.empty((images.shape[0], self._outputs), dtype=np.float32)
-        chunk_in = np.zeros((self.batch, self._inputs), dtype=np.float32)
-        chunk_out = np.empty((self.batch, self._outputs), dtype=np.float32)
         err = ffi.new("pdn_error *")
         with self._locked():
             for start in range(0, images.shape[0], self.batch):
-                count = min(self.batch, images.shape[0] - start)
-                chunk_in[:count] = images[start:start + count].reshape(count, -1)
-                chunk_in[count:] = 0
-                if lib.pdn_predict(self._net, ffi.from_buffer("float[]", chunk_in),
-                                   ffi.from_buffer("float[]", chunk_out, require_writable=True),
+                chunk = images[start:start + self.batch]
+                if lib.pdn_predict(self._net, ffi.from_buffer("float[]", chunk), len(chunk),
+                                   ffi.from_buffer("float[]", result[start:start + len(chunk)], require_writable=True),
                                    self.verbose, err):
                     raise errors.from_c(err)
-                result[start:start + count] = chunk_out[:count]
         result = result.reshape((-1,) + self.output_shape)
         return result[0] if single else result
 
