@@ -146,8 +146,9 @@ class BuildDarknet(build_ext):
         import cffi
 
         ffi = cffi.FFI()
-        ffi.cdef((CSRC / "pydarknet.h").read_text())
-        ffi.set_source("pydarknet._darknet", '#include "pydarknet.h"')
+        # pydarknet.h marks the callbacks into Python with PDN_CALLBACK (see there).
+        ffi.cdef((CSRC / "pydarknet.h").read_text().replace("PDN_CALLBACK", 'extern "Python+C"'))
+        ffi.set_source("pydarknet._darknet", '#define PDN_CALLBACK extern\n#include "pydarknet.h"')
         target = temp / "_darknet_cffi.c"
         ffi.emit_c_code(str(target))
         return target

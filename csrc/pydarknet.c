@@ -8,8 +8,10 @@
 #include "darknet.h"
 #include "activations.h"
 #include "network.h"
+#include "option_list.h"
 
 #include "console.h"
+#define PDN_CALLBACK extern
 #include "pydarknet.h"
 #include "pydarknet_build_info.h"
 
@@ -46,6 +48,7 @@ int pdn_load(const char *cfg, const char *weights, int batch, int verbose,
 {
     /* volatile: read after longjmp, written between setjmp and it. */
     network *volatile net = NULL;
+    darknet_clear_warnings();
     PDN_GUARDED(verbose, err, if (net) free_network(net), {
         net = parse_network_cfg_custom((char *)cfg, batch);
         if (weights) load_weights(net, (char *)weights);
@@ -74,6 +77,12 @@ void pdn_network_info_get(network *net, pdn_network_info *info)
     info->out_c = last.out_c;
 }
 
+/* What a CUSTOM layer made by pydarknet keeps in layer.user. */
+typedef struct {
+    int id;          /* the Python side's handle for this layer */
+    char name[32];   /* the section name, for summaries and messages */
+} python_layer;
+
 static int has_activation(LAYER_TYPE type)
 {
     return type == CONVOLUTIONAL || type == DECONVOLUTIONAL || type == CONNECTED
@@ -85,7 +94,8 @@ int pdn_layer_get(network *net, int index, pdn_layer *out)
     if (index < 0 || index >= net->n) return -1;
     layer l = net->layers[index];
     memset(out, 0, sizeof(*out));
-    snprintf(out->type, sizeof(out->type), "%s", get_layer_string(l.type));
+    snprintf(out->type, sizeof(out->type), "%s", l.type == CUSTOM ? ((python_layer *)l.user)->name
+                                                               : get_layer_string(l.type));
     if (has_activation(l.type)) {
         snprintf(out->activation, sizeof(out->activation), "%s", get_activation_string(l.activation));
     }
@@ -333,4 +343,74 @@ int pdn_classify(network *net, const pdn_image *im, float *probs, int verbose, p
         sized = NULL;
     });
     return 0;
+}
+
+const char *pdn_warnings(void)
+{
+    return darknet_warnings();
+}
+
+static void forward_python_layer(layer l, network net)
+{
+    const python_layer *py = l.user;
+    if (pdn_python_forward(py->id, l.batch, net.input, l.output) < 0) {
+        darknet_fail(DARKNET_ERR_INTERNAL, "Python layer [%s] raised an exception", py->name);
+    }
+}
+
+static void backward_python_layer(layer l, network net)
+{
+    darknet_fail(DARKNET_ERR_INTERNAL, "Python layer [%s] cannot be trained", ((python_layer *)l.user)->name);
+}
+
+/* The parser behind every section registered from Python: the options and input
+ * shape go to Python, which answers with the output shape and an id. */
+static layer parse_python_section(list *options, size_params params)
+{
+    int n = options->size, i = 0, shape[3];
+    /* after a layer without spatial dims (softmax, cost, ...) the input is a vector */
+    if (params.c * params.h * params.w != params.inputs) {
+        params.c = params.inputs;
+        params.h = params.w = 1;
+    }
+    const char **keys = calloc(n ? n : 1, sizeof(char *));
+    const char **values = calloc(n ? n : 1, sizeof(char *));
+    node *item;
+    for (item = options->front; item; item = item->next, ++i) {
+        kvp *pair = item->val;
+        pair->used = 1;  /* Python gets every key; none is "unused" */
+        keys[i] = pair->key;
+        values[i] = pair->val;
+    }
+    int id = pdn_python_parse(params.section, params.c, params.h, params.w, params.batch, keys, values, n, shape);
+    free(keys);
+    free(values);
+    if (id < 0) darknet_fail(DARKNET_ERR_CFG, "Python layer %s raised an exception in output_shape", params.section);
+
+    layer l = {0};
+    python_layer *py = calloc(1, sizeof(python_layer));
+    py->id = id;
+    snprintf(py->name, sizeof(py->name), "%.*s", (int)strlen(params.section) - 2, params.section + 1);
+    l.type = CUSTOM;
+    l.user = py;
+    l.batch = params.batch;
+    l.w = params.w; l.h = params.h; l.c = params.c;
+    l.out_c = shape[0]; l.out_h = shape[1]; l.out_w = shape[2];
+    l.inputs = params.inputs;
+    l.outputs = shape[0] * shape[1] * shape[2];
+    l.output = calloc((size_t)l.batch * l.outputs, sizeof(float));
+    l.delta = calloc((size_t)l.batch * l.outputs, sizeof(float));
+    l.forward = forward_python_layer;
+    l.backward = backward_python_layer;
+    return l;
+}
+
+int pdn_register_python_section(const char *name)
+{
+    return darknet_register_section(name, parse_python_section);
+}
+
+int pdn_unregister_python_section(const char *name)
+{
+    return darknet_unregister_section(name);
 }

@@ -80,3 +80,17 @@ void pdn_detections_free(pdn_detection *dets);
 /* Upstream's classifier path: letterbox, forward, class hierarchy if any.
  * probs receives the network's outputs floats. */
 int pdn_classify(network *net, const pdn_image *image, float *probs, int verbose, pdn_error *err);
+
+/* Warnings (e.g. unused cfg keys) collected by the last pdn_load on this thread,
+ * one per line. */
+const char *pdn_warnings(void);
+
+/* Layers written in Python: [name] sections are parsed and run by the callbacks
+ * below (defined in Python with ffi.def_extern). PDN_CALLBACK is extern "Python+C"
+ * for cffi and extern for C. Both callbacks return < 0 when the Python code raised. */
+int pdn_register_python_section(const char *name);
+int pdn_unregister_python_section(const char *name);
+/* Returns the new layer's id and fills out_shape (c, h, w). */
+PDN_CALLBACK int pdn_python_parse(const char *section, int c, int h, int w, int batch,
+                                  const char **keys, const char **values, int n, int *out_shape);
+PDN_CALLBACK int pdn_python_forward(int id, int batch, const float *input, float *output);

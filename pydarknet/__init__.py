@@ -15,7 +15,8 @@ from .errors import (CfgError, DarknetError, FileError, ImageError, InternalErro
 
 __all__ = [
     "Network", "Layer", "load", "detect", "detect_batch", "classify", "Detection",
-    "Classification", "load_image", "Image", "zoo", "samples", "build_info", "upstream_path",
+    "Classification", "load_image", "Image", "register_layer", "unregister_layer", "zoo",
+    "samples", "build_info", "upstream_path",
     "DarknetError", "FileError", "CfgError", "WeightsError", "ImageError",
     "OutOfMemoryError", "InternalError",
 ]
@@ -27,6 +28,7 @@ _LAZY = {
     "detect": "inference", "detect_batch": "inference", "classify": "inference",
     "Detection": "inference", "Classification": "inference",
     "load_image": "images", "Image": "images",
+    "register_layer": "layers", "unregister_layer": "layers",
 }
 
 

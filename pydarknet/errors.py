@@ -55,14 +55,22 @@ _BY_CODE = {1: FileError, 2: CfgError, 3: WeightsError, 4: ImageError,
             5: OutOfMemoryError, 6: InternalError}
 
 
-def from_c(err) -> DarknetError:
-    """The exception for a filled ``pdn_error`` (see csrc/pydarknet.h)."""
+def from_c(err) -> Exception:
+    """The exception for a filled ``pdn_error`` (see csrc/pydarknet.h); if a Python
+    layer raised, that exception itself, with Darknet's account added as a note."""
+    from . import layers
     from ._darknet import ffi
 
     cls = _BY_CODE.get(err.code, InternalError)
-    return cls(
+    darknet_error = cls(
         ffi.string(err.message).decode("utf-8", "replace"),
         file=ffi.string(err.file).decode("utf-8", "replace"),
         section=err.section,
         line=err.line,
     )
+    raised = layers.take_error()
+    if raised is None:
+        return darknet_error
+    if hasattr(raised, "add_note"):  # Python 3.11+
+        raised.add_note(f"(in Darknet: {darknet_error})")
+    return raised

@@ -11,7 +11,7 @@ from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from . import errors
+from . import errors, layers
 from ._darknet import ffi, lib
 from .images import Image
 from .names import NamesSource, load_names
@@ -82,7 +82,13 @@ class Network:
         handle = ffi.new("network **")
         err = ffi.new("pdn_error *")
         weights_arg = ffi.NULL if weights is None else _path_arg(weights, "weights")
-        if lib.pdn_load(_path_arg(cfg, "cfg"), weights_arg, batch, self.verbose, handle, err):
+        with layers.collecting() as created:
+            failed = lib.pdn_load(_path_arg(cfg, "cfg"), weights_arg, batch, self.verbose, handle, err)
+            #: cfg keys that no layer reads (often a misspelling), as "file:line: layer N: ..."
+            self.warnings: List[str] = ffi.string(lib.pdn_warnings()).decode("utf-8", "replace").splitlines()
+        self._python_layers = list(created)
+        if failed:
+            layers.forget(self._python_layers)
             raise errors.from_c(err)
         self._net = handle[0]
         info = ffi.new("pdn_network_info *")
@@ -281,6 +287,7 @@ class Network:
             if not self.closed:
                 lib.pdn_free(self._net)
                 self._net = ffi.NULL
+                layers.forget(self._python_layers)
 
     def __enter__(self) -> "Network":
         return self
