@@ -18,6 +18,7 @@ from .names import NamesSource, load_names
 
 PathLike = Union[str, "os.PathLike[str]"]
 Shape = Tuple[int, ...]
+_NULL = ffi.NULL
 # Labels are drawn into a fixed 4 KiB buffer upstream: keep each one short.
 _DRAWN_LABEL_BYTES = 40
 
@@ -78,7 +79,7 @@ class Network:
         self.weights_path = None if weights is None else Path(os.fsdecode(_path_arg(weights, "weights")))
         self.verbose = bool(verbose)
         self._lock = threading.Lock()
-        self._net = ffi.NULL
+        self._net = _NULL
         handle = ffi.new("network **")
         err = ffi.new("pdn_error *")
         weights_arg = ffi.NULL if weights is None else _path_arg(weights, "weights")
@@ -268,7 +269,7 @@ class Network:
 
     @property
     def closed(self) -> bool:
-        return self._net == ffi.NULL
+        return self._net == _NULL
 
     @contextlib.contextmanager
     def _locked(self):
@@ -278,16 +279,18 @@ class Network:
                 raise ValueError("this Network is closed")
             yield
 
-    def close(self) -> None:
+    # Defaults bind what close() needs when the class is made: a Network collected
+    # at interpreter exit may run __del__ after the module's globals are cleared.
+    def close(self, _free=lib.pdn_free, _null=_NULL, _forget=layers.forget) -> None:
         """Free the network's memory now; later calls on it raise ValueError."""
         lock = getattr(self, "_lock", None)
         if lock is None:  # __init__ failed before the network existed
             return
         with lock:
-            if not self.closed:
-                lib.pdn_free(self._net)
-                self._net = ffi.NULL
-                layers.forget(self._python_layers)
+            if self._net != _null:
+                _free(self._net)
+                self._net = _null
+                _forget(self._python_layers)
 
     def __enter__(self) -> "Network":
         return self

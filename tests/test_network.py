@@ -189,3 +189,13 @@ def test_deconvolutional_weights_round_trip(tmp_path):
         net.save_weights(tmp_path / "deconv.weights")
     with pydarknet.Network(cfg, tmp_path / "deconv.weights") as net:
         np.testing.assert_array_equal(net.predict(x), expected)
+
+
+def test_networks_alive_at_interpreter_exit_are_freed_quietly(tiny_cfg):
+    import subprocess
+    import sys
+
+    script = (f"import pydarknet\nkept = pydarknet.Network({str(tiny_cfg)!r})\n"
+              f"cycle = [pydarknet.Network({str(tiny_cfg)!r})]\ncycle.append(cycle)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert (done.returncode, done.stderr) == (0, "")
