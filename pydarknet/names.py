@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 from typing import List, Optional, Sequence, Union
 
+from .errors import FileError
+
 NamesSource = Optional[Union[str, "os.PathLike[str]", Sequence[str]]]
 
 
@@ -13,7 +15,9 @@ def _read_lines(path: Path) -> List[str]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise FileNotFoundError(f"cannot read names file {path}: {exc.strerror}") from exc
+        raise FileError(f"cannot read names file: {exc.strerror}", file=str(path)) from exc
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not a UTF-8 text file of class names") from exc
     lines = [line.strip() for line in text.splitlines()]  # splitlines: CRLF too
     while lines and not lines[-1]:
         lines.pop()
@@ -37,7 +41,7 @@ def _names_from_data_file(path: Path) -> List[str]:
     for candidate in candidates:
         if candidate.is_file():
             return _read_lines(candidate)
-    raise FileNotFoundError(f"{path}: names={named} not found (looked at {', '.join(map(str, candidates))})")
+    raise FileError(f"names={named} not found (looked at {', '.join(map(str, candidates))})", file=str(path))
 
 
 def load_names(source: NamesSource) -> List[str]:

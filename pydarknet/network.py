@@ -78,6 +78,7 @@ class Network:
         self.cfg_path = Path(os.fsdecode(_path_arg(cfg, "cfg")))
         self.weights_path = None if weights is None else Path(os.fsdecode(_path_arg(weights, "weights")))
         self.verbose = bool(verbose)
+        self.names: Optional[List[str]] = None if names is None else load_names(names)  # fail before loading
         self._lock = threading.Lock()
         self._net = _NULL
         handle = ffi.new("network **")
@@ -103,15 +104,12 @@ class Network:
         self.layers: List[Layer] = [self._layer(i) for i in range(info.n_layers)]
         classes = lib.pdn_detection_classes(self._net)
         self.classes: int = classes if classes >= 0 else info.outputs
-        self.names: Optional[List[str]] = None
-        if names is not None:
-            self.names = load_names(names)
-            if len(self.names) != self.classes:
-                self.close()
-                raise ValueError(
-                    f"{len(self.names)} names for a model with {self.classes} classes "
-                    f"({self.cfg_path.name}); give the names file that belongs to this model"
-                )
+        if self.names is not None and len(self.names) != self.classes:
+            self.close()
+            raise ValueError(
+                f"{len(self.names)} names for a model with {self.classes} classes "
+                f"({self.cfg_path.name}); give the names file that belongs to this model"
+            )
 
     def _layer(self, index: int) -> Layer:
         raw = ffi.new("pdn_layer *")

@@ -169,6 +169,11 @@ def test_names_files(tmp_path, classifier):
             assert net.names == ["a", "b", "c", "d", "e"]
     with pytest.raises(ValueError, match="2 names for a model with 5 classes"):
         pydarknet.Network(cfg, names=["a", "b"])
+    with pytest.raises(pydarknet.FileError, match="cannot read names file"):
+        pydarknet.Network(cfg, names=tmp_path / "missing.names")
+    (tmp_path / "bad.data").write_text("names=nowhere.names\n")
+    with pytest.raises(pydarknet.FileError, match="names=nowhere.names not found"):
+        pydarknet.Network(cfg, names=tmp_path / "bad.data")
 
 
 def test_zoo_errors(tmp_path, monkeypatch):

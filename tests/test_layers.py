@@ -2,6 +2,7 @@
 
 import shutil
 import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 import pydarknet
 from pydarknet import patches
 
-from conftest import SERIES, random_input, write_random_weights
+from conftest import REPO, SERIES, random_input, write_random_weights
 
 NET = "[net]\nbatch=1\nwidth={w}\nheight={h}\nchannels={c}\n\n"
 CONV = "[convolutional]\nfilters={n}\nsize=3\nstride=1\npad=1\nactivation=linear\n\n"
@@ -50,12 +51,19 @@ def test_connected_after_flatten_equals_connected_on_the_map(tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc not installed")
-def test_flatten_cuda_kernels_compile(pristine, tmp_path):
+def test_flatten_cuda_kernels_compile_for_the_default_architectures(pristine, tmp_path, monkeypatch):
+    # also shows that the build's default CUDA architecture list is one nvcc accepts
+    monkeypatch.delenv("PYDARKNET_CUDA_ARCH", raising=False)
+    sys.path.insert(0, str(REPO))
+    import setup
+
+    archs = setup.BuildConfig().cuda_arch.split(";")
     tree = patches.apply_series(pristine, patches.load_series(SERIES))
     source = tmp_path / "flatten_layer_kernels.cu"
     source.write_bytes(tree["src/flatten_layer_kernels.cu"])
-    done = subprocess.run(["nvcc", "-c", str(source), "-o", str(tmp_path / "k.o"),
-                           "-gencode", "arch=compute_75,code=sm_75"], capture_output=True, text=True)
+    gencode = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in archs]
+    done = subprocess.run(["nvcc", "-c", str(source), "-o", str(tmp_path / "k.o"), *gencode],
+                          capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "k.o").stat().st_size > 0
 
