@@ -350,16 +350,13 @@ def header_text(data: bytes) -> str:
 
 def make_patch(header: str, before: Files, after: Files) -> bytes:
     """DEP-3 header text followed by the diffs of every file that differs."""
-    for path in sorted(set(before) | set(after)):
-        for side in (before.get(path), after.get(path)):
-            if side is not None and before.get(path) != after.get(path) and b"\0" in side:
-                raise PatchError(f"{path} is binary and differs; patches carry text only "
-                                 "(is the edited tree missing upstream files?)")
-    body = b"".join(
-        unified_diff(path, before.get(path), after.get(path))
-        for path in sorted(set(before) | set(after))
-        if path != STAMP_NAME and before.get(path) != after.get(path)
-    )
+    changed = [path for path in sorted(set(before) | set(after))
+               if path != STAMP_NAME and before.get(path) != after.get(path)]
+    for path in changed:
+        if any(b"\0" in side for side in (before.get(path), after.get(path)) if side is not None):
+            raise PatchError(f"{path} is binary and differs; patches carry text only "
+                             "(is the edited tree missing upstream files?)")
+    body = b"".join(unified_diff(path, before.get(path), after.get(path)) for path in changed)
     return header.rstrip("\n").encode() + b"\n---\n" + body
 
 

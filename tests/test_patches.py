@@ -155,3 +155,8 @@ def test_prepared_tree_is_reused_only_while_the_stamp_matches(tmp_path):
     second = patches.prepare_tree(tree, changed, work, messages.append)
     assert messages[-1].startswith("pydarknet: applied")
     assert second["patches"][-1][1] != first["patches"][-1][1]
+
+
+def test_make_patch_refuses_binary_files():
+    with pytest.raises(patches.PatchError, match="a.png is binary"):
+        patches.make_patch("Description: t", {"a.png": b"\x89PNG\0data"}, {})
