@@ -333,7 +333,9 @@ int pdn_classify(network *net, const pdn_image *im, float *probs, int verbose, p
 {
     image *volatile sized = NULL;
     image local;
-    PDN_GUARDED(verbose, err, if (sized) free_image(*sized), {
+    volatile int capacity = net->batch;
+    PDN_GUARDED(verbose, err, { set_batch_network(net, capacity); if (sized) free_image(*sized); }, {
+        use_batch(net, 1);
         local = letterbox_image(as_image(im), net->w, net->h);
         sized = &local;
         float *predictions = network_predict(net, local.data);
@@ -341,6 +343,7 @@ int pdn_classify(network *net, const pdn_image *im, float *probs, int verbose, p
         memcpy(probs, predictions, sizeof(float) * net->outputs);
         free_image(local);
         sized = NULL;
+        set_batch_network(net, capacity);
     });
     return 0;
 }

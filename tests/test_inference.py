@@ -131,6 +131,12 @@ def test_classify_follows_upstreams_path(classifier):
     assert [c.probability for c in top] == pytest.approx(sorted(probs, reverse=True)[:3], abs=0)
 
 
+def test_classify_on_a_batched_network(tiny_cfg, tiny_weights, classifier):
+    image = np.random.default_rng(2).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    with pydarknet.Network(tiny_cfg, tiny_weights, batch=4, names=classifier.names) as batched:
+        assert pydarknet.classify(batched, image) == pydarknet.classify(classifier, image)
+
+
 def test_detect_needs_a_detection_layer(classifier):
     with pytest.raises(pydarknet.CfgError, match="no detection layer"):
         pydarknet.detect(classifier, np.zeros((16, 16, 3), np.uint8))
