@@ -138,14 +138,20 @@ static void use_batch(network *net, int n)
     if (n != net->batch) set_batch_network(net, n);
 }
 
+/* PDN_GUARDED with the network run at batch n; the batch it was loaded with is
+ * restored afterwards, on failure (before cleanup) as on success. */
+#define PDN_GUARDED_AT_BATCH(net, n, verbose, err, cleanup, ...)                        \
+    do {                                                                                \
+        volatile int allocated_batch_ = (net)->batch;                                   \
+        PDN_GUARDED(verbose, err, { set_batch_network(net, allocated_batch_); cleanup; }, \
+                    use_batch(net, n); __VA_ARGS__; set_batch_network(net, allocated_batch_)); \
+    } while (0)
+
 int pdn_predict(network *net, const float *input, int n, float *output, int verbose, pdn_error *err)
 {
-    volatile int capacity = net->batch;
-    PDN_GUARDED(verbose, err, set_batch_network(net, capacity), {
-        use_batch(net, n);
+    PDN_GUARDED_AT_BATCH(net, n, verbose, err, (void)0, {
         float *result = network_predict(net, (float *)input);
         memcpy(output, result, sizeof(float) * (size_t)net->outputs * n);
-        set_batch_network(net, capacity);
     });
     return 0;
 }
@@ -273,17 +279,14 @@ int pdn_detect(network *net, const pdn_image *images, int n, float thresh, float
     pdn_detection *volatile found = NULL;
     int *volatile saved_batch = NULL;
     volatile int inside = -1;  /* the batch item the detection layers point at */
-    volatile int capacity = net->batch;
     *out = NULL;
     *count = 0;
-    PDN_GUARDED(verbose, err, {
+    PDN_GUARDED_AT_BATCH(net, n, verbose, err, {
         if (inside >= 0) leave_batch_item(net, inside, saved_batch);
-        set_batch_network(net, capacity);
         if (dets) free_detections(dets, nboxes);
         free(input); free(found); free(saved_batch);
     }, {
         if (classes < 0) darknet_fail(DARKNET_ERR_CFG, "this network has no detection layer ([yolo], [region] or [detection])");
-        use_batch(net, n);
         int b, allocated = 0;
         input = calloc((size_t)net->inputs * n, sizeof(float));
         saved_batch = calloc(net->n, sizeof(int));
@@ -318,7 +321,6 @@ int pdn_detect(network *net, const pdn_image *images, int n, float thresh, float
         }
         free(input); free(saved_batch);
         input = NULL; saved_batch = NULL;
-        set_batch_network(net, capacity);
     });
     *out = found;
     return 0;
@@ -333,9 +335,7 @@ int pdn_classify(network *net, const pdn_image *im, float *probs, int verbose, p
 {
     image *volatile sized = NULL;
     image local;
-    volatile int capacity = net->batch;
-    PDN_GUARDED(verbose, err, { set_batch_network(net, capacity); if (sized) free_image(*sized); }, {
-        use_batch(net, 1);
+    PDN_GUARDED_AT_BATCH(net, 1, verbose, err, if (sized) free_image(*sized), {
         local = letterbox_image(as_image(im), net->w, net->h);
         sized = &local;
         float *predictions = network_predict(net, local.data);
@@ -343,7 +343,6 @@ int pdn_classify(network *net, const pdn_image *im, float *probs, int verbose, p
         memcpy(probs, predictions, sizeof(float) * net->outputs);
         free_image(local);
         sized = NULL;
-        set_batch_network(net, capacity);
     });
     return 0;
 }

@@ -86,12 +86,8 @@ def resolve_model(model: ModelSpec) -> Network:
                     "or a (cfg, weights, names) tuple")
 
 
-def _labels(net: Network) -> List[str]:
-    return net.names or [f"class {i}" for i in range(net.classes)]
-
-
 def _detections(net: Network, image: Image, raw) -> List[Detection]:
-    labels = _labels(net)
+    labels = net.labels
     found = [
         Detection(label=labels[d.class_id], class_id=d.class_id, confidence=d.prob,
                   x=d.x * image.width, y=d.y * image.height, w=d.w * image.width, h=d.h * image.height,
@@ -127,6 +123,6 @@ def classify(model: ModelSpec, image: ImageSource, *, top: int = 5,
     """The ``top`` classes of a classifier cfg, as upstream's ``darknet classifier predict``."""
     net = resolve_model(model)
     probs = net.classify_raw(load_image(image, channel_order))
-    labels = _labels(net)
+    labels = net.labels
     order = sorted(range(len(probs)), key=lambda i: -probs[i])[:top]
     return [Classification(labels[i], float(probs[i])) for i in order]

@@ -134,6 +134,11 @@ class Network:
     # -- inspection ----------------------------------------------------------------
 
     @property
+    def labels(self) -> List[str]:
+        """The class names, or "class N" for each class when none were given."""
+        return self.names or [f"class {i}" for i in range(self.classes)]
+
+    @property
     def bflops(self) -> float:
         """Billions of floating point operations per image, as upstream counts them."""
         return sum(layer.bflops for layer in self.layers)
@@ -225,9 +230,7 @@ class Network:
         receives image i drawn by upstream's draw_detections() as JPEG."""
         from . import upstream_path  # the label glyphs installed with us
 
-        labels = [(n if self.names else f"class {i}").encode()[:_DRAWN_LABEL_BYTES]
-                  for i, n in enumerate(self.names or [None] * self.classes)]
-        c_labels = [ffi.new("char[]", label) for label in labels]
+        c_labels = [ffi.new("char[]", label.encode()[:_DRAWN_LABEL_BYTES]) for label in self.labels]
         names = ffi.new("char *[]", c_labels)
         glyphs = str(upstream_path("data/labels/32_0.png").parent).encode()
         results: List[List[RawDetection]] = [[] for _ in images]

@@ -11,7 +11,6 @@ extension exists (see ``load_build_module`` there).
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import re
 import shutil
