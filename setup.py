@@ -120,13 +120,14 @@ class BuildDarknet(build_ext):
         super().build_extensions()
         built = Path(self.get_ext_fullpath("pydarknet._darknet"))
         trees = self.package_trees(tree)
-        self.write_package_files(built.parent, trees)
+        files = {"caffe.desc": self.compile_caffe_schema(temp)}
+        self.write_package_files(built.parent, trees, files)
         source_package = ROOT / "pydarknet"
         if built.parent.resolve() != source_package.resolve():
             # Python run from a checkout imports ./pydarknet before the installed copy, so
             # the same build goes there too, as --inplace would (all of it git-ignored).
             try:
-                self.write_package_files(source_package, trees, extension=built)
+                self.write_package_files(source_package, trees, files, extension=built)
             except OSError as exc:  # a read-only checkout still installs fine
                 print(f"note: could not copy the build into {source_package}: {exc}", file=sys.stderr)
 
@@ -141,6 +142,24 @@ class BuildDarknet(build_ext):
         obj_dir.mkdir(parents=True, exist_ok=True)
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
             return list(pool.map(compile_one, sources))
+
+    @staticmethod
+    def compile_caffe_schema(temp):
+        """pydarknet/caffe.proto compiled by protoc (from grpcio-tools, a build
+        requirement) into a FileDescriptorSet, which caffe_files.py loads with any
+        protobuf runtime (generated _pb2 modules are tied to one protobuf version)."""
+        try:
+            import grpc_tools
+            from grpc_tools import protoc
+        except ImportError:
+            raise SystemExit("building pydarknet needs grpcio-tools (protoc for pydarknet/caffe.proto): "
+                             "pip install grpcio-tools, or build with pip, which installs it") from None
+        out = temp / "caffe.desc"
+        args = ["protoc", f"-I{ROOT / 'pydarknet'}", f"-I{Path(grpc_tools.__file__).parent / '_proto'}",
+                f"--descriptor_set_out={out}", str(ROOT / "pydarknet" / "caffe.proto")]
+        if protoc.main(args) != 0:
+            raise SystemExit("protoc could not compile pydarknet/caffe.proto (see the messages above)")
+        return out.read_bytes()
 
     def generate_cffi_source(self, temp):
         import cffi
@@ -192,10 +211,14 @@ class BuildDarknet(build_ext):
         }
 
     @staticmethod
-    def write_package_files(package_dir, trees, extension=None):
+    def write_package_files(package_dir, trees, files, extension=None):
         upstream = build_module("upstream")
-        for name, files in trees.items():
-            upstream.write_tree(files, package_dir / name)
+        for name, contents in trees.items():
+            upstream.write_tree(contents, package_dir / name)
+        for name, data in files.items():
+            staging = package_dir / (name + ".tmp")
+            staging.write_bytes(data)
+            os.replace(staging, package_dir / name)
         if extension is not None:
             staging = package_dir / (extension.name + ".tmp")
             shutil.copy2(extension, staging)

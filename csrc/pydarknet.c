@@ -89,6 +89,36 @@ static int has_activation(LAYER_TYPE type)
         || type == LOCAL || type == SHORTCUT || type == ACTIVE;
 }
 
+/* Floats load_weights() reads for a layer: the sum of its parts' for composite ones. */
+static long long params_read(layer l)
+{
+    if (l.dontload) return 0;
+    long long bn = l.batch_normalize && !l.dontloadscales ? 3 : 0;
+    int n = l.numload ? l.numload : l.n;
+    switch (l.type) {
+    case CONVOLUTIONAL:
+    case DECONVOLUTIONAL:
+        return (1 + bn) * n + (long long)l.c / l.groups * n * l.size * l.size;
+    case CONNECTED:
+        return (1 + bn) * l.outputs + (long long)l.inputs * l.outputs;
+    case BATCHNORM:
+        return 3LL * l.c;
+    case LOCAL:
+        return l.outputs + (long long)l.size * l.size * l.c * l.n * l.out_w * l.out_h;
+    case CRNN:
+    case RNN:
+        return params_read(*l.input_layer) + params_read(*l.self_layer) + params_read(*l.output_layer);
+    case LSTM:
+        return params_read(*l.wi) + params_read(*l.wf) + params_read(*l.wo) + params_read(*l.wg)
+             + params_read(*l.ui) + params_read(*l.uf) + params_read(*l.uo) + params_read(*l.ug);
+    case GRU:
+        return params_read(*l.wz) + params_read(*l.wr) + params_read(*l.wh)
+             + params_read(*l.uz) + params_read(*l.ur) + params_read(*l.uh);
+    default:
+        return 0;
+    }
+}
+
 int pdn_layer_get(network *net, int index, pdn_layer *out)
 {
     if (index < 0 || index >= net->n) return -1;
@@ -103,7 +133,9 @@ int pdn_layer_get(network *net, int index, pdn_layer *out)
     out->out_w = l.out_w; out->out_h = l.out_h; out->out_c = l.out_c;
     out->size = l.size; out->stride = l.stride; out->pad = l.pad; out->groups = l.groups;
     out->batch_normalize = l.batch_normalize;
-    long long bn = l.batch_normalize ? 3 : 0;
+    out->inputs = l.inputs; out->outputs = l.outputs;
+    out->partial_load = l.dontload || l.dontloadscales || l.numload || l.flipped;
+    out->n_params = params_read(l);
     switch (l.type) {
     case CONVOLUTIONAL:
     case DECONVOLUTIONAL: {
@@ -111,18 +143,13 @@ int pdn_layer_get(network *net, int index, pdn_layer *out)
         int pixels = l.type == CONVOLUTIONAL ? l.out_h * l.out_w : l.h * l.w;
         out->filters = l.n;
         out->n_weights = l.nweights;
-        out->n_params = (1 + bn) * l.n + l.nweights;
         out->bflops = 2.0 * l.nweights * pixels / 1e9;
         break;
     }
     case CONNECTED:
         out->filters = l.outputs;
         out->n_weights = (long long)l.inputs * l.outputs;
-        out->n_params = (1 + bn) * l.outputs + out->n_weights;
         out->bflops = 2.0 * out->n_weights / 1e9;
-        break;
-    case BATCHNORM:
-        out->n_params = 3LL * l.c;
         break;
     default:
         break;
@@ -156,10 +183,18 @@ int pdn_predict(network *net, const float *input, int n, float *output, int verb
     return 0;
 }
 
-int pdn_save_weights(network *net, const char *path, int verbose, pdn_error *err)
+int pdn_save_weights(network *net, const char *path, int fold_bn, int verbose, pdn_error *err)
 {
-    PDN_GUARDED(verbose, err, (void)0, save_weights(net, (char *)path));
+    PDN_GUARDED(verbose, err, (void)0, {
+        if (fold_bn < 0) save_weights(net, (char *)path);
+        else save_weights_nobn(net, (char *)path, (bn_denominator)fold_bn);
+    });
     return 0;
+}
+
+int pdn_fold_batchnorm(network *net, int target)
+{
+    return fold_batchnorm_network(net, (bn_denominator)target);
 }
 
 const char *pdn_build_info(void)

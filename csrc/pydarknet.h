@@ -29,6 +29,8 @@ typedef struct {
     int out_w, out_h, out_c;
     int filters, size, stride, pad, groups;
     int batch_normalize;
+    int inputs, outputs;       /* floats per image in and out */
+    int partial_load;          /* dontload, dontloadscales, numload or flipped is set */
     long long n_weights;       /* weights proper, without biases and BN */
     long long n_params;        /* floats this layer reads from a weights file */
     double bflops;             /* billions of floating point operations per image */
@@ -41,7 +43,12 @@ void pdn_network_info_get(network *net, pdn_network_info *info);
 int pdn_layer_get(network *net, int index, pdn_layer *out);
 /* n <= batch images: input n * inputs floats, output n * outputs floats. */
 int pdn_predict(network *net, const float *input, int n, float *output, int verbose, pdn_error *err);
-int pdn_save_weights(network *net, const char *path, int verbose, pdn_error *err);
+/* fold_bn < 0: as the network is; else layers with batch normalization are written
+ * folded for runtime fold_bn (0 CPU, 1 GPU), and the network is unchanged. */
+int pdn_save_weights(network *net, const char *path, int fold_bn, int verbose, pdn_error *err);
+/* Folds batch normalization into the weights in place for runtime target (0 CPU,
+ * 1 GPU) and turns it off in those layers; returns how many were folded. */
+int pdn_fold_batchnorm(network *net, int target);
 const char *pdn_build_info(void);
 
 /* An image as darknet holds it: planar (c, h, w) float32 in [0, 1], RGB. */

@@ -42,6 +42,14 @@ class ImageError(DarknetError, ValueError):
     """An image could not be decoded."""
 
 
+class CaffeError(DarknetError, ValueError):
+    """A Caffe .prototxt or .caffemodel is malformed or inconsistent."""
+
+
+class FoldError(DarknetError, ValueError):
+    """A model cannot be folded or converted as asked (the message says why)."""
+
+
 class OutOfMemoryError(DarknetError, MemoryError):
     """Darknet could not allocate memory."""
 

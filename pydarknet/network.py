@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import threading
 from pathlib import Path
 from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from . import errors, layers
+from . import atomic, errors, layers
 from ._darknet import ffi, lib
 from .images import Image
 from .names import NamesSource, load_names
@@ -52,6 +51,9 @@ class Layer(NamedTuple):
     n_weights: int  # weights proper (no biases, no batchnorm values)
     n_params: int  # floats this layer takes from a weights file
     bflops: float
+    inputs: int = 0  # floats per image in
+    outputs: int = 0  # floats per image out
+    partial_load: bool = False  # dontload, dontloadscales, numload or flipped is set
 
 
 def _path_arg(value, what: str) -> bytes:
@@ -81,6 +83,7 @@ class Network:
         self.names: Optional[List[str]] = None if names is None else load_names(names)  # fail before loading
         self._lock = threading.Lock()
         self._net = _NULL
+        self._folded: set = set()  # layers whose BN fold_batchnorm() folded
         handle = ffi.new("network **")
         err = ffi.new("pdn_error *")
         weights_arg = ffi.NULL if weights is None else _path_arg(weights, "weights")
@@ -129,6 +132,9 @@ class Network:
             n_weights=raw.n_weights,
             n_params=raw.n_params,
             bflops=raw.bflops,
+            inputs=raw.inputs,
+            outputs=raw.outputs,
+            partial_load=bool(raw.partial_load),
         )
 
     # -- inspection ----------------------------------------------------------------
@@ -204,22 +210,53 @@ class Network:
         result = result.reshape((-1,) + self.output_shape)
         return result[0] if single else result
 
-    def save_weights(self, path: PathLike) -> None:
+    def fold_batchnorm(self, target: str = "cpu") -> List[int]:
+        """Fold batch normalization into the weights of every convolutional,
+        deconvolutional and connected layer, in memory, for the runtime ``target``
+        ("cpu", this build, or "gpu": their BN denominators differ), and turn it off
+        there: the same outputs with one pass less per layer. Returns the indices of
+        the folded layers. ``save_weights()`` then writes the cfg to match."""
+        code = _fold_target(target)
+        with self._locked():
+            folded = [layer.index for layer in self.layers if _foldable(layer)]
+            lib.pdn_fold_batchnorm(self._net, code)
+            self.layers = [self._layer(i) for i in range(len(self.layers))]
+        self._folded.update(folded)
+        return folded
+
+    def save_weights(self, path: PathLike, *, fold_bn: bool = False, target: str = "cpu",
+                     cfg: Optional[PathLike] = None) -> Optional[Path]:
         """Write the weights (Darknet format 0.2.0) atomically: a temporary file in the
-        same folder, renamed over ``path`` only once complete."""
-        target = Path(os.fsdecode(_path_arg(path, "path")))
-        # Created by Darknet's fopen, so the file gets the usual permissions.
-        temp = target.parent / f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
+        same folder, renamed over ``path`` only once complete.
+
+        ``fold_bn=True`` writes them with batch normalization folded in for runtime
+        ``target`` (the network itself is unchanged). Weights whose layout differs from
+        the loaded cfg's (``fold_bn``, or after ``fold_batchnorm()``) come with their
+        cfg: the loaded one with ``batch_normalize=0`` in the folded layers, written
+        to ``cfg`` (default: ``path`` with suffix .cfg), whose path is returned.
+        """
+        from .fold_darknet import cfg_without_bn
+
+        target_path = Path(os.fsdecode(_path_arg(path, "path")))
+        fold_code = _fold_target(target) if fold_bn else -1
+        folded = set(self._folded)
+        if fold_bn:
+            folded.update(layer.index for layer in self.layers if _foldable(layer))
+        cfg_path = None
+        if folded:
+            cfg_path = Path(os.fsdecode(_path_arg(cfg, "cfg"))) if cfg is not None else target_path.with_suffix(".cfg")
+            if cfg_path.resolve() == self.cfg_path.resolve():
+                raise ValueError(f"{cfg_path} is the cfg this network was loaded from; give another cfg= path")
         err = ffi.new("pdn_error *")
-        try:
+        outputs = [target_path] + ([cfg_path] if cfg_path else [])
+        with atomic.replacing(*outputs) as temps:
+            if cfg_path:
+                temps[1].write_text(cfg_without_bn(self.cfg_path, sorted(folded)).text(), encoding="utf-8")
             with self._locked():
-                if lib.pdn_save_weights(self._net, os.fsencode(temp), self.verbose, err):
+                # Created by Darknet's fopen, so the file gets the usual permissions.
+                if lib.pdn_save_weights(self._net, os.fsencode(temps[0]), fold_code, self.verbose, err):
                     raise errors.from_c(err)
-            os.replace(temp, target)
-        except BaseException:
-            if os.path.exists(temp):
-                os.unlink(temp)
-            raise
+        return cfg_path
 
     def detect_raw(self, images: Sequence[Image], thresh: float = 0.5, hier_thresh: float = 0.5,
                    nms: float = 0.45, annotate: Optional[Sequence[Optional[str]]] = None
@@ -302,6 +339,19 @@ class Network:
     def __del__(self) -> None:
         if getattr(self, "_net", None) is not None:
             self.close()
+
+
+_FOLD_TARGETS = {"cpu": 0, "gpu": 1}
+
+
+def _fold_target(target: str) -> int:
+    if target not in _FOLD_TARGETS:
+        raise ValueError(f"target must be 'cpu' or 'gpu', not {target!r}")
+    return _FOLD_TARGETS[target]
+
+
+def _foldable(layer: Layer) -> bool:
+    return layer.batch_normalize and layer.type in ("convolutional", "deconvolutional", "connected")
 
 
 def load(cfg: PathLike, weights: Optional[PathLike] = None, **options) -> Network:

@@ -59,7 +59,7 @@ activation=linear
 def write_random_weights(net: "pydarknet.Network", path: Path, seed: int = 0) -> Path:
     """A Darknet 0.2.0 weights file with random values laid out as formats.md says
     (conv: biases, [scales, mean, variance], weights; connected: biases, weights,
-    [scales, mean, variance]), with positive variances so outputs stay finite."""
+    [scales, mean, variance]; batchnorm: scales, mean, variance), with positive variances so outputs stay finite."""
     rng = np.random.default_rng(seed)
     parts = [np.array([0, 2, 0], dtype="<i4").tobytes(), np.array([0], dtype="<u8").tobytes()]
     for layer in net.layers:
@@ -71,6 +71,9 @@ def write_random_weights(net: "pydarknet.Network", path: Path, seed: int = 0) ->
         elif layer.type == "connected":
             weights = rng.normal(0, math.sqrt(1 / (layer.n_weights / n)), layer.n_weights)
             arrays = [rng.normal(0, 0.1, n), weights, *norm]
+        elif layer.type == "batchnorm":
+            c = layer.input_shape[0]
+            arrays = [rng.uniform(0.5, 1.5, c), rng.normal(0, 0.1, c), rng.uniform(0.5, 1.5, c)]
         elif layer.n_params:
             raise NotImplementedError(f"random weights for {layer.type} layers")
         else:

@@ -1,0 +1,214 @@
+"""Caffe's two files as data: .prototxt (text format) and .caffemodel (binary), both a
+``caffe.NetParameter`` of the schema in caffe.proto, compiled when pydarknet is built.
+
+Everything is read through protobuf (no hand-written parser, no Caffe install).
+Deprecated V1 files (``layers`` with enum types) are upgraded to ``layer`` on
+reading, as Caffe does, and always written back in the current form.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Union
+
+import numpy as np
+
+from . import atomic
+from .errors import CaffeError, FileError
+
+PathLike = Union[str, "os.PathLike[str]"]
+_DESCRIPTOR = Path(__file__).with_name("caffe.desc")
+
+# Caffe's UpgradeV1LayerType: V1 enum name -> layer type string.
+V1_TYPES = {
+    "ABSVAL": "AbsVal", "ACCURACY": "Accuracy", "ARGMAX": "ArgMax", "BNLL": "BNLL", "CONCAT": "Concat",
+    "CONTRASTIVE_LOSS": "ContrastiveLoss", "CONVOLUTION": "Convolution", "DECONVOLUTION": "Deconvolution",
+    "DATA": "Data", "DROPOUT": "Dropout", "DUMMY_DATA": "DummyData", "EUCLIDEAN_LOSS": "EuclideanLoss",
+    "ELTWISE": "Eltwise", "EXP": "Exp", "FLATTEN": "Flatten", "HDF5_DATA": "HDF5Data",
+    "HDF5_OUTPUT": "HDF5Output", "HINGE_LOSS": "HingeLoss", "IM2COL": "Im2col", "IMAGE_DATA": "ImageData",
+    "INFOGAIN_LOSS": "InfogainLoss", "INNER_PRODUCT": "InnerProduct", "LRN": "LRN",
+    "MEMORY_DATA": "MemoryData", "MULTINOMIAL_LOGISTIC_LOSS": "MultinomialLogisticLoss", "MVN": "MVN",
+    "POOLING": "Pooling", "POWER": "Power", "RELU": "ReLU", "SIGMOID": "Sigmoid",
+    "SIGMOID_CROSS_ENTROPY_LOSS": "SigmoidCrossEntropyLoss", "SILENCE": "Silence", "SOFTMAX": "Softmax",
+    "SOFTMAX_LOSS": "SoftmaxWithLoss", "SPLIT": "Split", "SLICE": "Slice", "TANH": "TanH",
+    "WINDOW_DATA": "WindowData", "THRESHOLD": "Threshold",
+}
+
+
+@functools.lru_cache(maxsize=None)
+def messages():
+    """The caffe message classes by name (``messages().NetParameter`` ...)."""
+    try:
+        from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+    except ImportError:
+        raise ImportError("Caffe files need the protobuf package: pip install protobuf") from None
+    try:
+        files = descriptor_pb2.FileDescriptorSet.FromString(_DESCRIPTOR.read_bytes())
+    except OSError:
+        raise ImportError(f"{_DESCRIPTOR} is missing: this pydarknet was not built completely; reinstall it") from None
+    pool = descriptor_pool.DescriptorPool()
+    for proto in files.file:
+        pool.Add(proto)
+    get_class = getattr(message_factory, "GetMessageClass", None) or \
+        message_factory.MessageFactory(pool).GetPrototype  # protobuf < 4.22
+    package = files.file[0]
+    classes = {m.name: get_class(pool.FindMessageTypeByName(f"{package.package}.{m.name}"))
+               for m in package.message_type}
+    return type("CaffeMessages", (), classes)
+
+
+# -- reading and writing ------------------------------------------------------------
+
+
+def _read_bytes(path: PathLike, what: str) -> bytes:
+    try:
+        return Path(os.fspath(path)).read_bytes()
+    except OSError as e:
+        raise FileError(f"cannot read the {what}: {e.strerror}", file=os.fspath(path)) from None
+
+
+def read_prototxt(path: PathLike):
+    """The NetParameter in a text .prototxt, upgraded from V1 if needed."""
+    from google.protobuf import text_format
+
+    data = _read_bytes(path, "prototxt")
+    net = messages().NetParameter()
+    try:
+        text_format.Parse(data.decode("utf-8"), net)
+    except UnicodeDecodeError as e:
+        raise CaffeError(f"not a text prototxt ({e.reason} at byte {e.start}); "
+                         "was a binary .caffemodel given in its place?", file=os.fspath(path)) from None
+    except text_format.ParseError as e:
+        line = getattr(e, "GetLine", lambda: None)()
+        text = str(e).split(" : ", 1)[-1] if line else str(e)
+        raise CaffeError(f"{text}; the file is not a Caffe NetParameter in text format, or uses fields of a "
+                         "Caffe fork that BVLC's schema does not have", file=os.fspath(path), line=line) from None
+    return upgrade_v1(net, path)
+
+
+def read_caffemodel(path: PathLike):
+    """The NetParameter in a binary .caffemodel, upgraded from V1 if needed."""
+    from google.protobuf.message import DecodeError
+
+    data = _read_bytes(path, "caffemodel")
+    net = messages().NetParameter()
+    try:
+        net.ParseFromString(data)
+    except DecodeError as e:
+        raise CaffeError(f"not a valid binary caffemodel ({e}); the file is truncated or not a caffemodel",
+                         file=os.fspath(path)) from None
+    if not net.layer and not net.layers:
+        raise CaffeError("the caffemodel has no layers; the file is empty, truncated or not a caffemodel",
+                         file=os.fspath(path))
+    return upgrade_v1(net, path)
+
+
+def write_prototxt(net, path: PathLike) -> None:
+    from google.protobuf import text_format
+
+    text = text_format.MessageToString(net)
+    with atomic.replacing(path) as (temp,):
+        temp.write_text(text, encoding="utf-8")
+
+
+def write_caffemodel(net, path: PathLike) -> None:
+    with atomic.replacing(path) as (temp,):
+        temp.write_bytes(net.SerializeToString())
+
+
+# -- V1 ---------------------------------------------------------------------------
+
+
+def upgrade_v1(net, path: Optional[PathLike] = None):
+    """Move deprecated V1 ``layers`` into ``layer`` (in place; returns ``net``)."""
+    if not net.layers:
+        return net
+    if net.layer:
+        raise CaffeError("the file has both 'layer' and deprecated 'layers' entries; Caffe refuses such files too",
+                         file=None if path is None else os.fspath(path))
+    v1_type = messages().V1LayerParameter.DESCRIPTOR.enum_types_by_name["LayerType"]
+    layer_fields = messages().LayerParameter.DESCRIPTOR.fields_by_name
+    for old in net.layers:
+        new = net.layer.add()
+        new.name = old.name
+        type_name = v1_type.values_by_number[old.type].name
+        if type_name not in V1_TYPES:
+            raise CaffeError(f"V1 layer '{old.name}' has type {type_name}, which has no current equivalent",
+                             file=None if path is None else os.fspath(path))
+        new.type = V1_TYPES[type_name]
+        new.bottom.extend(old.bottom)
+        new.top.extend(old.top)
+        new.include.extend(old.include)
+        new.exclude.extend(old.exclude)
+        new.loss_weight.extend(old.loss_weight)
+        new.blobs.extend(old.blobs)
+        for descriptor, value in old.ListFields():
+            if descriptor.name.endswith("_param") and descriptor.name in layer_fields:
+                getattr(new, descriptor.name).CopyFrom(value)
+        for i in range(max(len(old.param), len(old.blobs_lr), len(old.weight_decay))):
+            spec = new.param.add()
+            if i < len(old.param):
+                spec.name = old.param[i]
+            if i < len(old.blobs_lr):
+                spec.lr_mult = old.blobs_lr[i]
+            if i < len(old.weight_decay):
+                spec.decay_mult = old.weight_decay[i]
+    del net.layers[:]
+    return net
+
+
+# -- the test-phase network ------------------------------------------------------------
+
+
+def _meets(rule, phase: int) -> bool:
+    """Caffe's StateMeetsRule for a state with this phase, level 0 and no stages."""
+    if rule.HasField("phase") and rule.phase != phase:
+        return False
+    if (rule.HasField("min_level") and rule.min_level > 0) or (rule.HasField("max_level") and rule.max_level < 0):
+        return False
+    return not rule.stage
+
+
+def in_phase(layer, phase: int) -> bool:
+    """Whether Caffe instantiates ``layer`` in ``phase``."""
+    if layer.include:
+        return any(_meets(rule, phase) for rule in layer.include)
+    return not any(_meets(rule, phase) for rule in layer.exclude)
+
+
+def test_layers(net) -> List:
+    """The layers Caffe instantiates for inference (phase TEST)."""
+    return [layer for layer in net.layer if in_phase(layer, messages().NetState().phase)]
+
+
+# -- blobs --------------------------------------------------------------------------
+
+
+def blob_array(blob) -> np.ndarray:
+    """A BlobProto as a float32 array, shaped by ``shape`` or the legacy 4-D dims."""
+    if blob.HasField("shape"):
+        shape = tuple(blob.shape.dim)
+    else:
+        shape = (blob.num, blob.channels, blob.height, blob.width)
+    values = np.asarray(blob.double_data if len(blob.double_data) else blob.data, dtype=np.float32)
+    if values.size != int(np.prod(shape)):
+        raise CaffeError(f"a blob holds {values.size} values for its shape {shape}")
+    return values.reshape(shape)
+
+
+def set_blob(blob, array: np.ndarray) -> None:
+    """Store ``array`` as float32 data with a modern ``shape`` (legacy fields cleared)."""
+    blob.Clear()
+    blob.shape.dim.extend(int(d) for d in array.shape)
+    blob.data.extend(np.asarray(array, dtype=np.float32).ravel())
+
+
+def blobs_by_layer(net) -> Dict[str, Sequence]:
+    """Layer name -> its blobs, as Caffe's CopyTrainedLayersFrom matches them."""
+    found: Dict[str, Sequence] = {}
+    for layer in net.layer:
+        if layer.blobs and layer.name not in found:
+            found[layer.name] = layer.blobs
+    return found

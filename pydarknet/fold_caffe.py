@@ -1,0 +1,253 @@
+"""Fold BatchNorm (+ Scale) in Caffe files: prototxt + caffemodel in, both out.
+
+Folding is decided from the graph of the network Caffe builds for inference (phase
+TEST), not from adjacency in the file: a BatchNorm folds into the Convolution,
+Deconvolution or InnerProduct that produces its bottom when nothing else reads that
+output (in-place layers are followed blob version by blob version); a Scale folds
+too when it alone reads the BatchNorm's output. Anything else stays, with a reason.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple, Union
+
+import numpy as np
+
+from . import atomic, folding
+from .caffe_files import (blob_array, blobs_by_layer, in_phase, messages, read_caffemodel, read_prototxt,
+                          set_blob)
+from .errors import CaffeError
+
+PathLike = Union[str, "os.PathLike[str]"]
+PRODUCERS = ("Convolution", "Deconvolution", "InnerProduct")
+
+
+@dataclass
+class _Graph:
+    """Who reads what: blob versions are (producer position, name); position -1 is a
+    network input."""
+
+    layers: list  # the TEST-phase layers, in order
+    indices: List[int]  # their positions in net.layer
+    reads: List[List[Tuple[int, str]]]  # per layer, the versions of its bottoms
+    readers: Dict[Tuple[int, str], List[int]]  # version -> positions of its readers
+
+    @classmethod
+    def build(cls, net) -> "_Graph":
+        TEST = messages().NetState().phase
+        indices = [i for i, layer in enumerate(net.layer) if in_phase(layer, TEST)]
+        layers = [net.layer[i] for i in indices]
+        latest: Dict[str, int] = {}
+        reads, readers = [], {}
+        for position, layer in enumerate(layers):
+            versions = [(latest.get(name, -1), name) for name in layer.bottom]
+            reads.append(versions)
+            for version in versions:
+                readers.setdefault(version, []).append(position)
+            for name in layer.top:
+                latest[name] = position
+        return cls(layers, indices, reads, readers)
+
+    def only_reader(self, position: int) -> Optional[int]:
+        """The one layer reading the single top of the layer at ``position``, if so."""
+        layer = self.layers[position]
+        if len(layer.top) != 1:
+            return None
+        found = self.readers.get((position, layer.top[0]), [])
+        return found[0] if len(found) == 1 else None
+
+
+def _describe(layer) -> str:
+    return f"{layer.type} '{layer.name}'"
+
+
+def _channel_shape(producer, weights: np.ndarray, channels: int):
+    """How k broadcasts over ``producer``'s weight blob (its output channel axes)."""
+    if producer.type == "InnerProduct":
+        return (1, -1) if producer.inner_product_param.transpose else (-1, 1)
+    if producer.type == "Convolution":
+        return (-1,) + (1,) * (weights.ndim - 1)
+    # Deconvolution: (C_in, C_out/group, kh, kw); output channel g*(C_out/group) + j.
+    group = producer.convolution_param.group
+    return (group, 1, channels // group, 1)
+
+
+def _bn_statistics(bn, blobs) -> Tuple[np.ndarray, np.ndarray]:
+    """mean and variance as Caffe's BatchNorm uses them at test time."""
+    mean, variance, factor = (blob_array(b).astype(np.float64).ravel() for b in blobs[:3])
+    scale = 0.0 if factor[0] == 0 else 1.0 / factor[0]
+    return mean * scale, variance * scale
+
+
+def _why_not(graph: _Graph, bn_position: int, blobs) -> Tuple[Optional[str], Optional[int]]:
+    """(reason it cannot fold, None) or (None, producer position)."""
+    bn = graph.layers[bn_position]
+    if len(bn.bottom) != 1 or len(bn.top) != 1:
+        return "it has more than one bottom or top", None
+    if bn.batch_norm_param.HasField("use_global_stats") and not bn.batch_norm_param.use_global_stats:
+        return "use_global_stats is false, so it normalizes with batch statistics at test time", None
+    if bn.name not in blobs or len(blobs[bn.name]) < 3:
+        return "the caffemodel has no mean/variance/factor blobs for it", None
+    producer, _ = graph.reads[bn_position][0]
+    if producer < 0:
+        return f"its bottom '{bn.bottom[0]}' is a network input", None
+    layer = graph.layers[producer]
+    if layer.type not in PRODUCERS:
+        return f"its bottom '{bn.bottom[0]}' comes from {_describe(layer)}, not a {'/'.join(PRODUCERS)}", None
+    if graph.only_reader(producer) != bn_position:
+        others = [graph.layers[p].name for p in graph.readers.get((producer, layer.top[0]), []) if p != bn_position]
+        return (f"the output of {_describe(layer)} is also read by {', '.join(repr(o) for o in others) or 'more layers'}"
+                if others else f"{_describe(layer)} has more than one top"), None
+    if layer.name not in blobs:
+        return f"the caffemodel has no weights for {_describe(layer)}", None
+    axis = layer.inner_product_param.axis if layer.type == "InnerProduct" else layer.convolution_param.axis
+    if axis != 1:
+        return f"{_describe(layer)} has axis {axis}; only axis 1 (channels) folds", None
+    return None, producer
+
+
+def _foldable_scale(graph: _Graph, bn_position: int, blobs, channels: int) -> Tuple[Optional[int], Optional[str]]:
+    """(position of a Scale that folds too, None) or (None, why a following Scale stays)."""
+    reader = graph.only_reader(bn_position)
+    if reader is None or graph.layers[reader].type != "Scale":
+        return None, None
+    scale = graph.layers[reader]
+    if len(scale.bottom) != 1:
+        return None, f"{_describe(scale)} multiplies by a second bottom, not a learned parameter"
+    if scale.scale_param.axis != 1 or scale.scale_param.num_axes != 1:
+        return None, f"{_describe(scale)} has axis/num_axes other than 1/1"
+    expected = 2 if scale.scale_param.bias_term else 1
+    if scale.name not in blobs or len(blobs[scale.name]) < expected:
+        return None, f"the caffemodel has no parameters for {_describe(scale)}"
+    if any(blob_array(b).size != channels for b in blobs[scale.name][:expected]):
+        return None, f"{_describe(scale)} parameters do not have one value per channel"
+    return reader, None
+
+
+def _renames_safely(graph: _Graph, producer: int, last: int) -> Optional[str]:
+    """A reason the producer cannot take the name of the last folded layer's top."""
+    old, new = graph.layers[producer].top[0], graph.layers[last].top[0]
+    if old == new:
+        return None
+    for position in range(producer + 1, last):
+        layer = graph.layers[position]
+        if new in layer.bottom or new in layer.top:
+            return f"the folded output would be renamed '{new}', which {_describe(layer)} in between uses"
+    return None
+
+
+def fold_net(structure, weights) -> Tuple[object, folding.FoldReport]:
+    """The folded network (structure with blobs attached, ready to write as both
+    prototxt and caffemodel) and the report."""
+    blobs = {name: [type(b)() for b in bs] for name, bs in blobs_by_layer(weights).items()}
+    for name, bs in blobs_by_layer(weights).items():
+        for copy, blob in zip(blobs[name], bs):
+            copy.CopyFrom(blob)
+    graph = _Graph.build(structure)
+    report = folding.FoldReport()
+    removed = set()  # net.layer positions of the BN/Scale layers folded away
+    for position, bn in enumerate(graph.layers):
+        if bn.type != "BatchNorm":
+            continue
+        reason, producer = _why_not(graph, position, blobs)
+        if reason is None:
+            layer = graph.layers[producer]
+            mean, variance = _bn_statistics(bn, blobs[bn.name])
+            channels = mean.size
+            scale_at, scale_reason = _foldable_scale(graph, position, blobs, channels)
+            last = scale_at if scale_at is not None else position
+            reason = _renames_safely(graph, producer, last)
+        if reason is not None:
+            report.kept.append(f"{_describe(bn)} stays: {reason}")
+            continue
+        layer_blobs = blobs[layer.name]
+        weight = blob_array(layer_blobs[0])
+        bias = blob_array(layer_blobs[1]).ravel() if len(layer_blobs) > 1 else None
+        gamma, beta = np.ones(channels), np.zeros(channels)
+        if scale_at is not None:
+            scale = graph.layers[scale_at]
+            gamma = blob_array(blobs[scale.name][0]).ravel()
+            if scale.scale_param.bias_term:
+                beta = blob_array(blobs[scale.name][1]).ravel()
+        k, new_bias = folding.fold_factors(mean, folding.caffe_denominator(variance, bn.batch_norm_param.eps),
+                                           gamma, beta, bias)
+        new_weight = folding.scale_weights(weight, k, _channel_shape(layer, weight, channels))
+        set_blob(layer_blobs[0], new_weight)
+        if bias is None:
+            layer_blobs.append(messages().BlobProto())
+            params = layer.inner_product_param if layer.type == "InnerProduct" else layer.convolution_param
+            params.bias_term = True
+        set_blob(layer_blobs[1], new_bias.astype(np.float32))
+        layer.top[0] = graph.layers[last].top[0]
+        removed.add(graph.indices[position])
+        absorbed = _describe(bn)
+        if scale_at is not None:
+            removed.add(graph.indices[scale_at])
+            absorbed += f" + {_describe(graph.layers[scale_at])}"
+        elif scale_reason:
+            report.kept.append(f"{scale_reason}; it stays after the folded {_describe(layer)}")
+        report.folded.append(f"{absorbed} into {_describe(layer)} ({channels} channels)")
+
+    out = messages().NetParameter()
+    out.CopyFrom(structure)
+    del out.layer[:]
+    for index, layer in enumerate(structure.layer):
+        if index in removed:
+            continue
+        copy = out.layer.add()
+        copy.CopyFrom(layer)
+        del copy.blobs[:]
+        copy.blobs.extend(blobs.get(layer.name, []))
+    return out, report
+
+
+def fold(prototxt: PathLike, caffemodel: PathLike, out_prototxt: PathLike,
+         out_caffemodel: PathLike) -> folding.FoldReport:
+    """Write the folded ``out_prototxt`` (text, blobs left out) and ``out_caffemodel``."""
+    from google.protobuf import text_format
+
+    structure = read_prototxt(prototxt)
+    weights = read_caffemodel(caffemodel)
+    folded, report = fold_net(structure, weights)
+    text_net = messages().NetParameter()
+    text_net.CopyFrom(folded)
+    for layer in text_net.layer:
+        del layer.blobs[:]
+    with atomic.replacing(out_prototxt, out_caffemodel) as (text_temp, model_temp):
+        text_temp.write_text(text_format.MessageToString(text_net), encoding="utf-8")
+        model_temp.write_bytes(folded.SerializeToString())
+    report.outputs = [os.fspath(out_prototxt), os.fspath(out_caffemodel)]
+    return report
+
+
+def check(prototxt_a: PathLike, caffemodel_a: PathLike, prototxt_b: PathLike, caffemodel_b: PathLike,
+          inputs: int = 2, seed: int = 0) -> folding.CheckResult:
+    """Run both models on the same random inputs with OpenCV DNN (a Caffe runtime
+    independent of this code) and compare their outputs."""
+    try:
+        import cv2
+    except ImportError:
+        raise CaffeError("--check for Caffe models runs them with OpenCV DNN: "
+                         "pip install 'opencv-python-headless<5'") from None
+    shape = input_shape(read_prototxt(prototxt_a))
+    x = np.random.default_rng(seed).random((inputs, *shape[1:]), dtype=np.float32)
+    outputs = []
+    for prototxt, caffemodel in ((prototxt_a, caffemodel_a), (prototxt_b, caffemodel_b)):
+        net = cv2.dnn.readNetFromCaffe(os.fspath(prototxt), os.fspath(caffemodel))
+        net.setInput(x)
+        outputs.append(net.forward())
+    return folding.compare(outputs[0], outputs[1], f"OpenCV DNN {cv2.__version__}", inputs)
+
+
+def input_shape(net) -> Tuple[int, ...]:
+    """The first input's shape: from input_shape, input_dim or an Input layer."""
+    if net.input_shape:
+        return tuple(net.input_shape[0].dim)
+    if net.input_dim:
+        return tuple(net.input_dim[:4])
+    for layer in net.layer:
+        if layer.type == "Input" and layer.input_param.shape:
+            return tuple(layer.input_param.shape[0].dim)
+    raise CaffeError("the prototxt declares no input shape (input_shape, input_dim or an Input layer)")
