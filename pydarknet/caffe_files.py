@@ -199,9 +199,14 @@ def blob_array(blob) -> np.ndarray:
 
 
 def set_blob(blob, array: np.ndarray) -> None:
-    """Store ``array`` as float32 data with a modern ``shape`` (legacy fields cleared)."""
+    """Store ``array`` as float32 data in the blob's own form: legacy 4-D dims if it
+    had them (Caffe checks the form when it loads weights), else ``shape``."""
+    legacy = not blob.HasField("shape") and any((blob.num, blob.channels, blob.height, blob.width))
     blob.Clear()
-    blob.shape.dim.extend(int(d) for d in array.shape)
+    if legacy and array.ndim <= 4:
+        blob.num, blob.channels, blob.height, blob.width = (1,) * (4 - array.ndim) + tuple(array.shape)
+    else:
+        blob.shape.dim.extend(int(d) for d in array.shape)
     blob.data.extend(np.asarray(array, dtype=np.float32).ravel())
 
 

@@ -63,15 +63,16 @@ def _describe(layer) -> str:
     return f"{layer.type} '{layer.name}'"
 
 
-def _channel_shape(producer, weights: np.ndarray, channels: int):
-    """How k broadcasts over ``producer``'s weight blob (its output channel axes)."""
-    if producer.type == "InnerProduct":
-        return (1, -1) if producer.inner_product_param.transpose else (-1, 1)
-    if producer.type == "Convolution":
-        return (-1,) + (1,) * (weights.ndim - 1)
-    # Deconvolution: (C_in, C_out/group, kh, kw); output channel g*(C_out/group) + j.
+def _scale_outputs(producer, weights: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """``producer``'s weight blob with each output channel's weights times k."""
+    if producer.type == "InnerProduct":  # (N, K), or (K, N) with transpose; maybe legacy 4-D
+        return folding.scale_weights(weights, k, (1, -1) if producer.inner_product_param.transpose else (-1, 1))
+    if producer.type == "Convolution":  # (C_out, C_in/group, kh, kw)
+        return folding.scale_weights(weights, k, (-1, 1, 1, 1))
+    # Deconvolution: (C_in, C_out/group, kh, kw), output channel g*(C_out/group) + j
     group = producer.convolution_param.group
-    return (group, 1, channels // group, 1)
+    grouped = weights.reshape(group, weights.shape[0] // group, k.size // group, -1)
+    return folding.scale_weights(grouped, k, (group, 1, -1, 1)).reshape(weights.shape)
 
 
 def _bn_statistics(bn, blobs) -> Tuple[np.ndarray, np.ndarray]:
@@ -173,8 +174,7 @@ def fold_net(structure, weights) -> Tuple[object, folding.FoldReport]:
                 beta = blob_array(blobs[scale.name][1]).ravel()
         k, new_bias = folding.fold_factors(mean, folding.caffe_denominator(variance, bn.batch_norm_param.eps),
                                            gamma, beta, bias)
-        new_weight = folding.scale_weights(weight, k, _channel_shape(layer, weight, channels))
-        set_blob(layer_blobs[0], new_weight)
+        set_blob(layer_blobs[0], _scale_outputs(layer, weight, k))
         if bias is None:
             layer_blobs.append(messages().BlobProto())
             params = layer.inner_product_param if layer.type == "InnerProduct" else layer.convolution_param
@@ -236,6 +236,7 @@ def check(prototxt_a: PathLike, caffemodel_a: PathLike, prototxt_b: PathLike, ca
     outputs = []
     for prototxt, caffemodel in ((prototxt_a, caffemodel_a), (prototxt_b, caffemodel_b)):
         net = cv2.dnn.readNetFromCaffe(os.fspath(prototxt), os.fspath(caffemodel))
+        net.enableFusion(False)  # run the layers as written (OpenCV's own BN fusion is not the reference)
         net.setInput(x)
         outputs.append(net.forward())
     return folding.compare(outputs[0], outputs[1], f"OpenCV DNN {cv2.__version__}", inputs)

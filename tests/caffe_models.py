@@ -1,0 +1,142 @@
+"""Small Caffe models written from Python for the tests: a prototxt and a caffemodel
+with random blobs, built with pydarknet's compiled caffe.proto (the reference they
+are run on is OpenCV DNN, not our code)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, Optional, Sequence, Tuple
+
+import numpy as np
+from google.protobuf import text_format
+
+from pydarknet.caffe_files import messages
+
+
+class NetBuilder:
+    """Adds layers in order; tracks each blob's (C, H, W) to size the weights."""
+
+    def __init__(self, shape: Tuple[int, int, int] = (4, 6, 6), seed: int = 0, input_style: str = "input_shape"):
+        self.net = messages().NetParameter(name="test")
+        self.rng = np.random.default_rng(seed)
+        self.shapes: Dict[str, Tuple[int, ...]] = {"data": shape}
+        if input_style == "input_shape":
+            self.net.input.append("data")
+            self.net.input_shape.add().dim.extend([1, *shape])
+        elif input_style == "input_dim":
+            self.net.input.append("data")
+            self.net.input_dim.extend([1, *shape])
+        else:
+            layer = self.layer("input", "Input", [], ["data"])
+            layer.input_param.shape.add().dim.extend([1, *shape])
+
+    def layer(self, name: str, kind: str, bottoms: Sequence[str], tops: Sequence[str]):
+        layer = self.net.layer.add(name=name, type=kind)
+        layer.bottom.extend(bottoms)
+        layer.top.extend(tops)
+        return layer
+
+    def blob(self, layer, array: np.ndarray, legacy: bool = False) -> None:
+        blob = layer.blobs.add()
+        array = np.asarray(array, dtype=np.float32)
+        if legacy:  # num, channels, height, width, right-aligned
+            dims = (1,) * (4 - array.ndim) + array.shape
+            blob.num, blob.channels, blob.height, blob.width = dims
+        else:
+            blob.shape.dim.extend(array.shape)
+        blob.data.extend(array.ravel().tolist())
+
+    def conv(self, name, bottom, top, num_output, kernel=3, group=1, bias=True, deconv=False, legacy=False):
+        c, h, w = self.shapes[bottom]
+        layer = self.layer(name, "Deconvolution" if deconv else "Convolution", [bottom], [top])
+        p = layer.convolution_param
+        p.num_output, p.pad[:], p.kernel_size[:] = num_output, [kernel // 2], [kernel]
+        if group != 1:
+            p.group = group
+        if not bias:
+            p.bias_term = False
+        shape = (c, num_output // group, kernel, kernel) if deconv else (num_output, c // group, kernel, kernel)
+        self.blob(layer, self.rng.normal(0, (2 / (c * kernel * kernel / group)) ** 0.5, shape), legacy)
+        if bias:
+            self.blob(layer, self.rng.normal(0, 0.1, num_output), legacy)
+        self.shapes[top] = (num_output, h, w)
+        return layer
+
+    def inner_product(self, name, bottom, top, num_output, bias=True, transpose=False, legacy=False):
+        k = int(np.prod(self.shapes[bottom]))
+        layer = self.layer(name, "InnerProduct", [bottom], [top])
+        layer.inner_product_param.num_output = num_output
+        if not bias:
+            layer.inner_product_param.bias_term = False
+        if transpose:
+            layer.inner_product_param.transpose = True
+        weights = self.rng.normal(0, (1 / k) ** 0.5, (num_output, k))
+        self.blob(layer, weights.T if transpose else weights, legacy)
+        if bias:
+            self.blob(layer, self.rng.normal(0, 0.1, num_output), legacy)
+        self.shapes[top] = (num_output,)
+        return layer
+
+    def batch_norm(self, name, bottom, top, eps: Optional[float] = None, factor: float = 999.982, legacy=False):
+        c = self.shapes[bottom][0]
+        layer = self.layer(name, "BatchNorm", [bottom], [top])
+        if eps is not None:
+            layer.batch_norm_param.eps = eps
+        # Caffe stores accumulated sums: mean * factor, var * factor, and the factor.
+        self.blob(layer, self.rng.normal(0, 0.2, c) * factor, legacy)
+        self.blob(layer, self.rng.uniform(0.2, 2.0, c) * factor, legacy)
+        self.blob(layer, [factor], legacy)
+        self.shapes[top] = self.shapes[bottom]
+        return layer
+
+    def scale(self, name, bottom, top, bias=True, legacy=False):
+        c = self.shapes[bottom][0]
+        layer = self.layer(name, "Scale", [bottom], [top])
+        if bias:
+            layer.scale_param.bias_term = True
+        self.blob(layer, self.rng.uniform(0.5, 1.5, c), legacy)
+        if bias:
+            self.blob(layer, self.rng.normal(0, 0.2, c), legacy)
+        self.shapes[top] = self.shapes[bottom]
+        return layer
+
+    def simple(self, name, kind, bottoms, top, **fields):
+        layer = self.layer(name, kind, bottoms, [top])
+        for key, value in fields.items():
+            param, attr = key.split("__")
+            setattr(getattr(layer, param), attr, value)
+        self.shapes[top] = self.shapes[bottoms[0]]
+        if kind == "Pooling":
+            c, h, w = self.shapes[bottoms[0]]
+            self.shapes[top] = (c, (h + 1) // 2, (w + 1) // 2)
+        return layer
+
+    def write(self, directory: Path, stem: str = "model") -> Tuple[Path, Path]:
+        prototxt, caffemodel = directory / f"{stem}.prototxt", directory / f"{stem}.caffemodel"
+        structure = messages().NetParameter()
+        structure.CopyFrom(self.net)
+        for layer in structure.layer:
+            del layer.blobs[:]
+        prototxt.write_text(text_format.MessageToString(structure))
+        caffemodel.write_bytes(self.net.SerializeToString())
+        return prototxt, caffemodel
+
+
+def as_v1(builder: NetBuilder):
+    """The builder's network in the deprecated V1 form (enum types, blobs_lr)."""
+    V1 = messages().V1LayerParameter
+    types = {"Convolution": V1.CONVOLUTION, "InnerProduct": V1.INNER_PRODUCT, "ReLU": V1.RELU,
+             "Pooling": V1.POOLING, "Softmax": V1.SOFTMAX}
+    net = messages().NetParameter()
+    net.CopyFrom(builder.net)
+    del net.layer[:]
+    for layer in builder.net.layer:
+        old = net.layers.add(name=layer.name, type=types[layer.type])
+        old.bottom.extend(layer.bottom)
+        old.top.extend(layer.top)
+        old.blobs.extend(layer.blobs)
+        old.blobs_lr.extend([1.0, 2.0][:len(layer.blobs)])
+        for field, value in layer.ListFields():
+            if field.name.endswith("_param"):
+                getattr(old, field.name).CopyFrom(value)
+    return net
