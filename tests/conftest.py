@@ -3,7 +3,7 @@ repository root with the ``pytest`` command, as the README says)."""
 
 from __future__ import annotations
 
-import math
+import sys
 import tempfile
 from pathlib import Path
 
@@ -15,6 +15,8 @@ from pydarknet import upstream
 
 REPO = Path(__file__).resolve().parent.parent
 SERIES = REPO / "darknet_patches"
+sys.path.insert(0, str(REPO / "tools"))
+from random_weights import write_random_weights  # noqa: E402  (re-exported for the tests)
 
 try:
     pydarknet.build_info()
@@ -54,35 +56,6 @@ activation=linear
 
 [softmax]
 """
-
-
-def write_random_weights(net: "pydarknet.Network", path: Path, seed: int = 0) -> Path:
-    """A Darknet 0.2.0 weights file with random values laid out as formats.md says
-    (conv: biases, [scales, mean, variance], weights; connected: biases, weights,
-    [scales, mean, variance]; batchnorm: scales, mean, variance), with positive variances so outputs stay finite."""
-    rng = np.random.default_rng(seed)
-    parts = [np.array([0, 2, 0], dtype="<i4").tobytes(), np.array([0], dtype="<u8").tobytes()]
-    for layer in net.layers:
-        n, bn = layer.filters, layer.batch_normalize
-        norm = [rng.uniform(0.5, 1.5, n), rng.normal(0, 0.1, n), rng.uniform(0.5, 1.5, n)] if bn else []
-        if layer.type == "convolutional":
-            weights = rng.normal(0, math.sqrt(2 / (layer.n_weights / n)), layer.n_weights)
-            arrays = [rng.normal(0, 0.1, n), *norm, weights]
-        elif layer.type == "connected":
-            weights = rng.normal(0, math.sqrt(1 / (layer.n_weights / n)), layer.n_weights)
-            arrays = [rng.normal(0, 0.1, n), weights, *norm]
-        elif layer.type == "batchnorm":
-            c = layer.input_shape[0]
-            arrays = [rng.uniform(0.5, 1.5, c), rng.normal(0, 0.1, c), rng.uniform(0.5, 1.5, c)]
-        elif layer.n_params:
-            raise NotImplementedError(f"random weights for {layer.type} layers")
-        else:
-            continue
-        assert sum(a.size for a in arrays) == layer.n_params
-        parts += [a.astype("<f4").tobytes() for a in arrays]
-    path.write_bytes(b"".join(parts))
-    assert path.stat().st_size == 20 + 4 * net.n_params
-    return path
 
 
 @pytest.fixture

@@ -15,6 +15,18 @@ import numpy as np
 import pydarknet
 
 
+def forward_times(net: pydarknet.Network, runs: int) -> list:
+    """Seconds per image of ``runs`` forward passes on random input, after a warm-up."""
+    x = np.random.default_rng(0).random((net.batch,) + net.input_shape, dtype=np.float32)
+    net.predict(x)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        net.predict(x)
+        times.append((time.perf_counter() - start) / net.batch)
+    return times
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("cfg")
@@ -26,13 +38,7 @@ def main() -> None:
     start = time.perf_counter()
     net = pydarknet.Network(args.cfg, args.weights, batch=args.batch)
     load_s = time.perf_counter() - start
-    x = np.random.default_rng(0).random((args.batch,) + net.input_shape, dtype=np.float32)
-    net.predict(x)  # warm-up
-    times = []
-    for _ in range(args.runs):
-        start = time.perf_counter()
-        net.predict(x)
-        times.append((time.perf_counter() - start) / args.batch)
+    times = forward_times(net, args.runs)
     print(f"{net.cfg_path.name}: input {net.input_shape}, batch {args.batch}, {net.bflops:.3f} BFLOPs/image")
     print(f"load {load_s * 1000:.0f} ms; forward per image: median {statistics.median(times) * 1000:.0f} ms, "
           f"min {min(times) * 1000:.0f} ms over {args.runs} runs")
