@@ -183,6 +183,14 @@ int pdn_predict(network *net, const float *input, int n, float *output, int verb
     return 0;
 }
 
+int pdn_layer_output(network *net, int index, int n, float *output)
+{
+    if (index < 0 || index >= net->n || n < 1 || n > net->batch) return -1;
+    layer l = net->layers[index];
+    memcpy(output, l.output, sizeof(float) * (size_t)l.outputs * n);
+    return 0;
+}
+
 int pdn_save_weights(network *net, const char *path, int fold_bn, int verbose, pdn_error *err)
 {
     PDN_GUARDED(verbose, err, (void)0, {

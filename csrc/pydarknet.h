@@ -43,6 +43,8 @@ void pdn_network_info_get(network *net, pdn_network_info *info);
 int pdn_layer_get(network *net, int index, pdn_layer *out);
 /* n <= batch images: input n * inputs floats, output n * outputs floats. */
 int pdn_predict(network *net, const float *input, int n, float *output, int verbose, pdn_error *err);
+/* After pdn_predict on n images: layer index's output, n * its outputs floats. */
+int pdn_layer_output(network *net, int index, int n, float *output);
 /* fold_bn < 0: as the network is; else layers with batch normalization are written
  * folded for runtime fold_bn (0 CPU, 1 GPU), and the network is unchanged. */
 int pdn_save_weights(network *net, const char *path, int fold_bn, int verbose, pdn_error *err);

@@ -82,28 +82,14 @@ class Cfg:
         return self.sections[1:]
 
     def set(self, section: Section, key: str, value: str) -> None:
-        """Set ``key=value`` in ``section``: the key's own line is replaced (its
-        indentation and line ending kept); a missing key goes after the header."""
-        option = section.options.get(key)
-        if option is not None:
-            old = self.lines[option.line]
-            indent = old[:len(old) - len(old.lstrip())]
-            ending = old[len(old.rstrip("\r\n")):]
-            self.lines[option.line] = f"{indent}{key}={value}{ending}"
-            option.value = value
-            return
-        header = self.lines[section.line]
-        ending = header[len(header.rstrip("\r\n")):] or "\n"
-        if not header.endswith(("\n", "\r")):
-            self.lines[section.line] = header + ending
-        self.lines.insert(section.line + 1, f"{key}={value}{ending}")
-        for other in self.sections:
-            if other.line > section.line:
-                other.line += 1
-            for opt in other.options.values():
-                if opt.line > section.line:
-                    opt.line += 1
-        section.options[key] = Option(key, value, section.line + 1)
+        """Change ``key`` of ``section`` to ``value`` on the key's own line (its
+        indentation and line ending kept)."""
+        option = section.options[key]
+        old = self.lines[option.line]
+        indent = old[:len(old) - len(old.lstrip())]
+        ending = old[len(old.rstrip("\r\n")):]
+        self.lines[option.line] = f"{indent}{key}={value}{ending}"
+        option.value = value
 
     def text(self) -> str:
         return "".join(self.lines)

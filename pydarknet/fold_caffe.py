@@ -97,10 +97,11 @@ def _why_not(graph: _Graph, bn_position: int, blobs) -> Tuple[Optional[str], Opt
     layer = graph.layers[producer]
     if layer.type not in PRODUCERS:
         return f"its bottom '{bn.bottom[0]}' comes from {_describe(layer)}, not a {'/'.join(PRODUCERS)}", None
+    if len(layer.top) != 1:
+        return f"{_describe(layer)} has more than one top", None
     if graph.only_reader(producer) != bn_position:
-        others = [graph.layers[p].name for p in graph.readers.get((producer, layer.top[0]), []) if p != bn_position]
-        return (f"the output of {_describe(layer)} is also read by {', '.join(repr(o) for o in others) or 'more layers'}"
-                if others else f"{_describe(layer)} has more than one top"), None
+        others = [repr(graph.layers[p].name) for p in graph.readers[(producer, layer.top[0])] if p != bn_position]
+        return f"the output of {_describe(layer)} is also read by {', '.join(others)}", None
     if layer.name not in blobs:
         return f"the caffemodel has no weights for {_describe(layer)}", None
     axis = layer.inner_product_param.axis if layer.type == "InnerProduct" else layer.convolution_param.axis
@@ -142,10 +143,7 @@ def _renames_safely(graph: _Graph, producer: int, last: int) -> Optional[str]:
 def fold_net(structure, weights) -> Tuple[object, folding.FoldReport]:
     """The folded network (structure with blobs attached, ready to write as both
     prototxt and caffemodel) and the report."""
-    blobs = {name: [type(b)() for b in bs] for name, bs in blobs_by_layer(weights).items()}
-    for name, bs in blobs_by_layer(weights).items():
-        for copy, blob in zip(blobs[name], bs):
-            copy.CopyFrom(blob)
+    blobs = {name: list(found) for name, found in blobs_by_layer(weights).items()}  # edited in place
     graph = _Graph.build(structure)
     report = folding.FoldReport()
     removed = set()  # net.layer positions of the BN/Scale layers folded away
@@ -238,8 +236,11 @@ def check(prototxt_a: PathLike, caffemodel_a: PathLike, prototxt_b: PathLike, ca
         net = cv2.dnn.readNetFromCaffe(os.fspath(prototxt), os.fspath(caffemodel))
         net.enableFusion(False)  # run the layers as written (OpenCV's own BN fusion is not the reference)
         net.setInput(x)
-        outputs.append(net.forward())
-    return folding.compare(outputs[0], outputs[1], f"OpenCV DNN {cv2.__version__}", inputs)
+        names = net.getUnconnectedOutLayersNames()
+        outputs.append((names, net.forward(names)))
+    (names, reference), (_, folded) = outputs
+    pairs = [(f"output '{name}'", ref, out) for name, ref, out in zip(names, reference, folded)]
+    return folding.compare(pairs, f"OpenCV DNN {cv2.__version__}", inputs)
 
 
 def input_shape(net) -> Tuple[int, ...]:

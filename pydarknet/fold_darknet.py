@@ -87,9 +87,11 @@ def fold(cfg_path: PathLike, weights_path: PathLike, out_cfg: PathLike, out_weig
 def check(cfg_a: PathLike, weights_a: PathLike, cfg_b: PathLike, weights_b: PathLike,
           inputs: int = 2, seed: int = 0) -> folding.CheckResult:
     """Run both models on the same random inputs with the bound runtime and compare
-    the outputs of the network's last layer."""
+    every layer's output."""
     from .network import Network
 
-    with Network(cfg_a, weights_a, batch=1) as a, Network(cfg_b, weights_b, batch=1) as b:
+    with Network(cfg_a, weights_a, batch=inputs) as a, Network(cfg_b, weights_b, batch=inputs) as b:
         x = np.random.default_rng(seed).random((inputs, *a.input_shape), dtype=np.float32)
-        return folding.compare(a.predict(x), b.predict(x), "pydarknet CPU runtime", inputs)
+        pairs = [(f"layer {layer.index} ({layer.type})", ref, out)
+                 for layer, ref, out in zip(a.layers, a.layer_outputs(x), b.layer_outputs(x))]
+    return folding.compare(pairs, "pydarknet CPU runtime", inputs)

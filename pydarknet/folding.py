@@ -72,10 +72,13 @@ class FoldReport:
 
 @dataclass
 class CheckResult:
-    """Original vs folded outputs on the same random inputs."""
+    """Original vs folded outputs on the same random inputs; ``worst`` names the
+    compared output with the largest difference relative to its own largest value."""
 
     runtime: str
     inputs: int
+    compared: int  # how many outputs (layers or network outputs) were compared
+    worst: str
     max_abs: float
     max_magnitude: float
     tolerance: float = 1e-4
@@ -90,15 +93,24 @@ class CheckResult:
 
     def __str__(self) -> str:
         verdict = "ok" if self.ok else f"ABOVE the tolerance {self.tolerance:g}"
-        return (f"check ({self.runtime}, {self.inputs} random inputs): max abs difference {self.max_abs:.3g}, "
-                f"relative to the largest output {self.relative:.3g}: {verdict}")
+        return (f"check ({self.runtime}, {self.inputs} random inputs, {self.compared} outputs compared): "
+                f"largest difference in {self.worst}: {self.max_abs:.3g} absolute, "
+                f"{self.relative:.3g} of its largest value: {verdict}")
 
 
-def compare(reference: np.ndarray, folded: np.ndarray, runtime: str, inputs: int) -> CheckResult:
-    reference = np.asarray(reference, dtype=np.float64)
-    diff = np.abs(reference - np.asarray(folded, dtype=np.float64))
-    return CheckResult(runtime, inputs, float(diff.max()) if diff.size else 0.0,
-                       float(np.abs(reference).max()) if reference.size else 0.0)
+def compare(pairs: Sequence[Tuple[str, np.ndarray, np.ndarray]], runtime: str, inputs: int) -> CheckResult:
+    """Compare (name, reference, folded) outputs; the result is the worst of them."""
+    worst = None
+    for name, reference, folded in pairs:
+        reference = np.asarray(reference, dtype=np.float64)
+        diff = float(np.abs(reference - np.asarray(folded, dtype=np.float64)).max(initial=0.0))
+        magnitude = float(np.abs(reference).max(initial=0.0))
+        result = CheckResult(runtime, inputs, len(pairs), name, diff, magnitude)
+        if worst is None or result.relative > worst.relative:
+            worst = result
+    if worst is None:
+        raise ValueError("no outputs to compare")
+    return worst
 
 
 def output_paths(output: Sequence[str], suffixes: Tuple[str, str]) -> List[Path]:

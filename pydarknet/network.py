@@ -181,34 +181,56 @@ class Network:
 
     # -- running -------------------------------------------------------------------
 
+    def _images(self, x: np.ndarray) -> np.ndarray:
+        """``x`` checked and shaped (N, C, H, W), contiguous."""
+        if not isinstance(x, np.ndarray):
+            raise TypeError(f"predict expects a numpy.ndarray, not {type(x).__name__}")
+        if x.dtype != np.float32:
+            raise TypeError(f"predict expects float32 input, got {x.dtype}; convert with x.astype(np.float32)")
+        if x.ndim not in (3, 4) or x.shape[-3:] != self.input_shape:
+            raise ValueError(
+                f"input shape {x.shape} does not fit this network: expected {self.input_shape} "
+                f"(C,H,W) or (N, {', '.join(map(str, self.input_shape))})"
+            )
+        return np.ascontiguousarray(x.reshape((-1,) + self.input_shape))
+
+    def _forward(self, chunk: np.ndarray, result: np.ndarray) -> None:
+        """One pass on at most ``batch`` images; the caller holds the lock."""
+        err = ffi.new("pdn_error *")
+        if lib.pdn_predict(self._net, ffi.from_buffer("float[]", chunk), len(chunk),
+                           ffi.from_buffer("float[]", result, require_writable=True), self.verbose, err):
+            raise errors.from_c(err)
+
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Forward pass on float32 input shaped (C,H,W) or (N,C,H,W).
 
         Returns a new float32 array: the last layer's output, shaped
         ``output_shape`` or ``(N, *output_shape)``.
         """
-        if not isinstance(x, np.ndarray):
-            raise TypeError(f"predict expects a numpy.ndarray, not {type(x).__name__}")
-        if x.dtype != np.float32:
-            raise TypeError(f"predict expects float32 input, got {x.dtype}; convert with x.astype(np.float32)")
-        single = x.ndim == 3
-        if x.ndim not in (3, 4) or x.shape[-3:] != self.input_shape:
-            raise ValueError(
-                f"input shape {x.shape} does not fit this network: expected {self.input_shape} "
-                f"(C,H,W) or (N, {', '.join(map(str, self.input_shape))})"
-            )
-        images = np.ascontiguousarray(x.reshape((-1,) + self.input_shape))
+        images = self._images(x)
         result = np.empty((images.shape[0], self._outputs), dtype=np.float32)
-        err = ffi.new("pdn_error *")
         with self._locked():
             for start in range(0, images.shape[0], self.batch):
-                chunk = images[start:start + self.batch]
-                if lib.pdn_predict(self._net, ffi.from_buffer("float[]", chunk), len(chunk),
-                                   ffi.from_buffer("float[]", result[start:start + len(chunk)], require_writable=True),
-                                   self.verbose, err):
-                    raise errors.from_c(err)
+                self._forward(images[start:start + self.batch], result[start:start + self.batch])
         result = result.reshape((-1,) + self.output_shape)
-        return result[0] if single else result
+        return result[0] if x.ndim == 3 else result
+
+    def layer_outputs(self, x: np.ndarray) -> List[np.ndarray]:
+        """Every layer's output for at most ``batch`` images: arrays shaped
+        (N, *layer.output_shape) (flat for layers whose outputs are not c*h*w)."""
+        images = self._images(x)
+        if len(images) > self.batch:
+            raise ValueError(f"layer_outputs takes at most batch={self.batch} images, got {len(images)}")
+        outputs = []
+        with self._locked():
+            self._forward(images, np.empty((len(images), self._outputs), dtype=np.float32))
+            for layer in self.layers:
+                out = np.empty((len(images), layer.outputs), dtype=np.float32)
+                lib.pdn_layer_output(self._net, layer.index, len(images),
+                                     ffi.from_buffer("float[]", out, require_writable=True))
+                shape = layer.output_shape if int(np.prod(layer.output_shape)) == layer.outputs else (layer.outputs,)
+                outputs.append(out.reshape((len(images), *shape)))
+        return outputs
 
     def fold_batchnorm(self, target: str = "cpu") -> List[int]:
         """Fold batch normalization into the weights of every convolutional,

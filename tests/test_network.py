@@ -199,3 +199,17 @@ def test_networks_alive_at_interpreter_exit_are_freed_quietly(tiny_cfg):
               f"cycle = [pydarknet.Network({str(tiny_cfg)!r})]\ncycle.append(cycle)\n")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert (done.returncode, done.stderr) == (0, "")
+
+
+def test_layer_outputs(tiny_cfg, tiny_weights):
+    with pydarknet.Network(tiny_cfg, tiny_weights, batch=2) as net:
+        x = random_input((2, *net.input_shape), seed=4)
+        outputs = net.layer_outputs(x)
+        assert [o.shape[1:] for o in outputs] == [layer.output_shape for layer in net.layers[:-1]] + [(5,)]
+        assert np.array_equal(outputs[-1], net.predict(x))  # softmax has no c*h*w shape
+        # the input of layer 1 (maxpool) is layer 0's output: its max over 2x2 windows
+        c, h, w = net.layers[0].output_shape
+        pooled = outputs[0].reshape(2, c, h // 2, 2, w // 2, 2).max(axis=(3, 5))
+        assert np.array_equal(outputs[1], pooled)
+        with pytest.raises(ValueError, match="at most batch=2"):
+            net.layer_outputs(random_input((3, *net.input_shape)))
