@@ -75,9 +75,32 @@ def _scale_outputs(producer, weights: np.ndarray, k: np.ndarray) -> np.ndarray:
     return folding.scale_weights(grouped, k, (group, 1, -1, 1)).reshape(weights.shape)
 
 
+def _output_channels(producer, weights: np.ndarray) -> int:
+    """How many output channels ``producer``'s weight blob has."""
+    if producer.type == "InnerProduct":  # (N, K) or, transposed, (K, N); maybe legacy 4-D
+        return weights.shape[-1] if producer.inner_product_param.transpose else weights.shape[-2]
+    if producer.type == "Convolution":
+        return weights.shape[0]
+    return weights.shape[1] * producer.convolution_param.group
+
+
+def _check_sizes(producer, weights: np.ndarray, bias: Optional[np.ndarray], bn, channels: int) -> None:
+    """The blobs must agree with each other before any arithmetic on them."""
+    params = producer.inner_product_param if producer.type == "InnerProduct" else producer.convolution_param
+    found = _output_channels(producer, weights) if weights.ndim >= 2 else None
+    if found != channels or params.num_output != channels or (bias is not None and bias.size != channels):
+        raise CaffeError(f"{_describe(bn)} has {channels} channels but {_describe(producer)} has num_output "
+                         f"{params.num_output}, weights {weights.shape} and "
+                         f"{'no bias' if bias is None else f'{bias.size} biases'}; "
+                         "the caffemodel does not belong to this prototxt")
+
+
 def _bn_statistics(bn, blobs) -> Tuple[np.ndarray, np.ndarray]:
     """mean and variance as Caffe's BatchNorm uses them at test time."""
     mean, variance, factor = (blob_array(b).astype(np.float64).ravel() for b in blobs[:3])
+    if mean.size != variance.size or factor.size != 1:
+        raise CaffeError(f"{_describe(bn)} has blobs of {mean.size}, {variance.size} and {factor.size} values "
+                         "(expected C, C and 1)")
     scale = 0.0 if factor[0] == 0 else 1.0 / factor[0]
     return mean * scale, variance * scale
 
@@ -164,6 +187,7 @@ def fold_net(structure, weights) -> Tuple[object, folding.FoldReport]:
         layer_blobs = blobs[layer.name]
         weight = blob_array(layer_blobs[0])
         bias = blob_array(layer_blobs[1]).ravel() if len(layer_blobs) > 1 else None
+        _check_sizes(layer, weight, bias, bn, channels)
         gamma, beta = np.ones(channels), np.zeros(channels)
         if scale_at is not None:
             scale = graph.layers[scale_at]
@@ -208,7 +232,10 @@ def fold(prototxt: PathLike, caffemodel: PathLike, out_prototxt: PathLike,
 
     structure = read_prototxt(prototxt)
     weights = read_caffemodel(caffemodel)
-    folded, report = fold_net(structure, weights)
+    try:
+        folded, report = fold_net(structure, weights)
+    except CaffeError as e:
+        raise CaffeError(e.message, file=e.file or os.fspath(caffemodel)) from None
     text_net = messages().NetParameter()
     text_net.CopyFrom(folded)
     for layer in text_net.layer:

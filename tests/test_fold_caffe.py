@@ -248,3 +248,22 @@ def test_bad_files_write_nothing(tmp_path):
     with pytest.raises(FileError, match="missing.caffemodel"):
         fold_caffe.fold(prototxt, tmp_path / "missing.caffemodel", *out)
     assert not out[0].exists() and not out[1].exists()
+
+
+def test_blobs_that_do_not_fit_are_a_caffe_error(tmp_path):
+    b = NetBuilder()
+    b.conv("conv1", "data", "c1", 4)
+    b.batch_norm("bn1", "c1", "c1")
+    b.net.layer[0].blobs[1].shape.dim[0] = 2  # 4 biases declared as 2
+    prototxt, caffemodel = b.write(tmp_path)
+    with pytest.raises(CaffeError, match="model.caffemodel: a blob holds 4 values for its shape"):
+        fold_caffe.fold(prototxt, caffemodel, tmp_path / "o.prototxt", tmp_path / "o.caffemodel")
+    other = NetBuilder()
+    other.conv("conv1", "data", "c1", 5)
+    other.batch_norm("bn1", "c1", "c1")
+    other.write(tmp_path, "other")
+    b.net.layer[0].blobs[1].shape.dim[0] = 4
+    b.write(tmp_path)
+    with pytest.raises(CaffeError, match="BatchNorm 'bn1' has 4 channels .* does not belong"):
+        fold_caffe.fold(tmp_path / "other.prototxt", caffemodel, tmp_path / "o.prototxt", tmp_path / "o.caffemodel")
+    assert not (tmp_path / "o.prototxt").exists()

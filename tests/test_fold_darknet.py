@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import pydarknet
-from pydarknet import fold_bn, fold_darknet, samples, zoo
+from pydarknet import fold_bn, fold_darknet, folding, samples, zoo
 from pydarknet.darknet_files import Cfg, Weights
 from pydarknet.errors import FoldError, WeightsError
 
@@ -261,3 +261,11 @@ def test_check_finds_a_wrong_fold(tmp_path):
     folded.write(out[1])
     result = fold_darknet.check(cfg, weights, *out)
     assert not result.ok and result.worst != "layer 0 (convolutional)" and "ABOVE" in str(result)
+
+
+def test_cli_exits_1_when_the_check_fails(tmp_path, monkeypatch, capsys):
+    cfg, weights = write_model(tmp_path, TINY_CFG)
+    failing = folding.CheckResult("test runtime", 2, 5, "layer 3 (connected)", 0.5, 1.0)
+    monkeypatch.setattr(fold_darknet, "check", lambda *paths: failing)
+    assert fold_bn.main([str(cfg), str(weights), "-o", str(tmp_path / "o"), "--check", "-q"]) == 1
+    assert "ABOVE the tolerance" in capsys.readouterr().out  # printed even with -q
