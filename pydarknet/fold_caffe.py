@@ -25,7 +25,7 @@ PRODUCERS = ("Convolution", "Deconvolution", "InnerProduct")
 
 
 @dataclass
-class _Graph:
+class Graph:
     """Who reads what: blob versions are (producer position, name); position -1 is a
     network input."""
 
@@ -35,7 +35,7 @@ class _Graph:
     readers: Dict[Tuple[int, str], List[int]]  # version -> positions of its readers
 
     @classmethod
-    def build(cls, net) -> "_Graph":
+    def build(cls, net) -> "Graph":
         TEST = messages().NetState().phase
         indices = [i for i, layer in enumerate(net.layer) if in_phase(layer, TEST)]
         layers = [net.layer[i] for i in indices]
@@ -105,7 +105,7 @@ def _bn_statistics(bn, blobs) -> Tuple[np.ndarray, np.ndarray]:
     return mean * scale, variance * scale
 
 
-def _why_not(graph: _Graph, bn_position: int, blobs) -> Tuple[Optional[str], Optional[int]]:
+def _why_not(graph: Graph, bn_position: int, blobs) -> Tuple[Optional[str], Optional[int]]:
     """(reason it cannot fold, None) or (None, producer position)."""
     bn = graph.layers[bn_position]
     if len(bn.bottom) != 1 or len(bn.top) != 1:
@@ -133,7 +133,7 @@ def _why_not(graph: _Graph, bn_position: int, blobs) -> Tuple[Optional[str], Opt
     return None, producer
 
 
-def _foldable_scale(graph: _Graph, bn_position: int, blobs, channels: int) -> Tuple[Optional[int], Optional[str]]:
+def _foldable_scale(graph: Graph, bn_position: int, blobs, channels: int) -> Tuple[Optional[int], Optional[str]]:
     """(position of a Scale that folds too, None) or (None, why a following Scale stays)."""
     reader = graph.only_reader(bn_position)
     if reader is None or graph.layers[reader].type != "Scale":
@@ -151,7 +151,7 @@ def _foldable_scale(graph: _Graph, bn_position: int, blobs, channels: int) -> Tu
     return reader, None
 
 
-def _renames_safely(graph: _Graph, producer: int, last: int) -> Optional[str]:
+def _renames_safely(graph: Graph, producer: int, last: int) -> Optional[str]:
     """A reason the producer cannot take the name of the last folded layer's top."""
     old, new = graph.layers[producer].top[0], graph.layers[last].top[0]
     if old == new:
@@ -163,66 +163,102 @@ def _renames_safely(graph: _Graph, producer: int, last: int) -> Optional[str]:
     return None
 
 
-def fold_net(structure, weights) -> Tuple[object, folding.FoldReport]:
-    """The folded network (structure with blobs attached, ready to write as both
-    prototxt and caffemodel) and the report."""
-    blobs = {name: list(found) for name, found in blobs_by_layer(weights).items()}  # edited in place
-    graph = _Graph.build(structure)
-    report = folding.FoldReport()
-    removed = set()  # net.layer positions of the BN/Scale layers folded away
+@dataclass
+class FoldPlan:
+    """One BatchNorm (and maybe the Scale after it) that folds into ``producer``
+    (positions in the Graph), with the statistics Caffe uses, in float64."""
+
+    producer: int
+    bn: int
+    scale: Optional[int]
+    mean: np.ndarray
+    variance: np.ndarray
+    eps: float
+    gamma: np.ndarray
+    beta: np.ndarray
+
+    @property
+    def last(self) -> int:
+        return self.bn if self.scale is None else self.scale
+
+
+def plan_folds(graph: Graph, blobs) -> Tuple[List[FoldPlan], List[str]]:
+    """What folds (checked for consistent blob sizes) and why the rest stays."""
+    plans, kept = [], []
     for position, bn in enumerate(graph.layers):
         if bn.type != "BatchNorm":
             continue
         reason, producer = _why_not(graph, position, blobs)
         if reason is None:
-            layer = graph.layers[producer]
             mean, variance = _bn_statistics(bn, blobs[bn.name])
-            channels = mean.size
-            scale_at, scale_reason = _foldable_scale(graph, position, blobs, channels)
-            last = scale_at if scale_at is not None else position
-            reason = _renames_safely(graph, producer, last)
+            scale_at, scale_reason = _foldable_scale(graph, position, blobs, mean.size)
+            reason = _renames_safely(graph, producer, position if scale_at is None else scale_at)
         if reason is not None:
-            report.kept.append(f"{_describe(bn)} stays: {reason}")
+            kept.append(f"{_describe(bn)} stays: {reason}")
             continue
+        layer = graph.layers[producer]
+        layer_blobs = blobs[layer.name]
+        bias = blob_array(layer_blobs[1]).ravel() if len(layer_blobs) > 1 else None
+        _check_sizes(layer, blob_array(layer_blobs[0]), bias, bn, mean.size)
+        gamma, beta = np.ones(mean.size), np.zeros(mean.size)
+        if scale_at is not None:
+            scale = graph.layers[scale_at]
+            gamma = blob_array(blobs[scale.name][0]).ravel().astype(np.float64)
+            if scale.scale_param.bias_term:
+                beta = blob_array(blobs[scale.name][1]).ravel().astype(np.float64)
+        elif scale_reason:
+            kept.append(f"{scale_reason}; it stays after {_describe(layer)}")
+        plans.append(FoldPlan(producer, position, scale_at, mean, variance, bn.batch_norm_param.eps, gamma, beta))
+    return plans, kept
+
+
+def absorbed(graph: Graph, plan: FoldPlan) -> str:
+    """"BatchNorm 'x' + Scale 'y'" for reports."""
+    names = _describe(graph.layers[plan.bn])
+    return names + (f" + {_describe(graph.layers[plan.scale])}" if plan.scale is not None else "")
+
+
+def with_blobs(structure, blobs, skip=()):
+    """A copy of ``structure`` with each layer's blobs attached (layers at net.layer
+    positions in ``skip`` left out)."""
+    out = messages().NetParameter()
+    out.CopyFrom(structure)
+    del out.layer[:]
+    for index, layer in enumerate(structure.layer):
+        if index in skip:
+            continue
+        copy = out.layer.add()
+        copy.CopyFrom(layer)
+        del copy.blobs[:]
+        copy.blobs.extend(blobs.get(layer.name, []))
+    return out
+
+
+def fold_net(structure, weights) -> Tuple[object, folding.FoldReport]:
+    """The folded network (structure with blobs attached, ready to write as both
+    prototxt and caffemodel) and the report."""
+    blobs = {name: list(found) for name, found in blobs_by_layer(weights).items()}  # edited in place
+    graph = Graph.build(structure)
+    plans, kept = plan_folds(graph, blobs)
+    report = folding.FoldReport(kept=kept)
+    removed = set()  # net.layer positions of the BN/Scale layers folded away
+    for plan in plans:
+        layer = graph.layers[plan.producer]
         layer_blobs = blobs[layer.name]
         weight = blob_array(layer_blobs[0])
         bias = blob_array(layer_blobs[1]).ravel() if len(layer_blobs) > 1 else None
-        _check_sizes(layer, weight, bias, bn, channels)
-        gamma, beta = np.ones(channels), np.zeros(channels)
-        if scale_at is not None:
-            scale = graph.layers[scale_at]
-            gamma = blob_array(blobs[scale.name][0]).ravel()
-            if scale.scale_param.bias_term:
-                beta = blob_array(blobs[scale.name][1]).ravel()
-        k, new_bias = folding.fold_factors(mean, folding.caffe_denominator(variance, bn.batch_norm_param.eps),
-                                           gamma, beta, bias)
+        k, new_bias = folding.fold_factors(plan.mean, folding.caffe_denominator(plan.variance, plan.eps),
+                                           plan.gamma, plan.beta, bias)
         set_blob(layer_blobs[0], _scale_outputs(layer, weight, k))
         if bias is None:
             layer_blobs.append(messages().BlobProto())
             params = layer.inner_product_param if layer.type == "InnerProduct" else layer.convolution_param
             params.bias_term = True
         set_blob(layer_blobs[1], new_bias.astype(np.float32))
-        layer.top[0] = graph.layers[last].top[0]
-        removed.add(graph.indices[position])
-        absorbed = _describe(bn)
-        if scale_at is not None:
-            removed.add(graph.indices[scale_at])
-            absorbed += f" + {_describe(graph.layers[scale_at])}"
-        elif scale_reason:
-            report.kept.append(f"{scale_reason}; it stays after the folded {_describe(layer)}")
-        report.folded.append(f"{absorbed} into {_describe(layer)} ({channels} channels)")
-
-    out = messages().NetParameter()
-    out.CopyFrom(structure)
-    del out.layer[:]
-    for index, layer in enumerate(structure.layer):
-        if index in removed:
-            continue
-        copy = out.layer.add()
-        copy.CopyFrom(layer)
-        del copy.blobs[:]
-        copy.blobs.extend(blobs.get(layer.name, []))
-    return out, report
+        layer.top[0] = graph.layers[plan.last].top[0]
+        removed.update(graph.indices[p] for p in (plan.bn, plan.scale) if p is not None)
+        report.folded.append(f"{absorbed(graph, plan)} into {_describe(layer)} ({plan.mean.size} channels)")
+    return with_blobs(structure, blobs, removed), report
 
 
 def fold(prototxt: PathLike, caffemodel: PathLike, out_prototxt: PathLike,
