@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
 
@@ -69,6 +70,15 @@ def _read_bytes(path: PathLike, what: str) -> bytes:
         raise FileError(f"cannot read the {what}: {e.strerror}", file=os.fspath(path)) from None
 
 
+# Field 13 of PoolingParameter is BVLC's `round_mode` (CEIL = 0) but `ceil_mode` (a bool,
+# true = ceil) in several forks and in OpenCV; text files say which one they mean.
+_CEIL_MODE = re.compile(r"\bceil_mode\s*:\s*(true|false|True|False|1|0)\b")
+
+
+def _bvlc_round_mode(match) -> str:
+    return "round_mode: " + ("CEIL" if match.group(1).lower() in ("true", "1") else "FLOOR")
+
+
 def read_prototxt(path: PathLike):
     """The NetParameter in a text .prototxt, upgraded from V1 if needed."""
     from google.protobuf import text_format
@@ -76,7 +86,7 @@ def read_prototxt(path: PathLike):
     data = _read_bytes(path, "prototxt")
     net = messages().NetParameter()
     try:
-        text_format.Parse(data.decode("utf-8"), net)
+        text_format.Parse(_CEIL_MODE.sub(_bvlc_round_mode, data.decode("utf-8")), net)
     except UnicodeDecodeError as e:
         raise CaffeError(f"not a text prototxt ({e.reason} at byte {e.start}); "
                          "was a binary .caffemodel given in its place?", file=os.fspath(path)) from None

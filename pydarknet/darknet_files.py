@@ -13,7 +13,7 @@ import re
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, NamedTuple, Optional, Sequence, Union
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -97,6 +97,13 @@ class Cfg:
     def where(self, section: Section) -> str:
         """``file:line [name]`` for messages."""
         return f"{self.path or '<cfg>'}:{section.line + 1} [{section.name}]"
+
+
+def cfg_text(sections: Sequence[Tuple[str, Dict[str, object]]]) -> str:
+    """A cfg from (section name, options) pairs, [net] first, one blank line apart."""
+    blocks = ["\n".join([f"[{name}]"] + [f"{key}={value}" for key, value in options.items()])
+              for name, options in sections]
+    return "\n\n".join(blocks) + "\n"
 
 
 # -- weights -----------------------------------------------------------------------

@@ -47,7 +47,11 @@ class CaffeError(DarknetError, ValueError):
 
 
 class FoldError(DarknetError, ValueError):
-    """A model cannot be folded or converted as asked (the message says why)."""
+    """A model cannot be folded as asked (the message says why)."""
+
+
+class ConversionError(DarknetError, ValueError):
+    """A model cannot be converted (the message lists every layer in the way)."""
 
 
 class OutOfMemoryError(DarknetError, MemoryError):

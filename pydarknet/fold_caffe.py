@@ -59,7 +59,7 @@ class Graph:
         return found[0] if len(found) == 1 else None
 
 
-def _describe(layer) -> str:
+def describe(layer) -> str:
     return f"{layer.type} '{layer.name}'"
 
 
@@ -89,7 +89,7 @@ def _check_sizes(producer, weights: np.ndarray, bias: Optional[np.ndarray], bn, 
     params = producer.inner_product_param if producer.type == "InnerProduct" else producer.convolution_param
     found = _output_channels(producer, weights) if weights.ndim >= 2 else None
     if found != channels or params.num_output != channels or (bias is not None and bias.size != channels):
-        raise CaffeError(f"{_describe(bn)} has {channels} channels but {_describe(producer)} has num_output "
+        raise CaffeError(f"{describe(bn)} has {channels} channels but {describe(producer)} has num_output "
                          f"{params.num_output}, weights {weights.shape} and "
                          f"{'no bias' if bias is None else f'{bias.size} biases'}; "
                          "the caffemodel does not belong to this prototxt")
@@ -99,7 +99,7 @@ def _bn_statistics(bn, blobs) -> Tuple[np.ndarray, np.ndarray]:
     """mean and variance as Caffe's BatchNorm uses them at test time."""
     mean, variance, factor = (blob_array(b).astype(np.float64).ravel() for b in blobs[:3])
     if mean.size != variance.size or factor.size != 1:
-        raise CaffeError(f"{_describe(bn)} has blobs of {mean.size}, {variance.size} and {factor.size} values "
+        raise CaffeError(f"{describe(bn)} has blobs of {mean.size}, {variance.size} and {factor.size} values "
                          "(expected C, C and 1)")
     scale = 0.0 if factor[0] == 0 else 1.0 / factor[0]
     return mean * scale, variance * scale
@@ -119,17 +119,17 @@ def _why_not(graph: Graph, bn_position: int, blobs) -> Tuple[Optional[str], Opti
         return f"its bottom '{bn.bottom[0]}' is a network input", None
     layer = graph.layers[producer]
     if layer.type not in PRODUCERS:
-        return f"its bottom '{bn.bottom[0]}' comes from {_describe(layer)}, not a {'/'.join(PRODUCERS)}", None
+        return f"its bottom '{bn.bottom[0]}' comes from {describe(layer)}, not a {'/'.join(PRODUCERS)}", None
     if len(layer.top) != 1:
-        return f"{_describe(layer)} has more than one top", None
+        return f"{describe(layer)} has more than one top", None
     if graph.only_reader(producer) != bn_position:
         others = [repr(graph.layers[p].name) for p in graph.readers[(producer, layer.top[0])] if p != bn_position]
-        return f"the output of {_describe(layer)} is also read by {', '.join(others)}", None
+        return f"the output of {describe(layer)} is also read by {', '.join(others)}", None
     if layer.name not in blobs:
-        return f"the caffemodel has no weights for {_describe(layer)}", None
+        return f"the caffemodel has no weights for {describe(layer)}", None
     axis = layer.inner_product_param.axis if layer.type == "InnerProduct" else layer.convolution_param.axis
     if axis != 1:
-        return f"{_describe(layer)} has axis {axis}; only axis 1 (channels) folds", None
+        return f"{describe(layer)} has axis {axis}; only axis 1 (channels) folds", None
     return None, producer
 
 
@@ -140,14 +140,14 @@ def _foldable_scale(graph: Graph, bn_position: int, blobs, channels: int) -> Tup
         return None, None
     scale = graph.layers[reader]
     if len(scale.bottom) != 1:
-        return None, f"{_describe(scale)} multiplies by a second bottom, not a learned parameter"
+        return None, f"{describe(scale)} multiplies by a second bottom, not a learned parameter"
     if scale.scale_param.axis != 1 or scale.scale_param.num_axes != 1:
-        return None, f"{_describe(scale)} has axis/num_axes other than 1/1"
+        return None, f"{describe(scale)} has axis/num_axes other than 1/1"
     expected = 2 if scale.scale_param.bias_term else 1
     if scale.name not in blobs or len(blobs[scale.name]) < expected:
-        return None, f"the caffemodel has no parameters for {_describe(scale)}"
+        return None, f"the caffemodel has no parameters for {describe(scale)}"
     if any(blob_array(b).size != channels for b in blobs[scale.name][:expected]):
-        return None, f"{_describe(scale)} parameters do not have one value per channel"
+        return None, f"{describe(scale)} parameters do not have one value per channel"
     return reader, None
 
 
@@ -159,7 +159,7 @@ def _renames_safely(graph: Graph, producer: int, last: int) -> Optional[str]:
     for position in range(producer + 1, last):
         layer = graph.layers[position]
         if new in layer.bottom or new in layer.top:
-            return f"the folded output would be renamed '{new}', which {_describe(layer)} in between uses"
+            return f"the folded output would be renamed '{new}', which {describe(layer)} in between uses"
     return None
 
 
@@ -194,7 +194,7 @@ def plan_folds(graph: Graph, blobs) -> Tuple[List[FoldPlan], List[str]]:
             scale_at, scale_reason = _foldable_scale(graph, position, blobs, mean.size)
             reason = _renames_safely(graph, producer, position if scale_at is None else scale_at)
         if reason is not None:
-            kept.append(f"{_describe(bn)} stays: {reason}")
+            kept.append(f"{describe(bn)} stays: {reason}")
             continue
         layer = graph.layers[producer]
         layer_blobs = blobs[layer.name]
@@ -207,15 +207,15 @@ def plan_folds(graph: Graph, blobs) -> Tuple[List[FoldPlan], List[str]]:
             if scale.scale_param.bias_term:
                 beta = blob_array(blobs[scale.name][1]).ravel().astype(np.float64)
         elif scale_reason:
-            kept.append(f"{scale_reason}; it stays after {_describe(layer)}")
+            kept.append(f"{scale_reason}; it stays after {describe(layer)}")
         plans.append(FoldPlan(producer, position, scale_at, mean, variance, bn.batch_norm_param.eps, gamma, beta))
     return plans, kept
 
 
 def absorbed(graph: Graph, plan: FoldPlan) -> str:
     """"BatchNorm 'x' + Scale 'y'" for reports."""
-    names = _describe(graph.layers[plan.bn])
-    return names + (f" + {_describe(graph.layers[plan.scale])}" if plan.scale is not None else "")
+    names = describe(graph.layers[plan.bn])
+    return names + (f" + {describe(graph.layers[plan.scale])}" if plan.scale is not None else "")
 
 
 def with_blobs(structure, blobs, skip=()):
@@ -257,7 +257,7 @@ def fold_net(structure, weights) -> Tuple[object, folding.FoldReport]:
         set_blob(layer_blobs[1], new_bias.astype(np.float32))
         layer.top[0] = graph.layers[plan.last].top[0]
         removed.update(graph.indices[p] for p in (plan.bn, plan.scale) if p is not None)
-        report.folded.append(f"{absorbed(graph, plan)} into {_describe(layer)} ({plan.mean.size} channels)")
+        report.folded.append(f"{absorbed(graph, plan)} into {describe(layer)} ({plan.mean.size} channels)")
     return with_blobs(structure, blobs, removed), report
 
 

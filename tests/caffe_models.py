@@ -10,7 +10,7 @@ from typing import Dict, Optional, Sequence, Tuple
 import numpy as np
 from google.protobuf import text_format
 
-from pydarknet.caffe_files import messages
+from pydarknet.caffe_files import blob_array, messages, read_caffemodel, read_prototxt, set_blob
 
 
 class NetBuilder:
@@ -46,11 +46,15 @@ class NetBuilder:
             blob.shape.dim.extend(array.shape)
         blob.data.extend(array.ravel().tolist())
 
-    def conv(self, name, bottom, top, num_output, kernel=3, group=1, bias=True, deconv=False, legacy=False):
+    def conv(self, name, bottom, top, num_output, kernel=3, group=1, bias=True, deconv=False, legacy=False,
+             pad=None, stride=1):
         c, h, w = self.shapes[bottom]
+        pad = kernel // 2 if pad is None else pad
         layer = self.layer(name, "Deconvolution" if deconv else "Convolution", [bottom], [top])
         p = layer.convolution_param
-        p.num_output, p.pad[:], p.kernel_size[:] = num_output, [kernel // 2], [kernel]
+        p.num_output, p.pad[:], p.kernel_size[:] = num_output, [pad], [kernel]
+        if stride != 1:
+            p.stride[:] = [stride]
         if group != 1:
             p.group = group
         if not bias:
@@ -59,7 +63,10 @@ class NetBuilder:
         self.blob(layer, self.rng.normal(0, (2 / (c * kernel * kernel / group)) ** 0.5, shape), legacy)
         if bias:
             self.blob(layer, self.rng.normal(0, 0.1, num_output), legacy)
-        self.shapes[top] = (num_output, h, w)
+        if deconv:
+            self.shapes[top] = (num_output, stride * (h - 1) + kernel - 2 * pad, stride * (w - 1) + kernel - 2 * pad)
+        else:
+            self.shapes[top] = (num_output, (h + 2 * pad - kernel) // stride + 1, (w + 2 * pad - kernel) // stride + 1)
         return layer
 
     def inner_product(self, name, bottom, top, num_output, bias=True, transpose=False, legacy=False):
@@ -140,3 +147,19 @@ def as_v1(builder: NetBuilder):
             if field.name.endswith("_param"):
                 getattr(old, field.name).CopyFrom(value)
     return net
+
+
+def untransposed(prototxt, caffemodel, stem):
+    """The same network with InnerProduct weights stored (N, K): OpenCV DNN 4.x
+    ignores `transpose: true` (it reads the blob as (N, K) anyway), so a transposed
+    model is checked in this equivalent form."""
+    for path in (prototxt, caffemodel):
+        net = read_prototxt(path) if path == prototxt else read_caffemodel(path)
+        for layer in net.layer:
+            if layer.type == "InnerProduct" and layer.inner_product_param.transpose:
+                layer.inner_product_param.transpose = False
+                if layer.blobs:
+                    set_blob(layer.blobs[0], blob_array(layer.blobs[0]).T.copy())
+        out = path.with_name(stem + path.suffix)
+        out.write_bytes(text_format.MessageToString(net).encode() if path == prototxt else net.SerializeToString())
+        yield out

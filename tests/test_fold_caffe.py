@@ -6,10 +6,10 @@ import pytest
 from google.protobuf import text_format
 
 from pydarknet import fold_bn, fold_caffe
-from pydarknet.caffe_files import blob_array, messages, read_caffemodel, read_prototxt, set_blob
+from pydarknet.caffe_files import messages, read_caffemodel, read_prototxt
 from pydarknet.errors import CaffeError, FileError
 
-from caffe_models import NetBuilder, as_v1
+from caffe_models import NetBuilder, as_v1, untransposed
 
 cv2 = pytest.importorskip("cv2")
 
@@ -107,22 +107,6 @@ def test_inner_product_bn_scale(tmp_path):
     b.scale("sc", "fc", "fc")
     report, types = fold_and_compare(b, tmp_path)
     assert types == ["Convolution", "InnerProduct"]
-
-
-def untransposed(prototxt, caffemodel, stem):
-    """The same network with InnerProduct weights stored (N, K): OpenCV DNN 4.x
-    ignores `transpose: true` (it reads the blob as (N, K) anyway), so a transposed
-    model is checked in this equivalent form."""
-    for path in (prototxt, caffemodel):
-        net = read_prototxt(path) if path == prototxt else read_caffemodel(path)
-        for layer in net.layer:
-            if layer.type == "InnerProduct" and layer.inner_product_param.transpose:
-                layer.inner_product_param.transpose = False
-                if layer.blobs:
-                    set_blob(layer.blobs[0], blob_array(layer.blobs[0]).T.copy())
-        out = path.with_name(stem + path.suffix)
-        out.write_bytes(text_format.MessageToString(net).encode() if path == prototxt else net.SerializeToString())
-        yield out
 
 
 def test_transposed_inner_product(tmp_path):

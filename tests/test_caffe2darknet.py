@@ -1,0 +1,321 @@
+"""caffe2darknet: Caffe models generated here, converted, and run on both real
+runtimes — OpenCV DNN 4.x for the Caffe original, pydarknet for the conversion."""
+
+import json
+
+import numpy as np
+import pytest
+
+import pydarknet
+from pydarknet import caffe2darknet, convert
+from pydarknet.caffe_files import messages
+from pydarknet.errors import CaffeError, ConversionError
+
+from caffe_models import NetBuilder, untransposed
+
+cv2 = pytest.importorskip("cv2")
+MAX, AVE = 0, 1
+
+
+def opencv_output(prototxt, caffemodel, x):
+    net = cv2.dnn.readNetFromCaffe(str(prototxt), str(caffemodel))
+    net.enableFusion(False)  # the layers as written
+    net.setInput(x)
+    return net.forward()
+
+
+def converted(builder, tmp_path, fold_bn=True, inputs=2, opencv_files=None):
+    """Convert the builder's model; assert pydarknet's output equals OpenCV's on the
+    original within 1e-4 of its magnitude. Returns (conversion, network outputs)."""
+    prototxt, caffemodel = builder.write(tmp_path)
+    conversion = convert.caffe_to_darknet(prototxt, caffemodel, tmp_path / "out", fold_bn=fold_bn)
+    x = np.random.default_rng(3).random((inputs, *builder.shapes["data"]), dtype=np.float32)
+    reference = opencv_output(*(opencv_files or (prototxt, caffemodel)), x)
+    with pydarknet.Network(tmp_path / "out.cfg", tmp_path / "out.weights", batch=inputs) as net:
+        got = net.predict(x).reshape(reference.shape)
+    assert np.abs(reference - got).max() <= 1e-4 * np.abs(reference).max(), np.abs(reference - got).max()
+    if opencv_files is None:
+        check = convert.verify(prototxt, caffemodel, tmp_path / "out.cfg", tmp_path / "out.weights", conversion)
+        assert check.ok, str(check)
+    return conversion, got
+
+
+def sections(tmp_path):
+    return [line[1:-1] for line in (tmp_path / "out.cfg").read_text().splitlines() if line.startswith("[")][1:]
+
+
+@pytest.mark.parametrize("kernel,pad,stride,group,bias", [
+    (3, 1, 1, 1, True), (3, 0, 2, 1, False), (5, 2, 1, 2, True), (3, 1, 2, 4, False),
+    (1, 0, 2, 1, True), (1, 1, 1, 1, False)])  # 1x1 strided / padded: patch 0016
+def test_convolution(tmp_path, kernel, pad, stride, group, bias):
+    b = NetBuilder(shape=(4, 9, 9))
+    b.conv("conv", "data", "conv", 8, kernel=kernel, group=group, bias=bias, pad=pad, stride=stride)
+    converted(b, tmp_path)
+    assert sections(tmp_path) == ["convolutional"]
+
+
+def test_deconvolution_and_activations(tmp_path):
+    b = NetBuilder(shape=(3, 5, 5))
+    b.conv("up", "data", "up", 4, deconv=True)
+    b.simple("sig", "Sigmoid", ["up"], "up")
+    b.conv("conv", "up", "c", 4)
+    b.simple("tanh", "TanH", ["c"], "t")
+    converted(b, tmp_path)
+    cfg = (tmp_path / "out.cfg").read_text()
+    assert sections(tmp_path) == ["deconvolutional", "convolutional"]
+    assert "activation=logistic" in cfg and "activation=tanh" in cfg
+
+
+@pytest.mark.parametrize("fold_bn", [True, False])
+def test_batchnorm_scale_relu_leaky(tmp_path, fold_bn):
+    b = NetBuilder()
+    b.conv("conv1", "data", "conv1", 6, bias=False)
+    b.batch_norm("bn1", "conv1", "conv1", eps=1e-3)
+    b.scale("sc1", "conv1", "conv1")
+    b.simple("relu1", "ReLU", ["conv1"], "conv1")
+    b.conv("conv2", "conv1", "conv2", 5)
+    b.batch_norm("bn2", "conv2", "bn2")
+    b.simple("leaky", "ReLU", ["bn2"], "out", relu_param__negative_slope=0.1)
+    conversion, _ = converted(b, tmp_path, fold_bn=fold_bn)
+    assert sections(tmp_path) == ["convolutional", "convolutional"]
+    assert ("batch_normalize=1" in (tmp_path / "out.cfg").read_text()) == (not fold_bn)
+    assert "activation=leaky" in (tmp_path / "out.cfg").read_text()
+    assert len(conversion.blob_layers) >= 2  # per-layer comparison took place
+
+
+def test_standalone_batchnorm_and_scale(tmp_path):
+    """BN after pooling and a Scale alone become depthwise 1x1 convolutions."""
+    b = NetBuilder(shape=(4, 8, 8))
+    b.simple("pool", "Pooling", ["data"], "p", pooling_param__kernel_size=2, pooling_param__stride=2)
+    b.batch_norm("bn", "p", "p")
+    b.scale("sc", "p", "p", bias=False)
+    converted(b, tmp_path)
+    assert sections(tmp_path) == ["maxpool", "convolutional", "convolutional"]
+
+
+@pytest.mark.parametrize("size,kernel,stride,pad,mode", [
+    (8, 3, 2, 0, "CEIL"), (7, 3, 2, 1, "CEIL"), (9, 2, 2, 0, "CEIL"), (6, 3, 2, 1, "CEIL"), (9, 3, 2, 0, "FLOOR"),
+    (10, 3, 1, 1, "CEIL")])
+def test_max_pooling_rounding(tmp_path, size, kernel, stride, pad, mode):
+    b = NetBuilder(shape=(2, size, size))
+    pool = b.simple("pool", "Pooling", ["data"], "pool", pooling_param__kernel_size=kernel,
+                    pooling_param__stride=stride, pooling_param__pad=pad)
+    pool.pooling_param.round_mode = messages().PoolingParameter.RoundMode.Value(mode)
+    prototxt, caffemodel = b.write(tmp_path)
+    convert.caffe_to_darknet(prototxt, caffemodel, tmp_path / "bvlc")
+    # OpenCV reads field 13 as the forks' `ceil_mode: bool`: write it that way for both
+    text = prototxt.read_text().replace("round_mode: FLOOR", "ceil_mode: false").replace("round_mode: CEIL", "")
+    b.write = lambda directory: (prototxt.write_text(text), (prototxt, caffemodel))[1]
+    converted(b, tmp_path)
+    assert sections(tmp_path) == ["maxpool"]
+    assert (tmp_path / "bvlc.cfg").read_text() == (tmp_path / "out.cfg").read_text()
+
+
+def test_max_pooling_overhang_darknet_cannot_express(tmp_path):
+    b = NetBuilder(shape=(2, 9, 9))  # ceil((9 - 2) / 3) + 1 = 4 windows; the last starts at 9 - 0
+    b.simple("pool", "Pooling", ["data"], "pool", pooling_param__kernel_size=2, pooling_param__stride=3)
+    prototxt, caffemodel = b.write(tmp_path)
+    with pytest.raises(ConversionError, match=r"pool \(Pooling\): Caffe's ceil-rounded output 4x4"):
+        convert.caffe_to_darknet(prototxt, caffemodel, tmp_path / "out")
+    assert not list(tmp_path.glob("out.*"))
+
+
+@pytest.mark.parametrize("pool,global_pooling", [(AVE, True), (MAX, True), (AVE, False)])
+def test_avg_and_global_pooling(tmp_path, pool, global_pooling):
+    b = NetBuilder(shape=(3, 7, 7))
+    fields = {"pooling_param__pool": pool}
+    if global_pooling:
+        fields["pooling_param__global_pooling"] = True
+    else:
+        fields.update(pooling_param__kernel_size=3, pooling_param__stride=2, pooling_param__pad=1)
+    b.simple("pool", "Pooling", ["data"], "pool", **fields)
+    converted(b, tmp_path)
+
+
+def test_eltwise_sum_with_coeffs_in_any_order(tmp_path):
+    b = NetBuilder()
+    b.conv("a", "data", "a", 4)
+    b.conv("b", "data", "b", 4)
+    b.conv("c", "a", "c", 4)
+    # neither input order matches the layer order; three inputs chain two shortcuts
+    b.simple("sum", "Eltwise", ["b", "a", "c"], "sum")
+    b.net.layer[-1].eltwise_param.coeff.extend([0.5, -1.0, 2.0])
+    b.simple("relu", "ReLU", ["sum"], "sum")
+    conversion, _ = converted(b, tmp_path)
+    # a and b both read the input: an identity layer first, since Darknet cannot route to the input
+    assert sections(tmp_path) == ["activation", "convolutional", "route", "convolutional", "route",
+                                  "convolutional", "shortcut", "shortcut"]
+    b2 = NetBuilder()
+    b2.conv("a", "data", "a", 4)
+    b2.conv("b", "data", "b", 4)
+    b2.simple("pool", "Pooling", ["b"], "p", pooling_param__kernel_size=3, pooling_param__stride=1,
+              pooling_param__pad=1)
+    b2.simple("sum", "Eltwise", ["a", "b"], "sum")  # neither is the previous layer: a route first
+    (tmp_path / "2").mkdir()
+    converted(b2, tmp_path / "2")
+    assert sections(tmp_path / "2") == ["activation", "convolutional", "route", "convolutional", "maxpool",
+                                        "route", "shortcut"]
+
+
+def test_concat_flatten_inner_product_softmax_dropout_split(tmp_path):
+    b = NetBuilder(shape=(3, 6, 6))
+    b.conv("a", "data", "a", 4)
+    b.simple("split", "Split", ["a"], "a_copy")
+    b.conv("b", "data", "b", 2, kernel=1)
+    b.simple("cat", "Concat", ["a_copy", "b"], "cat")
+    b.shapes["cat"] = (6, 6, 6)
+    b.simple("flat", "Flatten", ["cat"], "flat")
+    b.shapes["flat"] = (216,)
+    b.simple("drop", "Dropout", ["flat"], "flat")
+    b.inner_product("fc1", "flat", "fc1", 20)
+    b.simple("relu", "ReLU", ["fc1"], "fc1")
+    b.inner_product("fc2", "fc1", "fc2", 7, bias=False)
+    b.simple("prob", "Softmax", ["fc2"], "prob")
+    converted(b, tmp_path)
+    assert sections(tmp_path) == ["activation", "convolutional", "route", "convolutional", "route", "flatten",
+                                  "connected", "connected", "softmax"]
+
+
+def test_inner_product_on_a_7x7_map_and_transposed(tmp_path):
+    b = NetBuilder(shape=(8, 7, 7))
+    b.conv("conv", "data", "conv", 16)
+    b.inner_product("fc", "conv", "fc", 10, transpose=True)
+    prototxt, caffemodel = b.write(tmp_path)
+    # OpenCV DNN ignores `transpose`; it runs the equivalent untransposed files
+    converted(b, tmp_path, opencv_files=tuple(untransposed(prototxt, caffemodel, "plain")))
+    assert sections(tmp_path) == ["convolutional", "connected"]
+
+
+def resnet18(width=8, classes=1000, size=64):
+    """ResNet-18's topology (the failing case from the field) at a small width:
+    conv 7x7/2 + BN + Scale + ReLU, max pool 3x3/2, 4 stages of 2 basic blocks with
+    projection shortcuts, global average pool, Flatten, InnerProduct."""
+    b = NetBuilder(shape=(3, size, size), seed=7)
+    b.conv("conv1", "data", "conv1", width, kernel=7, bias=False, stride=2)
+
+    def bn_relu(name, blob, relu=True):
+        b.batch_norm(f"bn_{name}", blob, blob)
+        b.scale(f"scale_{name}", blob, blob)
+        if relu:
+            b.simple(f"relu_{name}", "ReLU", [blob], blob)
+
+    bn_relu("conv1", "conv1")
+    b.simple("pool1", "Pooling", ["conv1"], "pool1", pooling_param__kernel_size=3, pooling_param__stride=2)
+    blob, channels = "pool1", width
+    for stage in range(4):
+        for block in range(2):
+            name = f"res{stage + 2}{'ab'[block]}"
+            out_channels, stride = width * 2 ** stage, 2 if stage and not block else 1
+            shortcut = blob
+            if stride == 2 or out_channels != channels:
+                b.conv(f"{name}_branch1", blob, f"{name}_branch1", out_channels, kernel=1, bias=False, stride=stride)
+                bn_relu(f"{name}_branch1", f"{name}_branch1", relu=False)
+                shortcut = f"{name}_branch1"
+            b.conv(f"{name}_branch2a", blob, f"{name}_branch2a", out_channels, bias=False, stride=stride)
+            bn_relu(f"{name}_branch2a", f"{name}_branch2a")
+            b.conv(f"{name}_branch2b", f"{name}_branch2a", f"{name}_branch2b", out_channels, bias=False)
+            bn_relu(f"{name}_branch2b", f"{name}_branch2b", relu=False)
+            b.simple(name, "Eltwise", [shortcut, f"{name}_branch2b"], name)
+            b.simple(f"{name}_relu", "ReLU", [name], name)
+            blob, channels = name, out_channels
+    b.simple("pool5", "Pooling", [blob], "pool5", pooling_param__pool=AVE, pooling_param__global_pooling=True)
+    b.shapes["pool5"] = (channels, 1, 1)
+    b.simple("flatten", "Flatten", ["pool5"], "flatten")
+    b.shapes["flatten"] = (channels,)
+    b.inner_product("fc1000", "flatten", "fc1000", classes)
+    return b
+
+
+def top5(scores):
+    return np.argsort(-scores, axis=1)[:, :5]
+
+
+@pytest.mark.parametrize("fold_bn", [True, False])
+def test_resnet18_shaped_network(tmp_path, fold_bn):
+    b = resnet18()
+    conversion, got = converted(b, tmp_path, fold_bn=fold_bn)
+    x = np.random.default_rng(3).random((2, 3, 64, 64), dtype=np.float32)
+    reference = opencv_output(tmp_path / "model.prototxt", tmp_path / "model.caffemodel", x)
+    assert np.array_equal(top5(reference), top5(got.reshape(reference.shape)))
+    assert sections(tmp_path).count("shortcut") == 8 and "flatten" in sections(tmp_path)
+    description = json.loads((tmp_path / "out.json").read_text())
+    assert description["input"]["shape_chw"] == [3, 64, 64]
+    assert {m["caffe"] for m in description["layers"]} >= {"conv1", "res2a", "fc1000"}
+
+
+def test_vgg_style_ceil_pooling(tmp_path):
+    b = NetBuilder(shape=(3, 30, 30), seed=9)
+    blob = "data"
+    for i, (channels, pad) in enumerate([(8, 0), (8, 1), (16, 0)]):
+        b.conv(f"conv{i}", blob, f"conv{i}", channels)
+        b.simple(f"relu{i}", "ReLU", [f"conv{i}"], f"conv{i}")
+        c, h, w = b.shapes[f"conv{i}"]
+        b.simple(f"pool{i}", "Pooling", [f"conv{i}"], f"pool{i}", pooling_param__kernel_size=3,
+                 pooling_param__stride=2, pooling_param__pad=pad)
+        out = -(-(h + 2 * pad - 3) // 2) + 1
+        b.shapes[f"pool{i}"] = (c, out, out)
+        blob = f"pool{i}"
+    b.inner_product("fc", blob, "fc", 12)
+    converted(b, tmp_path)
+
+
+def test_branchy_network_with_concat(tmp_path):
+    b = NetBuilder(shape=(4, 8, 8), seed=11)
+    b.conv("stem", "data", "stem", 6)
+    b.simple("stem_relu", "ReLU", ["stem"], "stem")
+    b.conv("b1", "stem", "b1", 4, kernel=1)
+    b.conv("b2a", "stem", "b2a", 3, kernel=1)
+    b.conv("b2b", "b2a", "b2b", 5)
+    b.simple("b3", "Pooling", ["stem"], "b3", pooling_param__kernel_size=3, pooling_param__stride=1,
+             pooling_param__pad=1)
+    b.shapes["b3"] = (6, 8, 8)
+    b.simple("cat", "Concat", ["b1", "b2b", "b3"], "cat")
+    b.shapes["cat"] = (15, 8, 8)
+    b.conv("head", "cat", "head", 4)
+    converted(b, tmp_path)
+
+
+def test_unsupported_layers_are_listed_together(tmp_path):
+    b = NetBuilder()
+    b.conv("conv", "data", "conv", 4)
+    b.simple("prod", "Eltwise", ["conv", "conv"], "prod", eltwise_param__operation=0)
+    b.simple("prelu", "PReLU", ["prod"], "prelu")
+    b.simple("odd", "ReLU", ["prelu"], "odd", relu_param__negative_slope=0.2)
+    prototxt, caffemodel = b.write(tmp_path)
+    with pytest.raises(ConversionError) as info:
+        convert.caffe_to_darknet(prototxt, caffemodel, tmp_path / "out")
+    message = str(info.value)
+    assert "3 layer(s) cannot be converted" in message
+    assert "prod (Eltwise): PROD" in message and "prelu (PReLU)" in message and "odd (ReLU): negative_slope 0.2" in message
+    assert not list(tmp_path.glob("out.*"))
+
+
+def test_bad_files(tmp_path):
+    b = NetBuilder()
+    b.conv("conv", "data", "conv", 4)
+    prototxt, caffemodel = b.write(tmp_path)
+    data = caffemodel.read_bytes()
+    caffemodel.write_bytes(data[:-7])
+    with pytest.raises(CaffeError, match="truncated"):
+        convert.caffe_to_darknet(prototxt, caffemodel, tmp_path / "out")
+    caffemodel.write_bytes(data)
+    text = prototxt.read_text()
+    prototxt.write_text(text.replace("layer {", "layer {{", 1))
+    with pytest.raises(CaffeError, match=r"model.prototxt:\d+"):
+        convert.caffe_to_darknet(prototxt, caffemodel, tmp_path / "out")
+    prototxt.write_text(text.replace("num_output: 4", "num_output: 5"))
+    with pytest.raises(CaffeError, match=r"Convolution 'conv': weights have shape \(4, 4, 3, 3\)"):
+        convert.caffe_to_darknet(prototxt, caffemodel, tmp_path / "out")
+    assert not list(tmp_path.glob("out.*"))
+
+
+def test_cli(tmp_path, capsys):
+    b = resnet18(width=4, classes=10, size=32)
+    prototxt, caffemodel = b.write(tmp_path)
+    assert caffe2darknet.main([str(prototxt), str(caffemodel), "-o", str(tmp_path / "dn" / "r18"), "--verify"]) == 0
+    out = capsys.readouterr().out
+    assert "conv1 (Convolution): layer 0 [convolutional]" in out and "OpenCV DNN" in out and ": ok" in out
+    assert {p.name for p in (tmp_path / "dn").iterdir()} == {"r18.cfg", "r18.weights", "r18.json"}
+    with pytest.raises(SystemExit):  # argparse: usage error, status 2
+        caffe2darknet.main([str(prototxt), str(caffemodel), "-o", str(tmp_path / "x"), "--input-shape", "3,x,32"])
+    assert caffe2darknet.main([str(prototxt), str(tmp_path / "missing.caffemodel"), "-o", str(tmp_path / "x")]) == 2
