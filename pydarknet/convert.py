@@ -194,6 +194,8 @@ class _Converter:
             self.set_tops(position, self.where[(plan.producer, self.graph.layers[plan.producer].top[0])])
             return f"batch_normalize=1 in layer {self.where[(position, layer.top[0])].index}"
         handler = getattr(self, "_" + layer.type.lower(), None)
+        if handler is None and (layer.type.endswith(("Data", "Loss")) or layer.type == "Accuracy"):
+            raise _Unsupported("a data, loss or accuracy layer of a training network; convert the deploy prototxt")
         if handler is None:
             raise _Unsupported("no Darknet equivalent is implemented")
         return handler(position, layer)

@@ -11,7 +11,7 @@ from pydarknet import caffe2darknet, convert
 from pydarknet.caffe_files import messages
 from pydarknet.errors import CaffeError, ConversionError
 
-from caffe_models import NetBuilder, untransposed
+from caffe_models import NetBuilder, as_v1, untransposed
 
 cv2 = pytest.importorskip("cv2")
 MAX, AVE = 0, 1
@@ -273,6 +273,23 @@ def test_branchy_network_with_concat(tmp_path):
     b.shapes["cat"] = (15, 8, 8)
     b.conv("head", "cat", "head", 4)
     converted(b, tmp_path)
+
+
+@pytest.mark.parametrize("input_style", ["input_dim", "Input"])
+def test_input_forms_and_v1_files(tmp_path, input_style):
+    b = NetBuilder(shape=(3, 8, 8), input_style=input_style)
+    b.conv("conv", "data", "conv", 4, legacy=True)
+    b.simple("relu", "ReLU", ["conv"], "conv")
+    b.simple("pool", "Pooling", ["conv"], "pool", pooling_param__kernel_size=2, pooling_param__stride=2)
+    b.inner_product("fc", "pool", "fc", 5, legacy=True)
+    converted(b, tmp_path)
+    if input_style == "input_dim":  # the same network in V1 form (no Input layer type in V1)
+        v1 = as_v1(b)
+        (tmp_path / "model.caffemodel").write_bytes(v1.SerializeToString())
+        (tmp_path / "v1").mkdir()
+        b.write = lambda directory: (tmp_path / "model.prototxt", tmp_path / "model.caffemodel")
+        converted(b, tmp_path / "v1")
+        assert (tmp_path / "v1" / "out.weights").read_bytes() == (tmp_path / "out.weights").read_bytes()
 
 
 def test_unsupported_layers_are_listed_together(tmp_path):
