@@ -10,15 +10,15 @@ tools (``python -m pydarknet.patches``) also work in a source checkout before a 
 
 from pathlib import Path as _Path
 
-from .errors import (CfgError, DarknetError, FileError, ImageError, InternalError,
-                     OutOfMemoryError, WeightsError)
+from .errors import (CaffeError, CfgError, ConversionError, DarknetError, FileError, FoldError, ImageError,
+                     InternalError, OutOfMemoryError, WeightsError)
 
 __all__ = [
     "Network", "Layer", "load", "detect", "detect_batch", "classify", "Detection",
     "Classification", "load_image", "Image", "register_layer", "unregister_layer", "zoo",
-    "samples", "build_info", "upstream_path",
+    "samples", "convert", "build_info", "upstream_path",
     "DarknetError", "FileError", "CfgError", "WeightsError", "ImageError",
-    "OutOfMemoryError", "InternalError",
+    "OutOfMemoryError", "InternalError", "CaffeError", "FoldError", "ConversionError",
 ]
 
 _DATA = _Path(__file__).with_name("darknet_data")
@@ -50,7 +50,7 @@ def __getattr__(name):
     if name in _LAZY:
         _native()
         return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    if name in ("zoo", "samples"):
+    if name in ("zoo", "samples", "convert"):
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'pydarknet' has no attribute {name!r}")
 

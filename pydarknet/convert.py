@@ -13,7 +13,6 @@ cannot compute exactly is an error naming the layer, never an approximation.
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -24,7 +23,7 @@ from . import atomic, folding
 from .caffe_files import blob_array, blobs_by_layer, read_caffemodel, read_prototxt
 from .darknet_files import CURRENT_HEADER, Weights, cfg_text
 from .errors import CaffeError, ConversionError
-from .fold_caffe import FoldPlan, Graph, absorbed, describe, fold_net, input_shape, plan_folds, with_blobs
+from .fold_caffe import FoldPlan, Graph, describe, fold_net, input_shape, opencv_net, plan_folds, with_blobs
 
 PathLike = Union[str, "os.PathLike[str]"]
 Shape = Tuple[int, ...]  # (C, H, W) for maps, (N,) for vectors
@@ -398,7 +397,8 @@ class _Converter:
                               [], inputs[0].shape, describe(layer))
             alpha = 1.0
         self.set_tops(position, Blob(index, inputs[0].shape))
-        return f"layer {index} [shortcut]" if len(order) == 1 else f"layers {index - len(order) + 1}..{index} [shortcut]"
+        first_index = index - len(order) + 1
+        return f"layer {index} [shortcut]" if len(order) == 1 else f"layers {first_index}..{index} [shortcut]"
 
     def _concat(self, position, layer) -> str:
         p = layer.concat_param
@@ -469,7 +469,7 @@ def convert_net(structure, weights, *, input_shape_chw: Optional[Shape] = None, 
     graph = Graph.build(net)
     blobs = blobs_by_layer(net)
     plans = [] if fold_bn else plan_folds(graph, blobs)[0]
-    inputs = [name for name in net.input] + [l.top[0] for l in graph.layers if l.type == "Input"]
+    inputs = list(net.input) + [layer.top[0] for layer in graph.layers if layer.type == "Input"]
     if len(inputs) != 1:
         raise ConversionError(f"the network has {len(inputs)} inputs ({', '.join(inputs) or 'none'}); "
                               "Darknet networks have one")
@@ -505,8 +505,8 @@ def convert_net(structure, weights, *, input_shape_chw: Optional[Shape] = None, 
     final = converter.where[(len(graph.layers) - 1, output)]
     if final.index != len(converter.layers) - 1:
         converter.read(final, "the network output")
-    unread = [l.top[0] for p, l in enumerate(graph.layers) for t in l.top
-              if not graph.readers.get((p, t)) and t != output and l.type != "Input"]
+    unread = [top for p, layer in enumerate(graph.layers) for top in layer.top
+              if not graph.readers.get((p, top)) and top != output and layer.type != "Input"]
     if unread:
         notes.append(f"other unread blobs ({', '.join(sorted(set(unread)))}) are not outputs of the Darknet model, "
                      f"whose output is '{output}'")
@@ -563,17 +563,10 @@ def verify(prototxt: PathLike, caffemodel: PathLike, cfg: PathLike, weights: Pat
            inputs: int = 2, seed: int = 0) -> folding.CheckResult:
     """The Caffe model on OpenCV DNN and the converted one on pydarknet, same random
     inputs: the network output, and every mapped layer whose output both expose."""
-    try:
-        import cv2
-    except ImportError:
-        raise ConversionError("--verify runs the Caffe model with OpenCV DNN: "
-                              "pip install 'opencv-python-headless<5'") from None
     from .network import Network
 
     x = np.random.default_rng(seed).random((inputs, *conversion.input_shape), dtype=np.float32)
-    caffe = cv2.dnn.readNetFromCaffe(os.fspath(prototxt), os.fspath(caffemodel))
-    caffe.enableFusion(False)  # the layers as written
-    caffe.setInput(x)
+    cv2, caffe = opencv_net(prototxt, caffemodel, x)
     graph = Graph.build(read_prototxt(prototxt))
     # OpenCV names a layer's output by the layer: pair each blob's final writer in the
     # original network with the Darknet layer holding that blob.

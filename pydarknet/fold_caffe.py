@@ -283,22 +283,30 @@ def fold(prototxt: PathLike, caffemodel: PathLike, out_prototxt: PathLike,
     return report
 
 
+def opencv_net(prototxt: PathLike, caffemodel: PathLike, x: np.ndarray):
+    """The model loaded in OpenCV DNN (the reference Caffe runtime here) with input x,
+    run layer by layer as written: OpenCV's own BatchNorm fusion is off (it computes
+    grouped Deconvolution + BatchNorm wrongly). Returns (cv2, net)."""
+    try:
+        import cv2
+    except ImportError:
+        raise CaffeError("running Caffe models (--check, --verify) needs OpenCV DNN: "
+                         "pip install 'opencv-python-headless<5'") from None
+    net = cv2.dnn.readNetFromCaffe(os.fspath(prototxt), os.fspath(caffemodel))
+    net.enableFusion(False)
+    net.setInput(x)
+    return cv2, net
+
+
 def check(prototxt_a: PathLike, caffemodel_a: PathLike, prototxt_b: PathLike, caffemodel_b: PathLike,
           inputs: int = 2, seed: int = 0) -> folding.CheckResult:
     """Run both models on the same random inputs with OpenCV DNN (a Caffe runtime
     independent of this code) and compare their outputs."""
-    try:
-        import cv2
-    except ImportError:
-        raise CaffeError("--check for Caffe models runs them with OpenCV DNN: "
-                         "pip install 'opencv-python-headless<5'") from None
     shape = input_shape(read_prototxt(prototxt_a))
     x = np.random.default_rng(seed).random((inputs, *shape[1:]), dtype=np.float32)
     outputs = []
     for prototxt, caffemodel in ((prototxt_a, caffemodel_a), (prototxt_b, caffemodel_b)):
-        net = cv2.dnn.readNetFromCaffe(os.fspath(prototxt), os.fspath(caffemodel))
-        net.enableFusion(False)  # run the layers as written (OpenCV's own BN fusion is not the reference)
-        net.setInput(x)
+        cv2, net = opencv_net(prototxt, caffemodel, x)
         names = net.getUnconnectedOutLayersNames()
         outputs.append((names, net.forward(names)))
     (names, reference), (_, folded) = outputs

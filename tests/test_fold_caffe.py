@@ -1,6 +1,7 @@
 """BatchNorm (+ Scale) folding of Caffe models, checked on OpenCV DNN 4.x: the
 original and the folded files must give the same outputs there."""
 
+import cv2  # noqa: F401  (a test dependency: OpenCV DNN is the reference Caffe runtime)
 import numpy as np
 import pytest
 from google.protobuf import text_format
@@ -11,16 +12,12 @@ from pydarknet.errors import CaffeError, FileError
 
 from caffe_models import NetBuilder, as_v1, untransposed
 
-cv2 = pytest.importorskip("cv2")
 
 
 def opencv_output(prototxt, caffemodel, x):
     """The model's output on OpenCV DNN, run layer by layer as written: OpenCV's own
     BatchNorm fusion is off (it gets grouped Deconvolution wrong, by up to 0.95 here)."""
-    net = cv2.dnn.readNetFromCaffe(str(prototxt), str(caffemodel))
-    net.enableFusion(False)
-    net.setInput(x)
-    return net.forward()
+    return fold_caffe.opencv_net(prototxt, caffemodel, x)[1].forward()
 
 
 def fold_and_compare(builder, tmp_path, inputs=2):
