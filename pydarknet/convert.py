@@ -584,5 +584,8 @@ def verify(prototxt: PathLike, caffemodel: PathLike, cfg: PathLike, weights: Pat
     pairs = [(f"'{name}' (Darknet layer {i})", ref, outputs[i].reshape(ref.shape))
              for name, i, ref in zip(names, indices, reference)]
     last = caffe.forward()
-    pairs.append((f"the network output '{conversion.output_name}'", last, outputs[-1].reshape(last.shape)))
-    return folding.compare(pairs, f"OpenCV DNN {cv2.__version__} vs pydarknet", inputs)
+    output = [(f"the network output '{conversion.output_name}'", last, outputs[-1].reshape(last.shape))]
+    runtime = f"OpenCV DNN {cv2.__version__} vs pydarknet"
+    result = folding.compare(pairs + output, runtime, inputs)
+    result.output = folding.compare(output, runtime, inputs)
+    return result

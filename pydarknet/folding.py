@@ -82,6 +82,7 @@ class CheckResult:
     max_abs: float
     max_magnitude: float
     tolerance: float = 1e-4
+    output: Optional["CheckResult"] = None  # the network output alone, when more was compared
 
     @property
     def relative(self) -> float:
@@ -93,9 +94,13 @@ class CheckResult:
 
     def __str__(self) -> str:
         verdict = "ok" if self.ok else f"ABOVE the tolerance {self.tolerance:g}"
-        return (f"check ({self.runtime}, {self.inputs} random inputs, {self.compared} outputs compared): "
+        text = (f"check ({self.runtime}, {self.inputs} random inputs, {self.compared} outputs compared): "
                 f"largest difference in {self.worst}: {self.max_abs:.3g} absolute, "
                 f"{self.relative:.3g} of its largest value: {verdict}")
+        if self.output is not None:
+            text += (f"\n  {self.output.worst}: {self.output.max_abs:.3g} absolute, "
+                     f"{self.output.relative:.3g} of its largest value")
+        return text
 
 
 def compare(pairs: Sequence[Tuple[str, np.ndarray, np.ndarray]], runtime: str, inputs: int) -> CheckResult:

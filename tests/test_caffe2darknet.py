@@ -330,7 +330,18 @@ def test_cli(tmp_path, capsys):
     assert caffe2darknet.main([str(prototxt), str(caffemodel), "-o", str(tmp_path / "dn" / "r18"), "--verify"]) == 0
     out = capsys.readouterr().out
     assert "conv1 (Convolution): layer 0 [convolutional]" in out and "OpenCV DNN" in out and ": ok" in out
+    assert "the network output 'fc1000':" in out
     assert {p.name for p in (tmp_path / "dn").iterdir()} == {"r18.cfg", "r18.weights", "r18.json"}
     with pytest.raises(SystemExit):  # argparse: usage error, status 2
         caffe2darknet.main([str(prototxt), str(caffemodel), "-o", str(tmp_path / "x"), "--input-shape", "3,x,32"])
     assert caffe2darknet.main([str(prototxt), str(tmp_path / "missing.caffemodel"), "-o", str(tmp_path / "x")]) == 2
+
+
+def test_cli_exits_1_when_verification_fails(tmp_path, monkeypatch, capsys):
+    b = NetBuilder()
+    b.conv("conv", "data", "conv", 4)
+    prototxt, caffemodel = b.write(tmp_path)
+    bad = convert.folding.CheckResult("test", 2, 1, "the network output 'conv'", 0.5, 1.0)
+    monkeypatch.setattr(convert, "verify", lambda *args: bad)
+    assert caffe2darknet.main([str(prototxt), str(caffemodel), "-o", str(tmp_path / "o"), "--verify", "-q"]) == 1
+    assert "ABOVE the tolerance" in capsys.readouterr().out
