@@ -2,6 +2,9 @@
  * runs under a darknet_handler, so darknet_fail() anywhere below comes back here
  * as an error code and a filled pdn_error instead of ending the process. */
 #include <setjmp.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include <stdio.h>
 #include <string.h>
 
@@ -208,6 +211,34 @@ int pdn_fold_batchnorm(network *net, int target)
 const char *pdn_build_info(void)
 {
     return PDN_BUILD_INFO_JSON;
+}
+
+/* The build names the BLAS library's thread functions (setup.py, glue_flags). */
+#ifdef PDN_BLAS_SET_THREADS
+void PDN_BLAS_SET_THREADS(int n);
+int PDN_BLAS_GET_THREADS(void);
+#endif
+
+void pdn_set_num_threads(int n)
+{
+#ifdef PDN_BLAS_SET_THREADS
+    PDN_BLAS_SET_THREADS(n);
+#endif
+#ifdef _OPENMP
+    omp_set_num_threads(n);
+#endif
+    (void)n;
+}
+
+int pdn_num_threads(void)
+{
+#if defined(PDN_BLAS_SET_THREADS)
+    return PDN_BLAS_GET_THREADS();
+#elif defined(_OPENMP)
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
 }
 
 static image as_image(const pdn_image *im)

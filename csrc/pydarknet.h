@@ -52,6 +52,9 @@ int pdn_save_weights(network *net, const char *path, int fold_bn, int verbose, p
  * 1 GPU) and turns it off in those layers; returns how many were folded. */
 int pdn_fold_batchnorm(network *net, int target);
 const char *pdn_build_info(void);
+/* Threads for the BLAS GEMM and OpenMP loops (whichever the build has). */
+void pdn_set_num_threads(int n);
+int pdn_num_threads(void);
 
 /* An image as darknet holds it: planar (c, h, w) float32 in [0, 1], RGB. */
 typedef struct {

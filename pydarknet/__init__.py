@@ -8,7 +8,13 @@ The names that need the compiled extension load on first use, so the pure-Python
 tools (``python -m pydarknet.patches``) also work in a source checkout before a build.
 """
 
+import os as _os
 from pathlib import Path as _Path
+
+try:  # load the BLAS library the extension links to (found this way in a source checkout too)
+    import scipy_openblas32  # noqa: F401
+except ImportError:
+    pass
 
 from .errors import (CaffeError, CfgError, ConversionError, DarknetError, FileError, FoldError, ImageError,
                      InternalError, OutOfMemoryError, WeightsError)
@@ -16,7 +22,7 @@ from .errors import (CaffeError, CfgError, ConversionError, DarknetError, FileEr
 __all__ = [
     "Network", "Layer", "load", "detect", "detect_batch", "classify", "Detection",
     "Classification", "load_image", "Image", "register_layer", "unregister_layer", "zoo",
-    "samples", "convert", "build_info", "upstream_path",
+    "samples", "convert", "build_info", "upstream_path", "set_num_threads", "get_num_threads",
     "DarknetError", "FileError", "CfgError", "WeightsError", "ImageError",
     "OutOfMemoryError", "InternalError", "CaffeError", "FoldError", "ConversionError",
 ]
@@ -41,7 +47,32 @@ def _native():
             "'pip install .' and run Python (and pytest) from outside the source folder, "
             "so that the installed package is imported rather than the sources."
         ) from exc
+    global _threads_from_environment
+    if _threads_from_environment:
+        _threads_from_environment = False
+        threads = _os.environ.get("PYDARKNET_NUM_THREADS", "").strip()
+        if threads:
+            if not threads.isdigit() or int(threads) < 1:
+                raise ValueError(f"PYDARKNET_NUM_THREADS={threads!r}: give a positive number of threads")
+            _darknet.lib.pdn_set_num_threads(int(threads))
     return _darknet
+
+
+_threads_from_environment = True
+
+
+def set_num_threads(n: int) -> None:
+    """Threads for a forward pass (the BLAS GEMM and OpenMP loops), for the whole
+    process. The environment variable PYDARKNET_NUM_THREADS sets it at first use;
+    the default is the BLAS library's (OPENBLAS_NUM_THREADS, else every core)."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"set_num_threads needs a positive int, not {n!r}")
+    _native().lib.pdn_set_num_threads(n)
+
+
+def get_num_threads() -> int:
+    """The number of threads a forward pass uses."""
+    return _native().lib.pdn_num_threads()
 
 
 def __getattr__(name):

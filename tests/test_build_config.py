@@ -18,18 +18,30 @@ def clean_env(monkeypatch):
     return monkeypatch
 
 
-def test_default_is_a_cpu_build_without_fast_math(clean_env, tmp_path):
+def test_default_is_a_cpu_build_with_openblas_without_fast_math(clean_env, tmp_path):
+    import scipy_openblas32  # a dependency of pydarknet, so installed here
+
     config = setup.BuildConfig()
-    assert config.features() == {"gpu": False, "openmp": False, "blas": "none", "cuda_arch": None}
+    assert config.features() == {"gpu": False, "openmp": False, "cuda_arch": None,
+                                 "blas": f"scipy-openblas32 {scipy_openblas32.__version__}"}
     flags = config.upstream_flags(tmp_path)
     assert "-O3" in flags and "-fno-wrapv" in flags and "-fvisibility=hidden" in flags
     assert not any("fast" in f for f in flags)
+    assert "-DDARKNET_CBLAS" in flags and "-Dcblas_sgemm=scipy_cblas_sgemm" in flags
+    assert "-lscipy_openblas" in config.link_flags()
+
+
+def test_blas_none_is_upstreams_gemm(clean_env, tmp_path):
+    clean_env.setenv("PYDARKNET_BLAS", "none")
+    config = setup.BuildConfig()
+    assert config.blas == "none" and "-DDARKNET_CBLAS" not in config.upstream_flags(tmp_path)
+    assert config.link_flags() == [] and config.glue_flags() == []
 
 
 def test_openmp_knob(clean_env, tmp_path):
     clean_env.setenv("PYDARKNET_OPENMP", "1")
     config = setup.BuildConfig()
-    assert "-fopenmp" in config.upstream_flags(tmp_path) and config.link_flags() == ["-fopenmp"]
+    assert "-fopenmp" in config.upstream_flags(tmp_path) and "-fopenmp" in config.link_flags()
 
 
 def test_gpu_without_cuda_toolkit_is_a_build_error(clean_env, tmp_path):

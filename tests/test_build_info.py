@@ -1,8 +1,10 @@
 """What the installed build says about itself matches this checkout."""
 
 import hashlib
+import os
 
 import numpy as np
+import pytest
 
 import pydarknet
 from pydarknet import patches, upstream
@@ -30,8 +32,31 @@ def test_no_fast_math_and_features_reported():
     flags = info["compiler"]["upstream_flags"]
     assert not any(f in ("-Ofast", "-ffast-math", "-funsafe-math-optimizations") for f in flags)
     assert info["features"]["gpu"] is False
-    assert info["features"]["blas"] == "none"
+    assert info["features"]["blas"].startswith("scipy-openblas32 ")  # the default build
     assert isinstance(info["features"]["openmp"], bool)
+
+
+def test_thread_count(monkeypatch):
+    import subprocess
+    import sys
+
+    before = pydarknet.get_num_threads()
+    assert before >= 1
+    try:
+        pydarknet.set_num_threads(1)
+        assert pydarknet.get_num_threads() == 1
+    finally:
+        pydarknet.set_num_threads(before)
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError):
+            pydarknet.set_num_threads(bad)
+    code = "import pydarknet; print(pydarknet.get_num_threads())"
+    run = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYDARKNET_NUM_THREADS": "1"},
+                         capture_output=True, text=True, cwd="/")
+    assert run.stdout.strip() == "1", run.stderr
+    run = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYDARKNET_NUM_THREADS": "many"},
+                         capture_output=True, text=True, cwd="/")
+    assert run.returncode != 0 and "PYDARKNET_NUM_THREADS='many'" in run.stderr
 
 
 def test_loading_and_running_leaves_denormals_alone(tiny_cfg):
