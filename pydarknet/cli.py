@@ -96,7 +96,7 @@ def cmd_info(args) -> int:
         cfg = upstream_path(zoo.get(args.model).cfg)
     else:
         cfg = Path(args.model)
-    net = Network(cfg, args.weights)
+    net = Network(cfg, args.weights, fold_bn=False)  # the layers as the files have them
     print(f"{cfg}: input {'x'.join(map(str, net.input_shape))}, batch {net.batch}, {net.classes} classes")
     print(net.summary())
     size = 20 + 4 * net.n_params

@@ -579,7 +579,7 @@ def verify(prototxt: PathLike, caffemodel: PathLike, cfg: PathLike, weights: Pat
             names.append(found[0])
             indices.append(index)
     reference = caffe.forward(names) if names else []
-    with Network(cfg, weights, batch=inputs) as net:
+    with Network(cfg, weights, batch=inputs, fold_bn=False) as net:  # the files as written
         outputs = net.layer_outputs(x)
     pairs = [(f"'{name}' (Darknet layer {i})", ref, outputs[i].reshape(ref.shape))
              for name, i, ref in zip(names, indices, reference)]

@@ -90,7 +90,8 @@ def check(cfg_a: PathLike, weights_a: PathLike, cfg_b: PathLike, weights_b: Path
     every layer's output."""
     from .network import Network
 
-    with Network(cfg_a, weights_a, batch=inputs) as a, Network(cfg_b, weights_b, batch=inputs) as b:
+    with Network(cfg_a, weights_a, batch=inputs, fold_bn=False) as a, \
+            Network(cfg_b, weights_b, batch=inputs, fold_bn=False) as b:
         x = np.random.default_rng(seed).random((inputs, *a.input_shape), dtype=np.float32)
         pairs = [(f"layer {layer.index} ({layer.type})", ref, out)
                  for layer, ref, out in zip(a.layers, a.layer_outputs(x), b.layer_outputs(x))]

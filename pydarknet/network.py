@@ -65,7 +65,10 @@ def _path_arg(value, what: str) -> bytes:
 class Network:
     """A Darknet network loaded from a .cfg (and optionally .weights) file.
 
-    Without weights, layers keep upstream's random initialisation. ``names`` (a list,
+    Without weights, layers keep upstream's random initialisation. With weights,
+    batch normalization is folded into the weights at load (``fold_bn=True``, the
+    same outputs with one pass less per layer; see ``fold_batchnorm``): pass
+    ``fold_bn=False`` to keep the trained layout, e.g. to save it as it was. ``names`` (a list,
     a .names file or a .data file) must give one label per class. ``batch`` is the
     number of images one forward pass computes; ``predict`` takes any number and
     runs them in chunks of ``batch``. Darknet's console output is shown only with
@@ -74,7 +77,7 @@ class Network:
     """
 
     def __init__(self, cfg: PathLike, weights: Optional[PathLike] = None, *,
-                 batch: int = 1, names: NamesSource = None, verbose: bool = False):
+                 batch: int = 1, names: NamesSource = None, verbose: bool = False, fold_bn: bool = True):
         if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
             raise ValueError(f"batch must be a positive int, not {batch!r}")
         self.cfg_path = Path(os.fsdecode(_path_arg(cfg, "cfg")))
@@ -105,6 +108,8 @@ class Network:
         out = (info.out_c, info.out_h, info.out_w)
         self.output_shape: Shape = out if out[0] * out[1] * out[2] == info.outputs else (info.outputs,)
         self.layers: List[Layer] = [self._layer(i) for i in range(info.n_layers)]
+        if fold_bn and weights is not None:
+            self.fold_batchnorm()
         classes = lib.pdn_detection_classes(self._net)
         self.classes: int = classes if classes >= 0 else info.outputs
         if self.names is not None and len(self.names) != self.classes:
@@ -252,10 +257,12 @@ class Network:
         same folder, renamed over ``path`` only once complete.
 
         ``fold_bn=True`` writes them with batch normalization folded in for runtime
-        ``target`` (the network itself is unchanged). Weights whose layout differs from
-        the loaded cfg's (``fold_bn``, or after ``fold_batchnorm()``) come with their
-        cfg: the loaded one with ``batch_normalize=0`` in the folded layers, written
-        to ``cfg`` (default: ``path`` with suffix .cfg), whose path is returned.
+        ``target`` (the network itself is unchanged), together with their cfg: the
+        loaded one with ``batch_normalize=0`` in the folded layers, written to ``cfg``
+        (default: ``path`` with suffix .cfg), whose path is returned. A network whose
+        batch normalization is already folded (at load, the default, or by
+        ``fold_batchnorm()``) no longer fits its loaded cfg: it needs ``cfg=`` or
+        ``fold_bn=True`` (load with ``fold_bn=False`` to save the trained layout).
         """
         from .fold_darknet import cfg_without_bn
 
@@ -264,6 +271,12 @@ class Network:
         folded = set(self._folded)
         if fold_bn:
             folded.update(layer.index for layer in self.layers if _foldable(layer))
+        if self._folded and not fold_bn and cfg is None:
+            raise ValueError(
+                f"this network's batch normalization is folded (fold_bn=True at load, the default, or "
+                f"fold_batchnorm()), so its weights no longer fit {self.cfg_path.name}: pass cfg= for the "
+                f"matching cfg or fold_bn=True to write it beside the weights, or load with fold_bn=False "
+                f"to save the trained layout")
         cfg_path = None
         if folded:
             cfg_path = Path(os.fsdecode(_path_arg(cfg, "cfg"))) if cfg is not None else target_path.with_suffix(".cfg")

@@ -12,7 +12,7 @@ from pydarknet import caffe2darknet, convert, fold_caffe
 from pydarknet.caffe_files import messages
 from pydarknet.errors import CaffeError, ConversionError
 
-from caffe_models import NetBuilder, as_v1, untransposed
+from caffe_models import NetBuilder, as_v1, resnet18, untransposed
 
 MAX, AVE = 0, 1
 
@@ -181,46 +181,6 @@ def test_inner_product_on_a_7x7_map_and_transposed(tmp_path):
     # OpenCV DNN ignores `transpose`; it runs the equivalent untransposed files
     converted(b, tmp_path, opencv_files=tuple(untransposed(prototxt, caffemodel, "plain")))
     assert sections(tmp_path) == ["convolutional", "connected"]
-
-
-def resnet18(width=8, classes=1000, size=64):
-    """ResNet-18's topology (the failing case from the field) at a small width:
-    conv 7x7/2 + BN + Scale + ReLU, max pool 3x3/2, 4 stages of 2 basic blocks with
-    projection shortcuts, global average pool, Flatten, InnerProduct."""
-    b = NetBuilder(shape=(3, size, size), seed=7)
-    b.conv("conv1", "data", "conv1", width, kernel=7, bias=False, stride=2)
-
-    def bn_relu(name, blob, relu=True):
-        b.batch_norm(f"bn_{name}", blob, blob)
-        b.scale(f"scale_{name}", blob, blob)
-        if relu:
-            b.simple(f"relu_{name}", "ReLU", [blob], blob)
-
-    bn_relu("conv1", "conv1")
-    b.simple("pool1", "Pooling", ["conv1"], "pool1", pooling_param__kernel_size=3, pooling_param__stride=2)
-    blob, channels = "pool1", width
-    for stage in range(4):
-        for block in range(2):
-            name = f"res{stage + 2}{'ab'[block]}"
-            out_channels, stride = width * 2 ** stage, 2 if stage and not block else 1
-            shortcut = blob
-            if stride == 2 or out_channels != channels:
-                b.conv(f"{name}_branch1", blob, f"{name}_branch1", out_channels, kernel=1, bias=False, stride=stride)
-                bn_relu(f"{name}_branch1", f"{name}_branch1", relu=False)
-                shortcut = f"{name}_branch1"
-            b.conv(f"{name}_branch2a", blob, f"{name}_branch2a", out_channels, bias=False, stride=stride)
-            bn_relu(f"{name}_branch2a", f"{name}_branch2a")
-            b.conv(f"{name}_branch2b", f"{name}_branch2a", f"{name}_branch2b", out_channels, bias=False)
-            bn_relu(f"{name}_branch2b", f"{name}_branch2b", relu=False)
-            b.simple(name, "Eltwise", [shortcut, f"{name}_branch2b"], name)
-            b.simple(f"{name}_relu", "ReLU", [name], name)
-            blob, channels = name, out_channels
-    b.simple("pool5", "Pooling", [blob], "pool5", pooling_param__pool=AVE, pooling_param__global_pooling=True)
-    b.shapes["pool5"] = (channels, 1, 1)
-    b.simple("flatten", "Flatten", ["pool5"], "flatten")
-    b.shapes["flatten"] = (channels,)
-    b.inner_product("fc1000", "flatten", "fc1000", classes)
-    return b
 
 
 def top5(scores):

@@ -70,7 +70,7 @@ def folded_outputs(cfg, weights, tmp_path, target="cpu", inputs=2):
     """(original outputs, folded outputs, fold report) on the same random inputs."""
     out_cfg, out_weights = tmp_path / "folded.cfg", tmp_path / "folded.weights"
     report = fold_darknet.fold(cfg, weights, out_cfg, out_weights, target=target)
-    with pydarknet.Network(cfg, weights) as a, pydarknet.Network(out_cfg, out_weights) as b:
+    with pydarknet.Network(cfg, weights, fold_bn=False) as a, pydarknet.Network(out_cfg, out_weights) as b:
         assert not any(layer.batch_normalize for layer in b.layers)
         x = random_input((inputs, *a.input_shape), seed=3)
         return a.predict(x), b.predict(x), report
@@ -102,7 +102,8 @@ def test_yolov3_tiny_official_weights(official, tmp_path):
 def test_yolov3_tiny_detections_unchanged(official, tmp_path):
     fold_darknet.fold(*official, tmp_path / "f.cfg", tmp_path / "f.weights")
     image = samples.path("dog.jpg")
-    with pydarknet.Network(*official) as a, pydarknet.Network(tmp_path / "f.cfg", tmp_path / "f.weights") as b:
+    with pydarknet.Network(*official, fold_bn=False) as a, \
+            pydarknet.Network(tmp_path / "f.cfg", tmp_path / "f.weights") as b:
         before, after = pydarknet.detect(a, image), pydarknet.detect(b, image)
     assert [d.label for d in after] == [d.label for d in before] and len(before) == 5
     for x, y in zip(before, after):
@@ -155,7 +156,7 @@ def test_c_path_writes_the_same_bytes(tmp_path, target):
     for name, text in (("grouped", GROUPED_CFG), ("connected", CONNECTED_CFG), ("tiny", TINY_CFG)):
         cfg, weights = write_model(tmp_path, text, seed=6, name=name)
         fold_darknet.fold(cfg, weights, tmp_path / f"{name}-py.cfg", tmp_path / f"{name}-py.weights", target=target)
-        with pydarknet.Network(cfg, weights) as net:
+        with pydarknet.Network(cfg, weights, fold_bn=False) as net:
             written_cfg = net.save_weights(tmp_path / f"{name}-c.weights", fold_bn=True, target=target)
             assert any(layer.batch_normalize for layer in net.layers)  # the network is unchanged
         assert written_cfg == tmp_path / f"{name}-c.cfg"
@@ -164,14 +165,16 @@ def test_c_path_writes_the_same_bytes(tmp_path, target):
 
 
 def test_fold_in_memory(official, tmp_path):
-    with pydarknet.Network(*official) as net:
+    with pydarknet.Network(*official, fold_bn=False) as net:
         x = random_input((1, *net.input_shape), seed=7)
         reference = net.predict(x)
         folded = net.fold_batchnorm()
         assert len(folded) == 11 and not any(layer.batch_normalize for layer in net.layers)
         assert_close(reference, net.predict(x))
         in_memory = net.predict(x)
-        cfg = net.save_weights(tmp_path / "mem.weights")
+        with pytest.raises(ValueError, match="no longer fit yolov3-tiny.cfg: pass cfg="):
+            net.save_weights(tmp_path / "mem.weights")
+        cfg = net.save_weights(tmp_path / "mem.weights", cfg=tmp_path / "mem.cfg")
     assert cfg == tmp_path / "mem.cfg"
     with pydarknet.Network(cfg, tmp_path / "mem.weights") as reloaded:
         assert np.array_equal(reloaded.predict(x), in_memory)
@@ -215,7 +218,8 @@ def test_standalone_batchnorm_is_an_error_unless_kept(tmp_path):
     assert not (tmp_path / "o.cfg").exists() and not (tmp_path / "o.weights").exists()
     report = fold_darknet.fold(cfg, weights, tmp_path / "o.cfg", tmp_path / "o.weights", keep_unfoldable=True)
     assert len(report.folded) == 2 and "[batchnorm]" in report.kept[0]
-    with pydarknet.Network(cfg, weights) as a, pydarknet.Network(tmp_path / "o.cfg", tmp_path / "o.weights") as b:
+    with pydarknet.Network(cfg, weights, fold_bn=False) as a, \
+            pydarknet.Network(tmp_path / "o.cfg", tmp_path / "o.weights") as b:
         x = random_input((1, *a.input_shape))
         assert_close(a.predict(x), b.predict(x))
 
@@ -269,3 +273,13 @@ def test_cli_exits_1_when_the_check_fails(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(fold_darknet, "check", lambda *paths: failing)
     assert fold_bn.main([str(cfg), str(weights), "-o", str(tmp_path / "o"), "--check", "-q"]) == 1
     assert "ABOVE the tolerance" in capsys.readouterr().out  # printed even with -q
+
+
+def test_networks_fold_at_load_unless_asked_not_to(official, tmp_path):
+    with pydarknet.Network(*official) as folded, pydarknet.Network(*official, fold_bn=False) as trained:
+        assert not any(layer.batch_normalize for layer in folded.layers)
+        assert sum(layer.batch_normalize for layer in trained.layers) == 11
+        x = random_input((1, *folded.input_shape), seed=9)
+        assert_close(trained.predict(x), folded.predict(x))
+        cfg = folded.save_weights(tmp_path / "folded.weights", fold_bn=True)  # with its cfg
+    assert cfg == tmp_path / "folded.cfg" and "batch_normalize=1" not in cfg.read_text()

@@ -34,7 +34,7 @@ def main() -> None:
     print(f"{'model':<16} {'BN layers':>9} {'before ms':>10} {'after ms':>9} {'change':>7}")
     with tempfile.TemporaryDirectory() as work:
         for cfg, weights in models(Path(work)):
-            with pydarknet.Network(cfg, weights) as net:
+            with pydarknet.Network(cfg, weights, fold_bn=False) as net:
                 before = statistics.median(forward_times(net, args.runs)) * 1000
                 folded = len(net.fold_batchnorm())
                 after = statistics.median(forward_times(net, args.runs)) * 1000

@@ -1,6 +1,6 @@
-"""Small Caffe models written from Python for the tests: a prototxt and a caffemodel
-with random blobs, built with pydarknet's compiled caffe.proto (the reference they
-are run on is OpenCV DNN, not our code)."""
+"""Caffe models written from Python (a fixture maker for the tests and benchmarks):
+a prototxt and a caffemodel with random blobs and non-trivial BN statistics, built
+with pydarknet's compiled caffe.proto. What they are checked on is OpenCV DNN."""
 
 from __future__ import annotations
 
@@ -163,3 +163,44 @@ def untransposed(prototxt, caffemodel, stem):
         out = path.with_name(stem + path.suffix)
         out.write_bytes(text_format.MessageToString(net).encode() if path == prototxt else net.SerializeToString())
         yield out
+
+
+def resnet18(width=8, classes=1000, size=64):
+    """ResNet-18's topology (the failing case from the field) at a small width:
+    conv 7x7/2 + BN + Scale + ReLU, max pool 3x3/2, 4 stages of 2 basic blocks with
+    projection shortcuts, global average pool, Flatten, InnerProduct."""
+    b = NetBuilder(shape=(3, size, size), seed=7)
+    b.conv("conv1", "data", "conv1", width, kernel=7, bias=False, stride=2)
+
+    def bn_relu(name, blob, relu=True):
+        b.batch_norm(f"bn_{name}", blob, blob)
+        b.scale(f"scale_{name}", blob, blob)
+        if relu:
+            b.simple(f"relu_{name}", "ReLU", [blob], blob)
+
+    bn_relu("conv1", "conv1")
+    b.simple("pool1", "Pooling", ["conv1"], "pool1", pooling_param__kernel_size=3, pooling_param__stride=2)
+    blob, channels = "pool1", width
+    for stage in range(4):
+        for block in range(2):
+            name = f"res{stage + 2}{'ab'[block]}"
+            out_channels, stride = width * 2 ** stage, 2 if stage and not block else 1
+            shortcut = blob
+            if stride == 2 or out_channels != channels:
+                b.conv(f"{name}_branch1", blob, f"{name}_branch1", out_channels, kernel=1, bias=False, stride=stride)
+                bn_relu(f"{name}_branch1", f"{name}_branch1", relu=False)
+                shortcut = f"{name}_branch1"
+            b.conv(f"{name}_branch2a", blob, f"{name}_branch2a", out_channels, bias=False, stride=stride)
+            bn_relu(f"{name}_branch2a", f"{name}_branch2a")
+            b.conv(f"{name}_branch2b", f"{name}_branch2a", f"{name}_branch2b", out_channels, bias=False)
+            bn_relu(f"{name}_branch2b", f"{name}_branch2b", relu=False)
+            b.simple(name, "Eltwise", [shortcut, f"{name}_branch2b"], name)
+            b.simple(f"{name}_relu", "ReLU", [name], name)
+            blob, channels = name, out_channels
+    b.simple("pool5", "Pooling", [blob], "pool5", pooling_param__pool=1,  # AVE
+             pooling_param__global_pooling=True)
+    b.shapes["pool5"] = (channels, 1, 1)
+    b.simple("flatten", "Flatten", ["pool5"], "flatten")
+    b.shapes["flatten"] = (channels,)
+    b.inner_product("fc1000", "flatten", "fc1000", classes)
+    return b

@@ -1,0 +1,261 @@
+"""CPU speed of pydarknet against its peers, side by side in one run.
+
+    pip install onnxruntime onnx "opencv-python-headless<5"    # the peers (optional)
+    python tools/bench_cpu.py [--runs 15] [--threads N] [--no-upstream]
+
+Models, with the same weights in every runtime:
+- ResNet-18-shaped classifier at 224x224 (random weights, real BN statistics): written
+  as Caffe (OpenCV DNN), converted with pydarknet's caffe2darknet (pydarknet, upstream)
+  and written as ONNX from the same folded graph (onnxruntime);
+- yolov3-tiny at 416x416 with the official weights: pydarknet, OpenCV DNN's Darknet
+  importer, upstream;
+each at batch 1 and batch 8. Prints the median ms per image after warm-up and
+pydarknet's time divided by each peer's, all runtimes on the same thread count.
+Upstream unpatched Darknet (its own Makefile, -Ofast, single-threaded as it ships)
+is built once under build/bench-upstream and timed in a child process, so its
+-Ofast flush-to-zero setting cannot touch the other runtimes. Also prints load times
+and the Python overhead of one predict() call on a tiny network.
+(Not a test: numbers depend on the machine.)
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+
+import pydarknet  # noqa: E402
+from caffe_models import resnet18  # noqa: E402
+from pydarknet import convert, upstream, zoo  # noqa: E402
+from pydarknet.caffe_files import blob_array, read_caffemodel, read_prototxt  # noqa: E402
+from pydarknet.fold_caffe import Graph, fold_net  # noqa: E402
+
+
+def median_ms(run, x, runs):
+    """Median ms per image of run(x) after two warm-up calls."""
+    run(x)
+    run(x)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        run(x)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000 / len(x)
+
+
+# -- the peers ---------------------------------------------------------------------
+
+
+def onnx_from_folded_caffe(prototxt, caffemodel, path, batch):
+    """The BN-folded Caffe ResNet as an ONNX graph (Conv, Relu, MaxPool, Add,
+    GlobalAveragePool, Flatten, Gemm): the same weights onnxruntime then runs."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    net, _ = fold_net(read_prototxt(prototxt), read_caffemodel(caffemodel))
+    graph = Graph.build(net)
+    nodes, inits, shape = [], [], list(net.input_shape[0].dim)
+    tensor = {net.input[0]: net.input[0]}  # Caffe blob -> the ONNX tensor holding it now (in-place layers)
+    for layer in graph.layers:
+        name, inputs, out = layer.name, [tensor[b] for b in layer.bottom], [f"{layer.name}:out"]
+        if layer.type == "Convolution":
+            p = layer.convolution_param
+            weights = [blob_array(b) for b in layer.blobs]
+            inits += [numpy_helper.from_array(weights[0], name + "_w"), numpy_helper.from_array(weights[1], name + "_b")]
+            k, s, pad = p.kernel_size[0], (list(p.stride) or [1])[0], (list(p.pad) or [0])[0]
+            nodes.append(helper.make_node("Conv", inputs + [name + "_w", name + "_b"], out, kernel_shape=[k, k],
+                                          strides=[s, s], pads=[pad] * 4, group=p.group))
+        elif layer.type == "ReLU":
+            nodes.append(helper.make_node("Relu", inputs, out))
+        elif layer.type == "Pooling" and layer.pooling_param.global_pooling:
+            nodes.append(helper.make_node("GlobalAveragePool", inputs, out))
+        elif layer.type == "Pooling":
+            p = layer.pooling_param
+            nodes.append(helper.make_node("MaxPool", inputs, out, kernel_shape=[p.kernel_size] * 2,
+                                          strides=[p.stride] * 2, pads=[p.pad] * 4, ceil_mode=1))
+        elif layer.type == "Eltwise":
+            nodes.append(helper.make_node("Add", inputs, out))
+        elif layer.type == "Flatten":
+            nodes.append(helper.make_node("Flatten", inputs, out, axis=1))
+        elif layer.type == "InnerProduct":
+            weights = [blob_array(b) for b in layer.blobs]
+            inits += [numpy_helper.from_array(weights[0], name + "_w"), numpy_helper.from_array(weights[1], name + "_b")]
+            nodes.append(helper.make_node("Gemm", inputs + [name + "_w", name + "_b"], out, transB=1))
+        else:
+            raise ValueError(f"no ONNX mapping here for {layer.type}")
+        tensor[layer.top[0]] = out[0]
+    shape[0] = batch
+    model = helper.make_model(helper.make_graph(
+        nodes, "resnet18", [helper.make_tensor_value_info(net.input[0], TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info(nodes[-1].output[0], TensorProto.FLOAT, None)], inits),
+        opset_imports=[helper.make_opsetid("", 13)], ir_version=8)  # readable by older onnxruntime too
+    onnx.save(model, str(path))
+
+
+def onnxruntime_runner(path, threads):
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return lambda x: session.run(None, {name: x})
+
+
+def opencv_runner(net, threads):
+    import cv2
+
+    cv2.setNumThreads(threads)
+
+    def run(x):
+        net.setInput(x)
+        return net.forward(net.getUnconnectedOutLayersNames())
+    return run
+
+
+UPSTREAM_CHILD = r"""
+import ctypes, json, statistics, sys, time
+import numpy as np
+lib = ctypes.CDLL(sys.argv[1])
+lib.load_network.restype = ctypes.c_void_p
+lib.load_network.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int]
+lib.network_predict.restype = ctypes.POINTER(ctypes.c_float)
+lib.network_predict.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_float)]
+start = time.perf_counter()
+net = lib.load_network(sys.argv[2].encode(), sys.argv[3].encode(), 0)
+load = time.perf_counter() - start
+batch, runs = int(sys.argv[4]), int(sys.argv[5])
+x = np.random.default_rng(0).random(batch * int(sys.argv[6]), dtype=np.float32)
+pointer = x.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
+lib.network_predict(net, pointer)
+times = []
+for _ in range(runs):
+    start = time.perf_counter()
+    lib.network_predict(net, pointer)
+    times.append(time.perf_counter() - start)
+print(json.dumps({"ms": statistics.median(times) * 1000 / batch, "load_s": load}))
+"""
+
+
+def build_upstream(work: Path) -> Path:
+    """Upstream's libdarknet.so from the verified pinned tree, with its own Makefile."""
+    lib = work / "darknet" / "libdarknet.so"
+    if lib.exists():
+        return lib
+    files, _ = upstream.resolve(work / "download", lambda message: None)
+    upstream.write_tree(files, work / "darknet")
+    (work / "darknet" / "obj").mkdir()  # made by the Makefile's `all` target, not by libdarknet.so's
+    print("building upstream Darknet (its Makefile, CPU, -Ofast) ...", file=sys.stderr)
+    subprocess.run(["make", "-j", str(os.cpu_count() or 1), "libdarknet.so"], cwd=work / "darknet", check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return lib
+
+
+def upstream_ms(lib, cfg, weights, batch, runs, inputs):
+    """Run upstream in a child process (cfg rewritten for the batch; [flatten], which
+    upstream lacks, as a one-layer [route]: the same copy, the same layer count)."""
+    with tempfile.TemporaryDirectory() as work:
+        text = Path(cfg).read_text().replace("batch=1\n", f"batch={batch}\n", 1)
+        text = text.replace("[flatten]\n", "[route]\nlayers=-1\n")
+        if f"batch={batch}" not in text:
+            text = text.replace("[net]\n", f"[net]\nbatch={batch}\n", 1)
+        batched = Path(work) / "model.cfg"
+        batched.write_text(text)
+        result = subprocess.run([sys.executable, "-c", UPSTREAM_CHILD, str(lib), str(batched), str(weights),
+                                 str(batch), str(runs), str(inputs)], capture_output=True, text=True, check=True)
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+# -- the table ---------------------------------------------------------------------
+
+
+def pydarknet_runner(cfg, weights, batch):
+    start = time.perf_counter()
+    net = pydarknet.Network(cfg, weights, batch=batch)
+    return net, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--no-upstream", action="store_true", help="skip the (slow) upstream baseline")
+    args = parser.parse_args()
+    pydarknet.set_num_threads(args.threads)
+    work = ROOT / "build" / "bench-upstream"
+    work.mkdir(parents=True, exist_ok=True)
+    lib = None if args.no_upstream else build_upstream(work)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        resnet = resnet18(width=64, classes=1000, size=224)
+        prototxt, caffemodel = resnet.write(tmp, "resnet18")
+        convert.caffe_to_darknet(prototxt, caffemodel, tmp / "resnet18")
+        yolo_cfg, yolo_weights = pydarknet.upstream_path("cfg/yolov3-tiny.cfg"), zoo.weights_path("yolov3-tiny")
+        models = [("ResNet-18 224", tmp / "resnet18.cfg", tmp / "resnet18.weights", (3, 224, 224)),
+                  ("yolov3-tiny 416", yolo_cfg, yolo_weights, (3, 416, 416))]
+        for name, cfg, weights, shape in models:
+            for batch in (1, 8):
+                x = np.random.default_rng(0).random((batch, *shape), dtype=np.float32)
+                row = {"model": name, "batch": batch}
+                net, row["pydarknet load s"] = pydarknet_runner(cfg, weights, batch)
+                row["pydarknet"] = median_ms(net.predict, x, args.runs)
+                net.close()
+                try:
+                    import cv2
+
+                    start = time.perf_counter()
+                    cv_net = (cv2.dnn.readNetFromCaffe(str(prototxt), str(caffemodel)) if name.startswith("ResNet")
+                              else cv2.dnn.readNetFromDarknet(str(cfg), str(weights)))
+                    row["OpenCV load s"] = time.perf_counter() - start
+                    row["OpenCV DNN"] = median_ms(opencv_runner(cv_net, args.threads), x, args.runs)
+                except ImportError:
+                    pass
+                if name.startswith("ResNet"):
+                    try:
+                        onnx_path = tmp / f"resnet18-{batch}.onnx"
+                        onnx_from_folded_caffe(prototxt, caffemodel, onnx_path, batch)
+                        row["onnxruntime"] = median_ms(onnxruntime_runner(onnx_path, args.threads), x, args.runs)
+                    except ImportError:
+                        pass
+                if lib is not None:
+                    result = upstream_ms(lib, cfg, weights, batch, max(3, args.runs // 5), int(np.prod(shape)))
+                    row["upstream"], row["upstream load s"] = result["ms"], result["load_s"]
+                rows.append(row)
+                print(f"{name} batch {batch}: " + ", ".join(f"{k} {v:.1f}" for k, v in row.items()
+                                                              if isinstance(v, float) and "load" not in k),
+                      file=sys.stderr)
+        tiny = tmp / "tiny.cfg"
+        tiny.write_text("[net]\nwidth=1\nheight=1\nchannels=1\n\n[activation]\nactivation=linear\n")
+        with pydarknet.Network(tiny) as net:
+            overhead_us = median_ms(net.predict, np.zeros((1, 1, 1, 1), np.float32), 2000) * 1000
+
+    peers = ["onnxruntime", "OpenCV DNN", "upstream"]
+    print(f"\n{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {args.threads} threads, "
+          f"pydarknet {pydarknet.build_info()['features']['blas']}; median ms/image of {args.runs} runs")
+    print("| model | batch | pydarknet | " + " | ".join(peers) + " | " +
+          " | ".join(f"pydarknet / {p}" for p in peers) + " |")
+    print("|---|---|---|" + "---|" * (2 * len(peers)))
+    for row in rows:
+        times = [f"{row[p]:.1f}" if p in row else "—" for p in peers]
+        ratios = [f"{row['pydarknet'] / row[p]:.2f}" if p in row else "—" for p in peers]
+        print(f"| {row['model']} | {row['batch']} | {row['pydarknet']:.1f} | " + " | ".join(times) + " | "
+              + " | ".join(ratios) + " |")
+    loads = {k: v for row in rows if row["batch"] == 1 for k, v in row.items() if "load" in k}
+    print("load time (s, batch 1, last model): " + ", ".join(f"{k.replace(' load s', '')} {v:.2f}"
+                                                           for k, v in loads.items()))
+    print(f"predict() overhead on a 1x1x1 network: {overhead_us:.1f} µs per call")
+
+
+if __name__ == "__main__":
+    main()
