@@ -249,6 +249,19 @@ def test_input_forms_and_v1_files(tmp_path, input_style):
         assert (tmp_path / "v1" / "out.weights").read_bytes() == (tmp_path / "out.weights").read_bytes()
 
 
+def test_train_only_layers_are_left_out(tmp_path):
+    """include/exclude phase rules: what Caffe builds for inference (TEST) is converted."""
+    b = NetBuilder()
+    b.conv("conv", "data", "conv", 4)
+    train, test = 0, 1  # caffe.Phase
+    b.simple("loss", "SoftmaxWithLoss", ["conv"], "loss").include.add(phase=train)
+    b.simple("drop", "Dropout", ["conv"], "conv").exclude.add(phase=test)
+    b.simple("relu", "ReLU", ["conv"], "conv")
+    conversion, _ = converted(b, tmp_path)
+    assert [m["caffe"] for m in conversion.mapping] == ["conv", "relu"]
+    assert sections(tmp_path) == ["convolutional"]
+
+
 def test_unsupported_layers_are_listed_together(tmp_path):
     b = NetBuilder()
     b.conv("conv", "data", "conv", 4)
