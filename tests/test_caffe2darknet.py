@@ -254,7 +254,8 @@ def test_train_only_layers_are_left_out(tmp_path):
     b = NetBuilder()
     b.conv("conv", "data", "conv", 4)
     train, test = 0, 1  # caffe.Phase
-    b.simple("loss", "SoftmaxWithLoss", ["conv"], "loss").include.add(phase=train)
+    # a side branch (OpenCV, the reference here, builds every layer whatever its phase)
+    b.simple("train_only", "Sigmoid", ["conv"], "side").include.add(phase=train)
     b.simple("drop", "Dropout", ["conv"], "conv").exclude.add(phase=test)
     b.simple("relu", "ReLU", ["conv"], "conv")
     conversion, _ = converted(b, tmp_path)
