@@ -319,3 +319,19 @@ def test_cli_exits_1_when_verification_fails(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(convert, "verify", lambda *args: bad)
     assert caffe2darknet.main([str(prototxt), str(caffemodel), "-o", str(tmp_path / "o"), "--verify", "-q"]) == 1
     assert "ABOVE the tolerance" in capsys.readouterr().out
+
+
+def test_input_shape_override(tmp_path, capsys):
+    b = NetBuilder(shape=(4, 6, 6))
+    b.conv("conv", "data", "conv", 3)
+    b.simple("pool", "Pooling", ["conv"], "pool", pooling_param__kernel_size=2, pooling_param__stride=2)
+    prototxt, caffemodel = b.write(tmp_path)
+    assert caffe2darknet.main([str(prototxt), str(caffemodel), "-o", str(tmp_path / "big"),
+                               "--input-shape", "4,10,10", "-q"]) == 0
+    assert "width=10\nheight=10\nchannels=4" in (tmp_path / "big.cfg").read_text()
+    x = np.random.default_rng(4).random((1, 4, 10, 10), dtype=np.float32)
+    with pydarknet.Network(tmp_path / "big.cfg", tmp_path / "big.weights") as net:
+        got = net.predict(x)
+    reference = opencv_output(prototxt, caffemodel, x)  # OpenCV reshapes to the input it is given
+    assert reference.shape == (1, 3, 5, 5)
+    assert np.abs(reference - got.reshape(reference.shape)).max() <= 1e-4 * np.abs(reference).max()
