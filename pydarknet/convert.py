@@ -23,13 +23,13 @@ from . import atomic, folding
 from .caffe_files import blob_array, blobs_by_layer, read_caffemodel, read_prototxt
 from .darknet_files import CURRENT_HEADER, Weights, cfg_text
 from .errors import CaffeError, ConversionError
-from .fold_caffe import FoldPlan, Graph, describe, fold_net, input_shape, opencv_net, plan_folds, with_blobs
+from .fold_caffe import (FoldPlan, Graph, bn_statistics, describe, fold_net, input_shape, opencv_net,
+                         plan_folds, with_blobs)
 
 PathLike = Union[str, "os.PathLike[str]"]
 Shape = Tuple[int, ...]  # (C, H, W) for maps, (N,) for vectors
 # Darknet layers with an activation of their own, which a following ReLU/Sigmoid/TanH joins.
 HAS_ACTIVATION = ("convolutional", "deconvolutional", "connected", "shortcut")
-_CPU_EPSILON = float(np.float32(1e-6))
 
 
 class _Unsupported(Exception):
@@ -212,13 +212,15 @@ class _Converter:
 
     _dropout = _split = _alias
 
-    def _bn_options(self, plan: Optional[FoldPlan], bias: np.ndarray) -> Tuple[Dict, List[np.ndarray]]:
-        """batch_normalize and the BN floats for a producer (empty when not kept)."""
+    def _bn_options(self, position: int, bias: np.ndarray) -> Tuple[Dict, np.ndarray, List[np.ndarray]]:
+        """batch_normalize, the biases and the BN floats of a producer: its own bias
+        and no BN floats, unless a BatchNorm is kept in it (--keep-bn)."""
+        plan = self.plans.get(position)
         if plan is None:
-            return {"batch_normalize": 0}, []
+            return {"batch_normalize": 0}, bias, []
         # Darknet CPU: scales * (x - mean') / (sqrt(var') + 1e-6) + biases, with x without bias
-        variance = (np.sqrt(plan.variance + plan.eps) - _CPU_EPSILON) ** 2
-        return {"batch_normalize": 1}, [plan.gamma, plan.mean - bias, variance]
+        variance = (np.sqrt(plan.variance + plan.eps) - folding.CPU_EPSILON) ** 2
+        return {"batch_normalize": 1}, plan.beta, [plan.gamma, plan.mean - bias, variance]
 
     def _convolution(self, position, layer) -> str:
         p = layer.convolution_param
@@ -237,9 +239,8 @@ class _Converter:
         expected = (c, p.num_output, size, size) if deconv else (p.num_output, c // max(p.group, 1), size, size)
         if weights.size != int(np.prod(expected)) or c % p.group:
             raise CaffeError(f"{describe(layer)}: weights have shape {weights.shape}, the prototxt implies {expected}")
-        bias = arrays[1].ravel() if p.bias_term else np.zeros(p.num_output)
-        plan = self.plans.get(position)
-        bn_options, bn_params = self._bn_options(plan, bias)
+        bn_options, biases, bn_params = self._bn_options(
+            position, arrays[1].ravel() if p.bias_term else np.zeros(p.num_output))
         if deconv:
             out = (p.num_output, stride * (h - 1) + size - 2 * pad, stride * (w - 1) + size - 2 * pad)
         else:
@@ -250,7 +251,6 @@ class _Converter:
         options.update(bn_options)
         options["activation"] = "linear"
         self.read(blob, describe(layer))
-        biases = plan.beta if plan is not None else bias
         index = self.emit("deconvolutional" if deconv else "convolutional", options,
                           [biases, *bn_params, weights], out, describe(layer))
         self.set_tops(position, Blob(index, out))
@@ -270,12 +270,10 @@ class _Converter:
             raise CaffeError(f"{describe(layer)}: weights have {weights.size} values, the prototxt implies "
                              f"{p.num_output} x {inputs}")
         weights = weights.reshape(inputs, p.num_output).T if p.transpose else weights.reshape(p.num_output, inputs)
-        bias = arrays[1].ravel() if p.bias_term else np.zeros(p.num_output)
-        plan = self.plans.get(position)
-        bn_options, bn_params = self._bn_options(plan, bias)
+        bn_options, biases, bn_params = self._bn_options(
+            position, arrays[1].ravel() if p.bias_term else np.zeros(p.num_output))
         self.read(blob, describe(layer))
         options = {"output": p.num_output, **bn_options, "activation": "linear"}
-        biases = plan.beta if plan is not None else bias
         index = self.emit("connected", options, [biases, weights, *bn_params], (p.num_output,), describe(layer))
         self.set_tops(position, Blob(index, (p.num_output,)))
         return f"layer {index} [connected]"
@@ -296,10 +294,9 @@ class _Converter:
     def _batchnorm(self, position, layer) -> str:
         if layer.batch_norm_param.HasField("use_global_stats") and not layer.batch_norm_param.use_global_stats:
             raise _Unsupported("use_global_stats is false: it normalizes with batch statistics")
-        mean, variance, factor = (a.astype(np.float64).ravel() for a in self.layer_blobs(layer, 3)[:3])
-        scale = 0.0 if factor[0] == 0 else 1.0 / factor[0]
-        k = 1.0 / folding.caffe_denominator(variance * scale, layer.batch_norm_param.eps)
-        return self._channel_affine(position, layer, k, -mean * scale * k)
+        mean, variance = bn_statistics(layer, self.layer_blobs(layer, 3))
+        k = 1.0 / folding.caffe_denominator(variance, layer.batch_norm_param.eps)
+        return self._channel_affine(position, layer, k, -mean * k)
 
     def _scale(self, position, layer) -> str:
         p = layer.scale_param
@@ -526,7 +523,7 @@ def _check_runtime_shapes(conversion: Conversion, cfg: PathLike, weights: PathLi
     """Load the written files and compare every layer's shape with Caffe's."""
     from .network import Network
 
-    with Network(cfg, weights) as net:
+    with Network(cfg, weights, fold_bn=False) as net:  # shapes only: no folding work
         for layer, expected in zip(net.layers, conversion.layers):
             got = layer.output_shape if len(expected.shape) == 3 else (layer.outputs,)
             if tuple(got) != expected.shape:
@@ -538,14 +535,15 @@ def caffe_to_darknet(prototxt: PathLike, caffemodel: PathLike, out: PathLike, *,
                      input_shape: Optional[Shape] = None, fold_bn: bool = True) -> Conversion:
     """Convert and write ``out``.cfg, ``out``.weights and ``out``.json (input shape,
     preprocessing, layer mapping); all three or none."""
-    conversion = convert_net(read_prototxt(prototxt), read_caffemodel(caffemodel),
-                             input_shape_chw=input_shape, fold_bn=fold_bn)
+    structure = read_prototxt(prototxt)
+    preprocessing = _preprocessing(structure)  # before conversion edits the structure
+    conversion = convert_net(structure, read_caffemodel(caffemodel), input_shape_chw=input_shape, fold_bn=fold_bn)
     paths = [f"{os.fspath(out)}{suffix}" for suffix in (".cfg", ".weights", ".json")]
     description = {
         "source": {"prototxt": os.fspath(prototxt), "caffemodel": os.fspath(caffemodel)},
         "input": {"blob": conversion.input_name, "shape_chw": list(conversion.input_shape)},
         "output": {"blob": conversion.output_name},
-        "preprocessing": _preprocessing(read_prototxt(prototxt)),
+        "preprocessing": preprocessing,
         "batch_norm": "folded" if fold_bn else "kept (batch_normalize=1)",
         "layers": conversion.mapping,
         "notes": conversion.notes,

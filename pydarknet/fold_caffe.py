@@ -95,9 +95,10 @@ def _check_sizes(producer, weights: np.ndarray, bias: Optional[np.ndarray], bn, 
                          "the caffemodel does not belong to this prototxt")
 
 
-def _bn_statistics(bn, blobs) -> Tuple[np.ndarray, np.ndarray]:
-    """mean and variance as Caffe's BatchNorm uses them at test time."""
-    mean, variance, factor = (blob_array(b).astype(np.float64).ravel() for b in blobs[:3])
+def bn_statistics(bn, arrays) -> Tuple[np.ndarray, np.ndarray]:
+    """mean and variance as Caffe's BatchNorm ``bn`` uses them at test time, from its
+    three blobs (accumulated mean and variance, and the moving-average factor)."""
+    mean, variance, factor = (np.asarray(a, dtype=np.float64).ravel() for a in arrays[:3])
     if mean.size != variance.size or factor.size != 1:
         raise CaffeError(f"{describe(bn)} has blobs of {mean.size}, {variance.size} and {factor.size} values "
                          "(expected C, C and 1)")
@@ -171,6 +172,8 @@ class FoldPlan:
     producer: int
     bn: int
     scale: Optional[int]
+    weight: np.ndarray  # the producer's blobs, as read
+    bias: Optional[np.ndarray]
     mean: np.ndarray
     variance: np.ndarray
     eps: float
@@ -190,7 +193,7 @@ def plan_folds(graph: Graph, blobs) -> Tuple[List[FoldPlan], List[str]]:
             continue
         reason, producer = _why_not(graph, position, blobs)
         if reason is None:
-            mean, variance = _bn_statistics(bn, blobs[bn.name])
+            mean, variance = bn_statistics(bn, [blob_array(b) for b in blobs[bn.name]])
             scale_at, scale_reason = _foldable_scale(graph, position, blobs, mean.size)
             reason = _renames_safely(graph, producer, position if scale_at is None else scale_at)
         if reason is not None:
@@ -198,8 +201,9 @@ def plan_folds(graph: Graph, blobs) -> Tuple[List[FoldPlan], List[str]]:
             continue
         layer = graph.layers[producer]
         layer_blobs = blobs[layer.name]
+        weight = blob_array(layer_blobs[0])
         bias = blob_array(layer_blobs[1]).ravel() if len(layer_blobs) > 1 else None
-        _check_sizes(layer, blob_array(layer_blobs[0]), bias, bn, mean.size)
+        _check_sizes(layer, weight, bias, bn, mean.size)
         gamma, beta = np.ones(mean.size), np.zeros(mean.size)
         if scale_at is not None:
             scale = graph.layers[scale_at]
@@ -208,7 +212,8 @@ def plan_folds(graph: Graph, blobs) -> Tuple[List[FoldPlan], List[str]]:
                 beta = blob_array(blobs[scale.name][1]).ravel().astype(np.float64)
         elif scale_reason:
             kept.append(f"{scale_reason}; it stays after {describe(layer)}")
-        plans.append(FoldPlan(producer, position, scale_at, mean, variance, bn.batch_norm_param.eps, gamma, beta))
+        plans.append(FoldPlan(producer, position, scale_at, weight, bias, mean, variance, bn.batch_norm_param.eps,
+                              gamma, beta))
     return plans, kept
 
 
@@ -245,12 +250,10 @@ def fold_net(structure, weights) -> Tuple[object, folding.FoldReport]:
     for plan in plans:
         layer = graph.layers[plan.producer]
         layer_blobs = blobs[layer.name]
-        weight = blob_array(layer_blobs[0])
-        bias = blob_array(layer_blobs[1]).ravel() if len(layer_blobs) > 1 else None
         k, new_bias = folding.fold_factors(plan.mean, folding.caffe_denominator(plan.variance, plan.eps),
-                                           plan.gamma, plan.beta, bias)
-        set_blob(layer_blobs[0], _scale_outputs(layer, weight, k))
-        if bias is None:
+                                           plan.gamma, plan.beta, plan.bias)
+        set_blob(layer_blobs[0], _scale_outputs(layer, plan.weight, k))
+        if plan.bias is None:
             layer_blobs.append(messages().BlobProto())
             params = layer.inner_product_param if layer.type == "InnerProduct" else layer.convolution_param
             params.bias_term = True

@@ -17,7 +17,6 @@ from .darknet_files import Cfg, Weights, join_affine, split_affine
 from .errors import FoldError
 
 PathLike = Union[str, "os.PathLike[str]"]
-FOLDABLE = ("convolutional", "deconvolutional", "connected")
 
 
 def cfg_without_bn(cfg_path: PathLike, layer_indices: Sequence[int]) -> Cfg:
@@ -49,7 +48,7 @@ def fold(cfg_path: PathLike, weights_path: PathLike, out_cfg: PathLike, out_weig
     [batchnorm], recurrent layers) raise FoldError unless ``keep_unfoldable``."""
     from .network import Network
 
-    folding.darknet_denominator(np.zeros(0), target)  # validates target early
+    folding.target_code(target)  # checked before any work
     with Network(cfg_path, batch=1) as net:  # the runtime's own reading of the cfg
         layers = net.layers
     cfg = Cfg.read(cfg_path)
@@ -63,7 +62,7 @@ def fold(cfg_path: PathLike, weights_path: PathLike, out_cfg: PathLike, out_weig
             continue
         where = f"layer {layer.index} ({cfg.where(section)})"
         at = dict(file=os.fspath(cfg_path), line=section.line + 1, section=layer.index)
-        if layer.type not in FOLDABLE:
+        if layer.type not in folding.FOLDABLE:
             reason = (f"batch normalization in a [{section.name}] layer cannot be folded "
                       "(only convolutional, deconvolutional and connected layers)")
             if not keep_unfoldable:

@@ -10,7 +10,7 @@ from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from . import atomic, errors, layers
+from . import atomic, errors, folding, layers
 from ._darknet import ffi, lib
 from .images import Image
 from .names import NamesSource, load_names
@@ -243,7 +243,7 @@ class Network:
         ("cpu", this build, or "gpu": their BN denominators differ), and turn it off
         there: the same outputs with one pass less per layer. Returns the indices of
         the folded layers. ``save_weights()`` then writes the cfg to match."""
-        code = _fold_target(target)
+        code = folding.target_code(target)
         with self._locked():
             folded = [layer.index for layer in self.layers if _foldable(layer)]
             lib.pdn_fold_batchnorm(self._net, code)
@@ -267,7 +267,7 @@ class Network:
         from .fold_darknet import cfg_without_bn
 
         target_path = Path(os.fsdecode(_path_arg(path, "path")))
-        fold_code = _fold_target(target) if fold_bn else -1
+        fold_code = folding.target_code(target) if fold_bn else -1
         folded = set(self._folded)
         if fold_bn:
             folded.update(layer.index for layer in self.layers if _foldable(layer))
@@ -376,17 +376,8 @@ class Network:
             self.close()
 
 
-_FOLD_TARGETS = {"cpu": 0, "gpu": 1}
-
-
-def _fold_target(target: str) -> int:
-    if target not in _FOLD_TARGETS:
-        raise ValueError(f"target must be 'cpu' or 'gpu', not {target!r}")
-    return _FOLD_TARGETS[target]
-
-
 def _foldable(layer: Layer) -> bool:
-    return layer.batch_normalize and layer.type in ("convolutional", "deconvolutional", "connected")
+    return layer.batch_normalize and layer.type in folding.FOLDABLE
 
 
 def load(cfg: PathLike, weights: Optional[PathLike] = None, **options) -> Network:

@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 
 import pydarknet  # noqa: E402
+from bench_forward import forward_times  # noqa: E402
 from caffe_models import resnet18  # noqa: E402
 from pydarknet import convert, upstream, zoo  # noqa: E402
 from pydarknet.caffe_files import blob_array, read_caffemodel, read_prototxt  # noqa: E402
@@ -42,15 +43,8 @@ from pydarknet.fold_caffe import Graph, fold_net  # noqa: E402
 
 
 def median_ms(run, x, runs):
-    """Median ms per image of run(x) after two warm-up calls."""
-    run(x)
-    run(x)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        run(x)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000 / len(x)
+    """Median ms per image of run(x)."""
+    return statistics.median(forward_times(run, x, runs)) * 1000
 
 
 # -- the peers ---------------------------------------------------------------------
@@ -66,14 +60,19 @@ def onnx_from_folded_caffe(prototxt, caffemodel, path, batch):
     graph = Graph.build(net)
     nodes, inits, shape = [], [], list(net.input_shape[0].dim)
     tensor = {net.input[0]: net.input[0]}  # Caffe blob -> the ONNX tensor holding it now (in-place layers)
+
+    def with_blobs(layer):
+        """The layer's input tensor names plus its weight and bias, added as initializers."""
+        names = [f"{layer.name}_w", f"{layer.name}_b"]
+        inits.extend(numpy_helper.from_array(blob_array(b), n) for b, n in zip(layer.blobs, names))
+        return [tensor[b] for b in layer.bottom] + names
+
     for layer in graph.layers:
-        name, inputs, out = layer.name, [tensor[b] for b in layer.bottom], [f"{layer.name}:out"]
+        inputs, out = [tensor[b] for b in layer.bottom], [f"{layer.name}:out"]
         if layer.type == "Convolution":
             p = layer.convolution_param
-            weights = [blob_array(b) for b in layer.blobs]
-            inits += [numpy_helper.from_array(weights[0], name + "_w"), numpy_helper.from_array(weights[1], name + "_b")]
             k, s, pad = p.kernel_size[0], (list(p.stride) or [1])[0], (list(p.pad) or [0])[0]
-            nodes.append(helper.make_node("Conv", inputs + [name + "_w", name + "_b"], out, kernel_shape=[k, k],
+            nodes.append(helper.make_node("Conv", with_blobs(layer), out, kernel_shape=[k, k],
                                           strides=[s, s], pads=[pad] * 4, group=p.group))
         elif layer.type == "ReLU":
             nodes.append(helper.make_node("Relu", inputs, out))
@@ -88,9 +87,7 @@ def onnx_from_folded_caffe(prototxt, caffemodel, path, batch):
         elif layer.type == "Flatten":
             nodes.append(helper.make_node("Flatten", inputs, out, axis=1))
         elif layer.type == "InnerProduct":
-            weights = [blob_array(b) for b in layer.blobs]
-            inits += [numpy_helper.from_array(weights[0], name + "_w"), numpy_helper.from_array(weights[1], name + "_b")]
-            nodes.append(helper.make_node("Gemm", inputs + [name + "_w", name + "_b"], out, transB=1))
+            nodes.append(helper.make_node("Gemm", with_blobs(layer), out, transB=1))
         else:
             raise ValueError(f"no ONNX mapping here for {layer.type}")
         tensor[layer.top[0]] = out[0]

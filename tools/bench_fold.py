@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 import pydarknet
-from bench_forward import forward_times
+from bench_forward import forward_times, random_batch
 from pydarknet import zoo
 from random_weights import write_random_weights
 
@@ -35,9 +35,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as work:
         for cfg, weights in models(Path(work)):
             with pydarknet.Network(cfg, weights, fold_bn=False) as net:
-                before = statistics.median(forward_times(net, args.runs)) * 1000
+                before = statistics.median(forward_times(net.predict, random_batch(net), args.runs)) * 1000
                 folded = len(net.fold_batchnorm())
-                after = statistics.median(forward_times(net, args.runs)) * 1000
+                after = statistics.median(forward_times(net.predict, random_batch(net), args.runs)) * 1000
             print(f"{Path(cfg).stem:<16} {folded:>9} {before:>10.1f} {after:>9.1f} {after / before - 1:>+7.1%}")
     print(f"median of {args.runs} runs each, batch 1; build features {pydarknet.build_info()['features']}")
 
