@@ -4,7 +4,7 @@ All work happens inside ``build_ext`` (nothing at import time). Knobs are enviro
 variables, or ``--config-settings`` keys that ``build_backend.py`` turns into them:
 
   PYDARKNET_DARKNET_SRC  darknet-src  upstream directory or tarball (offline builds)
-  PYDARKNET_OPENMP       openmp       1: compile with -fopenmp (default 0)
+  PYDARKNET_OPENMP       openmp       "auto" (default: on when the compiler links -fopenmp), 1, 0
   PYDARKNET_BLAS         blas         GEMM: "auto" (default: scipy-openblas32 if installed), "openblas", "none"
   PYDARKNET_GPU          gpu          1: CUDA build; refused when nvcc/cuBLAS are missing
   PYDARKNET_CUDA_ARCH    cuda-arch    CUDA architectures, e.g. "75;80;90"
@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from setuptools import Extension, setup
+from setuptools.errors import CompileError, LinkError
 from setuptools.command.build_ext import build_ext
 
 ROOT = Path(__file__).resolve().parent
@@ -60,12 +61,31 @@ def flag(name, default="0"):
 
 class BuildConfig:
     def __init__(self):
-        self.openmp = flag("PYDARKNET_OPENMP")
+        self.openmp_choice = os.environ.get("PYDARKNET_OPENMP", "auto").strip().lower() or "auto"
+        self.openmp = False  # decided by resolve_openmp(), which needs the compiler
         self.gpu = flag("PYDARKNET_GPU")
         self.cuda_arch = os.environ.get("PYDARKNET_CUDA_ARCH", "75;80;86;89;90")
         self.openblas = self.find_openblas(os.environ.get("PYDARKNET_BLAS", "auto").strip().lower() or "auto")
         if self.gpu:
             self.check_cuda()
+
+    def resolve_openmp(self, compiler, temp):
+        """OpenMP threads for the CPU loops: on when asked, or in "auto" when the
+        compiler compiles and links a test program with -fopenmp."""
+        if self.openmp_choice in ("0", "no", "false", "off"):
+            return
+        source = temp / "openmp_check.c"
+        source.parent.mkdir(parents=True, exist_ok=True)
+        source.write_text("#include <omp.h>\nint check(void) { return omp_get_max_threads(); }\n")
+        try:
+            objects = compiler.compile([str(source)], output_dir=str(temp / "openmp_check"), extra_postargs=["-fopenmp"])
+            compiler.link_shared_object(objects, str(temp / "openmp_check" / "check.so"), extra_postargs=["-fopenmp"])
+            self.openmp = True
+        except (CompileError, LinkError):
+            if self.openmp_choice != "auto":
+                raise SystemExit("PYDARKNET_OPENMP=1: the compiler cannot build with -fopenmp "
+                                 "(install the OpenMP runtime, e.g. libgomp, or set PYDARKNET_OPENMP=0)") from None
+            print("note: no OpenMP with this compiler; the CPU loops run on one thread", file=sys.stderr)
 
     @staticmethod
     def find_openblas(choice):
@@ -141,6 +161,7 @@ class BuildDarknet(build_ext):
         patches = build_module("patches")
         config = BuildConfig()
         temp = Path(self.build_temp).resolve()
+        config.resolve_openmp(self.compiler, temp)
         tree = temp / "darknet"
         stamp = patches.prepare_tree(tree, ROOT / "darknet_patches", work=temp / "upstream-download")
         objects = self.compile_upstream(config, tree, temp / "obj")

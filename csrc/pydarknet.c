@@ -2,9 +2,6 @@
  * runs under a darknet_handler, so darknet_fail() anywhere below comes back here
  * as an error code and a filled pdn_error instead of ending the process. */
 #include <setjmp.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 #include <stdio.h>
 #include <string.h>
 
@@ -12,6 +9,7 @@
 #include "activations.h"
 #include "network.h"
 #include "option_list.h"
+#include "parallel.h"
 
 #include "console.h"
 #define PDN_CALLBACK extern
@@ -219,25 +217,32 @@ void PDN_BLAS_SET_THREADS(int n);
 int PDN_BLAS_GET_THREADS(void);
 #endif
 
+#if defined(_OPENMP) && defined(PDN_BLAS_SET_THREADS)
+/* With OpenMP, darknet's gemm() splits the work over the OpenMP threads and calls the
+ * BLAS from each: the BLAS itself stays on one thread (its own pool would spin beside
+ * OpenMP's on the same cores). Set when the extension is loaded. */
+__attribute__((constructor)) static void single_threaded_blas(void)
+{
+    PDN_BLAS_SET_THREADS(1);
+}
+#endif
+
 void pdn_set_num_threads(int n)
 {
-#ifdef PDN_BLAS_SET_THREADS
-    PDN_BLAS_SET_THREADS(n);
-#endif
 #ifdef _OPENMP
-    omp_set_num_threads(n);
+    set_darknet_threads(n);
+#elif defined(PDN_BLAS_SET_THREADS)
+    PDN_BLAS_SET_THREADS(n);
 #endif
     (void)n;
 }
 
 int pdn_num_threads(void)
 {
-#if defined(PDN_BLAS_SET_THREADS)
+#if !defined(_OPENMP) && defined(PDN_BLAS_SET_THREADS)
     return PDN_BLAS_GET_THREADS();
-#elif defined(_OPENMP)
-    return omp_get_max_threads();
 #else
-    return 1;
+    return darknet_threads();
 #endif
 }
 

@@ -21,7 +21,7 @@ def clean_env(monkeypatch):
 def test_default_is_a_cpu_build_with_openblas_without_fast_math(clean_env, tmp_path):
     import scipy_openblas32  # a dependency of pydarknet, so installed here
 
-    config = setup.BuildConfig()
+    config = setup.BuildConfig()  # OpenMP is decided with the compiler (tests below)
     assert config.features() == {"gpu": False, "openmp": False, "cuda_arch": None,
                                  "blas": f"scipy-openblas32 {scipy_openblas32.__version__}"}
     flags = config.upstream_flags(tmp_path)
@@ -38,10 +38,44 @@ def test_blas_none_is_upstreams_gemm(clean_env, tmp_path):
     assert config.link_flags() == [] and config.glue_flags() == []
 
 
-def test_openmp_knob(clean_env, tmp_path):
-    clean_env.setenv("PYDARKNET_OPENMP", "1")
+def compiler():
+    """The C compiler setuptools would build with."""
+    from setuptools._distutils.ccompiler import new_compiler
+    from setuptools._distutils.sysconfig import customize_compiler
+
+    cc = new_compiler()
+    customize_compiler(cc)
+    return cc
+
+
+class NoOpenMPCompiler:
+    """A compiler whose -fopenmp test program fails, as with a missing OpenMP runtime."""
+
+    def compile(self, *args, **kwargs):
+        raise setup.CompileError("omp.h: No such file or directory")
+
+
+def test_openmp_is_on_by_default_where_the_compiler_has_it(clean_env, tmp_path):
     config = setup.BuildConfig()
+    config.resolve_openmp(compiler(), tmp_path)
+    assert config.features()["openmp"] is True
     assert "-fopenmp" in config.upstream_flags(tmp_path) and "-fopenmp" in config.link_flags()
+
+
+def test_openmp_off_by_knob(clean_env, tmp_path):
+    clean_env.setenv("PYDARKNET_OPENMP", "0")
+    config = setup.BuildConfig()
+    config.resolve_openmp(compiler(), tmp_path)
+    assert config.features()["openmp"] is False and "-fopenmp" not in config.upstream_flags(tmp_path)
+
+
+def test_openmp_missing_is_a_note_in_auto_and_an_error_when_asked(clean_env, tmp_path, capsys):
+    config = setup.BuildConfig()
+    config.resolve_openmp(NoOpenMPCompiler(), tmp_path)
+    assert config.openmp is False and "no OpenMP" in capsys.readouterr().err
+    clean_env.setenv("PYDARKNET_OPENMP", "1")
+    with pytest.raises(SystemExit, match="PYDARKNET_OPENMP=1: the compiler cannot build with -fopenmp"):
+        setup.BuildConfig().resolve_openmp(NoOpenMPCompiler(), tmp_path)
 
 
 def test_gpu_without_cuda_toolkit_is_a_build_error(clean_env, tmp_path):
