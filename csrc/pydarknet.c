@@ -10,6 +10,7 @@
 #include "network.h"
 #include "option_list.h"
 #include "parallel.h"
+#include "winograd.h"
 
 #include "console.h"
 #define PDN_CALLBACK extern
@@ -204,6 +205,12 @@ int pdn_save_weights(network *net, const char *path, int fold_bn, int verbose, p
 int pdn_fold_batchnorm(network *net, int target)
 {
     return fold_batchnorm_network(net, (bn_denominator)target);
+}
+
+int pdn_winograd(network *net, int on, int *used, pdn_error *err)
+{
+    PDN_GUARDED(0, err, (void)0, *used = winograd_network(net, on));
+    return 0;
 }
 
 const char *pdn_build_info(void)

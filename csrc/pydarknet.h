@@ -51,6 +51,9 @@ int pdn_save_weights(network *net, const char *path, int fold_bn, int verbose, p
 /* Folds batch normalization into the weights in place for runtime target (0 CPU,
  * 1 GPU) and turns it off in those layers; returns how many were folded. */
 int pdn_fold_batchnorm(network *net, int target);
+/* Winograd convolution on (where a layer's shape allows it) or off for every layer;
+ * *used: how many layers use it. */
+int pdn_winograd(network *net, int on, int *used, pdn_error *err);
 const char *pdn_build_info(void);
 /* Threads for the BLAS GEMM and OpenMP loops (whichever the build has). */
 void pdn_set_num_threads(int n);

@@ -1,0 +1,98 @@
+"""Winograd convolution (patch 0025) against OpenCV DNN's Darknet importer, which runs
+the same cfg and weights through its own convolution code; and the layers it applies to."""
+
+import numpy as np
+import pytest
+
+import pydarknet
+from pydarknet import samples, zoo
+from conftest import random_input
+from random_weights import write_random_weights
+
+cv2 = pytest.importorskip("cv2")
+
+
+def write_model(tmp_path, c, h, w, layers, seed=0):
+    """A cfg of the given [convolutional] sections and random weights for it."""
+    sections = "".join("[convolutional]\n" + "".join(f"{k}={v}\n" for k, v in layer.items()) for layer in layers)
+    cfg = tmp_path / "net.cfg"
+    cfg.write_text(f"[net]\nwidth={w}\nheight={h}\nchannels={c}\n{sections}")
+    weights = write_random_weights(pydarknet.Network(cfg), tmp_path / "net.weights", seed=seed)
+    return cfg, weights
+
+
+def conv(filters, size=3, stride=1, pad=1, **more):
+    return {"filters": filters, "size": size, "stride": stride, "pad": pad, "activation": "leaky", **more}
+
+
+def opencv_output(cfg, weights, x):
+    net = cv2.dnn.readNetFromDarknet(str(cfg), str(weights))
+    net.setInput(x)
+    return net.forward()
+
+
+def assert_close(ours, reference, rel):
+    reference = reference.reshape(ours.shape)
+    diff = np.abs(ours - reference).max() / np.abs(reference).max()
+    assert diff < rel, f"max difference {diff:.2e} of the largest output"
+
+
+# (channels, height, width, filters, pad): F(2x2) on maps of 7 to 13, F(4x4) from 14 on;
+# partial tiles at the right and bottom edges, non-square maps, no padding
+@pytest.mark.parametrize("c, h, w, n, pad", [
+    (8, 7, 7, 16, 1), (16, 13, 13, 24, 1), (8, 9, 21, 8, 1), (16, 14, 14, 8, 1),
+    (8, 33, 57, 16, 1), (12, 30, 30, 20, 0), (32, 26, 26, 64, 1),
+])
+def test_winograd_layer_matches_opencv(tmp_path, c, h, w, n, pad):
+    cfg, weights = write_model(tmp_path, c, h, w, [conv(n, pad=pad)])
+    net = pydarknet.Network(cfg, weights)
+    assert net.winograd_layers == 1
+    x = random_input((2, c, h, w))
+    assert_close(net.predict(x), opencv_output(cfg, weights, x), 1e-5)
+
+
+def test_winograd_and_gemm_paths_agree_to_float32_rounding(tmp_path):
+    """The same network with winograd=False runs upstream's im2col + GEMM everywhere."""
+    layers = [conv(16), conv(32, batch_normalize=1), conv(32, stride=2), conv(64), conv(16, size=1)]
+    cfg, weights = write_model(tmp_path, 8, 40, 40, layers)
+    x = random_input((3, 8, 40, 40))
+    with pydarknet.Network(cfg, weights) as fast, pydarknet.Network(cfg, weights, winograd=False) as gemm:
+        assert (fast.winograd_layers, gemm.winograd_layers) == (3, 0)
+        assert_close(fast.predict(x), gemm.predict(x), 1e-5)
+
+
+def test_layers_that_keep_im2col(tmp_path):
+    """Strided, 1x1, 5x5, grouped, 3-channel input and maps under 7 pixels."""
+    layers = [conv(8), conv(8, stride=2), conv(8, size=1), conv(8, size=5), conv(16, groups=2)]
+    cfg, weights = write_model(tmp_path, 3, 12, 12, layers)
+    assert pydarknet.Network(cfg, weights).winograd_layers == 0  # 3 input channels for the only candidate
+    cfg, weights = write_model(tmp_path, 8, 6, 6, [conv(8)])
+    assert pydarknet.Network(cfg, weights).winograd_layers == 0
+
+
+def test_transformed_kernels_follow_batchnorm_folding(tmp_path):
+    """Folding after load changes the weights the Winograd path uses; outputs stay OpenCV's."""
+    cfg, weights = write_model(tmp_path, 8, 20, 20, [conv(16, batch_normalize=1), conv(8, batch_normalize=1)])
+    x = random_input((1, 8, 20, 20))
+    reference = opencv_output(cfg, weights, x)
+    with pydarknet.Network(cfg, weights, fold_bn=False) as net:
+        assert net.winograd_layers == 2
+        assert_close(net.predict(x), reference, 1e-5)
+        net.fold_batchnorm()
+        assert_close(net.predict(x), reference, 1e-5)
+
+
+def test_yolov3_tiny_detections_are_the_same_on_both_paths():
+    """Official weights: upstream's reference detections on dog.jpg (test_inference) from both."""
+    model = zoo.get("yolov3-tiny")
+    cfg, weights, names = (pydarknet.upstream_path(model.cfg), zoo.weights_path("yolov3-tiny"),
+                           pydarknet.upstream_path(model.names))
+    image = samples.path("dog.jpg")
+    with pydarknet.Network(cfg, weights, names=names) as fast, \
+            pydarknet.Network(cfg, weights, names=names, winograd=False) as gemm:
+        assert fast.winograd_layers == 8
+        a, b = pydarknet.detect(fast, image), pydarknet.detect(gemm, image)
+    assert [d.label for d in a] == [d.label for d in b] and len(a) == 5
+    for x, y in zip(a, b):
+        assert abs(x.confidence - y.confidence) < 1e-4
+        assert np.allclose(x.box, y.box, atol=0.05)
