@@ -137,6 +137,7 @@ int pdn_layer_get(network *net, int index, pdn_layer *out)
     out->batch_normalize = l.batch_normalize;
     out->inputs = l.inputs; out->outputs = l.outputs;
     out->partial_load = l.dontload || l.dontloadscales || l.numload || l.flipped;
+    out->winograd = l.winograd_m;
     out->n_params = params_read(l);
     switch (l.type) {
     case CONVOLUTIONAL:

@@ -31,6 +31,7 @@ typedef struct {
     int batch_normalize;
     int inputs, outputs;       /* floats per image in and out */
     int partial_load;          /* dontload, dontloadscales, numload or flipped is set */
+    int winograd;              /* Winograd output tile (2 or 4); 0: im2col + GEMM */
     long long n_weights;       /* weights proper, without biases and BN */
     long long n_params;        /* floats this layer reads from a weights file */
     double bflops;             /* billions of floating point operations per image */

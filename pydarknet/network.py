@@ -54,6 +54,7 @@ class Layer(NamedTuple):
     inputs: int = 0  # floats per image in
     outputs: int = 0  # floats per image out
     partial_load: bool = False  # dontload, dontloadscales, numload or flipped is set
+    winograd: int = 0  # Winograd output tile m (F(m x m, 3 x 3)); 0: im2col + GEMM
 
 
 def _path_arg(value, what: str) -> bytes:
@@ -118,8 +119,9 @@ class Network:
         if lib.pdn_winograd(self._net, bool(winograd), used, err):
             self.close()
             raise errors.from_c(err)
-        #: how many convolutional layers run as Winograd convolutions
+        #: how many convolutional layers run as Winograd convolutions (Layer.winograd)
         self.winograd_layers: int = used[0]
+        self.layers = [self._layer(i) for i in range(info.n_layers)]
         classes = lib.pdn_detection_classes(self._net)
         self.classes: int = classes if classes >= 0 else info.outputs
         if self.names is not None and len(self.names) != self.classes:
@@ -150,6 +152,7 @@ class Network:
             inputs=raw.inputs,
             outputs=raw.outputs,
             partial_load=bool(raw.partial_load),
+            winograd=raw.winograd,
         )
 
     # -- inspection ----------------------------------------------------------------
@@ -183,6 +186,8 @@ class Network:
                 details.append("bn")
             if layer.activation:
                 details.append(layer.activation)
+            if layer.winograd:
+                details.append(f"winograd F({layer.winograd}x{layer.winograd},3x3)")
             rows.append(
                 f"{layer.index:>4}  {layer.type:<15} {'x'.join(map(str, layer.input_shape)):>18}  "
                 f"{'x'.join(map(str, layer.output_shape)):>18}  {layer.bflops:>7.3f}  {' '.join(details)}"

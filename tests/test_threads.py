@@ -57,3 +57,21 @@ def test_python_threads_run_while_darknet_computes(yolo_cfg):
         finally:
             sys.setswitchinterval(old)
         assert seen_during
+
+
+def test_thread_count_changes_no_result_beyond_rounding(yolo_cfg, yolo_weights):
+    """The OpenMP loops and the split GEMM on 1, 2 and 3 threads (more threads than
+    cores included): the same outputs up to float32 rounding of the GEMM blocks."""
+    x = random_input((2, 3, 416, 416), seed=3)
+    before = pydarknet.get_num_threads()
+    outputs = []
+    try:
+        with pydarknet.Network(yolo_cfg, yolo_weights, batch=2) as net:
+            for threads in (1, 2, 3):
+                pydarknet.set_num_threads(threads)
+                assert pydarknet.get_num_threads() == threads
+                outputs.append(net.predict(x))
+    finally:
+        pydarknet.set_num_threads(before)
+    for other in outputs[1:]:
+        assert np.abs(other - outputs[0]).max() <= 1e-5 * np.abs(outputs[0]).max()

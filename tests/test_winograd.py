@@ -37,17 +37,18 @@ def assert_close(ours, reference, rel):
     assert diff < rel, f"max difference {diff:.2e} of the largest output"
 
 
-# (channels, height, width, filters, pad): F(2x2) on maps of 7 to 13, F(4x4) from 14 on;
-# partial tiles at the right and bottom edges, non-square maps, no padding
-@pytest.mark.parametrize("c, h, w, n, pad", [
-    (8, 7, 7, 16, 1), (16, 13, 13, 24, 1), (8, 9, 21, 8, 1), (16, 14, 14, 8, 1),
-    (8, 33, 57, 16, 1), (12, 30, 30, 20, 0), (32, 26, 26, 64, 1),
+# (channels, height, width, filters, pad, batch, m): F(4x4) on maps of 14 and more with
+# 36 tiles or more per GEMM, else F(2x2) with 36 tiles or more (a batch counts); partial
+# tiles at the right and bottom edges, non-square maps, no padding
+@pytest.mark.parametrize("c, h, w, n, pad, batch, m", [
+    (8, 7, 7, 16, 1, 3, 2), (16, 13, 13, 24, 1, 1, 2), (8, 9, 21, 8, 1, 1, 2), (16, 14, 14, 8, 1, 1, 2),
+    (16, 14, 14, 8, 1, 3, 4), (8, 33, 57, 16, 1, 1, 4), (12, 30, 30, 20, 0, 1, 4), (32, 26, 26, 64, 1, 2, 4),
 ])
-def test_winograd_layer_matches_opencv(tmp_path, c, h, w, n, pad):
+def test_winograd_layer_matches_opencv(tmp_path, c, h, w, n, pad, batch, m):
     cfg, weights = write_model(tmp_path, c, h, w, [conv(n, pad=pad)])
-    net = pydarknet.Network(cfg, weights)
-    assert net.winograd_layers == 1
-    x = random_input((2, c, h, w))
+    net = pydarknet.Network(cfg, weights, batch=batch)
+    assert net.winograd_layers == 1 and net.layers[0].winograd == m
+    x = random_input((batch, c, h, w))
     assert_close(net.predict(x), opencv_output(cfg, weights, x), 1e-5)
 
 
@@ -57,17 +58,19 @@ def test_winograd_and_gemm_paths_agree_to_float32_rounding(tmp_path):
     cfg, weights = write_model(tmp_path, 8, 40, 40, layers)
     x = random_input((3, 8, 40, 40))
     with pydarknet.Network(cfg, weights) as fast, pydarknet.Network(cfg, weights, winograd=False) as gemm:
-        assert (fast.winograd_layers, gemm.winograd_layers) == (3, 0)
+        assert [layer.winograd for layer in fast.layers] == [4, 4, 0, 2, 0]
+        assert gemm.winograd_layers == 0 and "winograd F(4x4,3x3)" in fast.summary()
         assert_close(fast.predict(x), gemm.predict(x), 1e-5)
 
 
 def test_layers_that_keep_im2col(tmp_path):
-    """Strided, 1x1, 5x5, grouped, 3-channel input and maps under 7 pixels."""
+    """Strided, 1x1, 5x5, grouped, 3-channel input, and too few tiles for a GEMM."""
     layers = [conv(8), conv(8, stride=2), conv(8, size=1), conv(8, size=5), conv(16, groups=2)]
     cfg, weights = write_model(tmp_path, 3, 12, 12, layers)
     assert pydarknet.Network(cfg, weights).winograd_layers == 0  # 3 input channels for the only candidate
-    cfg, weights = write_model(tmp_path, 8, 6, 6, [conv(8)])
-    assert pydarknet.Network(cfg, weights).winograd_layers == 0
+    cfg, weights = write_model(tmp_path, 8, 7, 7, [conv(8)])
+    assert pydarknet.Network(cfg, weights).winograd_layers == 0  # 16 tiles at batch 1
+    assert pydarknet.Network(cfg, weights, batch=3).winograd_layers == 1
 
 
 def test_transformed_kernels_follow_batchnorm_folding(tmp_path):

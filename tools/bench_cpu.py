@@ -9,7 +9,8 @@ Models, with the same weights in every runtime:
   and written as ONNX from the same folded graph (onnxruntime);
 - yolov3-tiny at 416x416 with the official weights: pydarknet, OpenCV DNN's Darknet
   importer, upstream;
-each at batch 1 and batch 8. Prints the median ms per image after warm-up and
+each at batch 1 and batch 8. The in-process runtimes take turns call by call (a busy
+spell of a shared machine hits them all alike). Prints the median ms per image after warm-up and
 pydarknet's time divided by each peer's, all runtimes on the same thread count.
 Upstream unpatched Darknet (its own Makefile, -Ofast, single-threaded as it ships)
 is built once under build/bench-upstream and timed in a child process, so its
@@ -35,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 
 import pydarknet  # noqa: E402
-from bench_forward import forward_times  # noqa: E402
+from bench_forward import forward_times, interleaved_times  # noqa: E402
 from caffe_models import resnet18  # noqa: E402
 from pydarknet import convert, upstream, zoo  # noqa: E402
 from pydarknet.caffe_files import blob_array, read_caffemodel, read_prototxt  # noqa: E402
@@ -206,8 +207,7 @@ def main() -> None:
                 x = np.random.default_rng(0).random((batch, *shape), dtype=np.float32)
                 row = {"model": name, "batch": batch}
                 net, row["pydarknet load s"] = pydarknet_runner(cfg, weights, batch)
-                row["pydarknet"] = median_ms(net.predict, x, args.runs)
-                net.close()
+                runners = {"pydarknet": net.predict}
                 try:
                     import cv2
 
@@ -215,16 +215,19 @@ def main() -> None:
                     cv_net = (cv2.dnn.readNetFromCaffe(str(prototxt), str(caffemodel)) if name.startswith("ResNet")
                               else cv2.dnn.readNetFromDarknet(str(cfg), str(weights)))
                     row["OpenCV load s"] = time.perf_counter() - start
-                    row["OpenCV DNN"] = median_ms(opencv_runner(cv_net, args.threads), x, args.runs)
+                    runners["OpenCV DNN"] = opencv_runner(cv_net, args.threads)
                 except ImportError:
                     pass
                 if name.startswith("ResNet"):
                     try:
                         onnx_path = tmp / f"resnet18-{batch}.onnx"
                         onnx_from_folded_caffe(prototxt, caffemodel, onnx_path, batch)
-                        row["onnxruntime"] = median_ms(onnxruntime_runner(onnx_path, args.threads), x, args.runs)
+                        runners["onnxruntime"] = onnxruntime_runner(onnx_path, args.threads)
                     except ImportError:
                         pass
+                for runtime, times in interleaved_times(runners, x, args.runs).items():
+                    row[runtime] = statistics.median(times) * 1000
+                net.close()
                 if lib is not None:
                     result = upstream_ms(lib, cfg, weights, batch, max(3, args.runs // 5), int(np.prod(shape)))
                     row["upstream"], row["upstream load s"] = result["ms"], result["load_s"]

@@ -15,16 +15,27 @@ import numpy as np
 import pydarknet
 
 
+def interleaved_times(runners: dict, x: np.ndarray, runs: int, block: int = 3) -> dict:
+    """Seconds per image of ``runs`` calls of each runner(x) (x is NCHW). The runners
+    take turns, ``block`` timed calls each, so that a busy spell of a shared machine
+    slows all of them rather than whichever ran then; each turn starts with an untimed
+    call, which also lets the previous runtime's worker threads stop spinning."""
+    for run in runners.values():
+        run(x)
+    times = {name: [] for name in runners}
+    while len(times[next(iter(runners))]) < runs:
+        for name, run in runners.items():
+            run(x)
+            for _ in range(min(block, runs - len(times[name]))):
+                start = time.perf_counter()
+                run(x)
+                times[name].append((time.perf_counter() - start) / len(x))
+    return times
+
+
 def forward_times(run, x: np.ndarray, runs: int) -> list:
     """Seconds per image of ``runs`` calls run(x) after two warm-up calls (x is NCHW)."""
-    run(x)
-    run(x)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        run(x)
-        times.append((time.perf_counter() - start) / len(x))
-    return times
+    return interleaved_times({"run": run}, x, runs)["run"]
 
 
 def random_batch(net: pydarknet.Network) -> np.ndarray:
