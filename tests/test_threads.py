@@ -63,13 +63,15 @@ def test_thread_count_changes_no_result_beyond_rounding(yolo_cfg, yolo_weights):
     """The OpenMP loops and the split GEMM on 1, 2 and 3 threads (more threads than
     cores included): the same outputs up to float32 rounding of the GEMM blocks."""
     x = random_input((2, 3, 416, 416), seed=3)
+    features = pydarknet.build_info()["features"]
+    threaded = features["openmp"] or features["blas"] != "none"  # else always one thread
     before = pydarknet.get_num_threads()
     outputs = []
     try:
         with pydarknet.Network(yolo_cfg, yolo_weights, batch=2) as net:
             for threads in (1, 2, 3):
                 pydarknet.set_num_threads(threads)
-                assert pydarknet.get_num_threads() == threads
+                assert pydarknet.get_num_threads() == (threads if threaded else 1)
                 outputs.append(net.predict(x))
     finally:
         pydarknet.set_num_threads(before)
