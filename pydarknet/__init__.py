@@ -62,9 +62,11 @@ _threads_from_environment = True
 
 
 def set_num_threads(n: int) -> None:
-    """Threads for a forward pass (the BLAS GEMM and OpenMP loops), for the whole
-    process. The environment variable PYDARKNET_NUM_THREADS sets it at first use;
-    the default is the BLAS library's (OPENBLAS_NUM_THREADS, else every core)."""
+    """Threads for a forward pass, for the whole process: the OpenMP pool that runs the
+    loops and splits each GEMM (OpenBLAS itself then stays single-threaded), or in a
+    build without OpenMP the BLAS library's threads. The environment variable
+    PYDARKNET_NUM_THREADS sets it at first use; the default is OpenMP's (OMP_NUM_THREADS,
+    else every core), or without OpenMP the BLAS library's (OPENBLAS_NUM_THREADS)."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"set_num_threads needs a positive int, not {n!r}")
     _native().lib.pdn_set_num_threads(n)
