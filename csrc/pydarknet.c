@@ -169,12 +169,16 @@ static void use_batch(network *net, int n)
 }
 
 /* PDN_GUARDED with the network run at batch n; the batch it was loaded with is
- * restored afterwards, on failure (before cleanup) as on success. */
-#define PDN_GUARDED_AT_BATCH(net, n, verbose, err, cleanup, ...)                        \
-    do {                                                                                \
-        volatile int allocated_batch_ = (net)->batch;                                   \
-        PDN_GUARDED(verbose, err, { set_batch_network(net, allocated_batch_); cleanup; }, \
-                    use_batch(net, n); __VA_ARGS__; set_batch_network(net, allocated_batch_)); \
+ * restored afterwards, on failure (before cleanup) as on success. On failure the whole
+ * network struct is restored first: network_predict() points net->input at the
+ * caller's buffer (and clears truth, delta, train) and puts them back only when it
+ * returns, so after a longjmp out of a forward pass free_network() would free the
+ * caller's buffer (found as heap corruption after a Python layer raised). */
+#define PDN_GUARDED_AT_BATCH(net, n, verbose, err, cleanup, ...)                          \
+    do {                                                                                  \
+        const network saved_ = *(net);  /* not written after setjmp: valid after longjmp */ \
+        PDN_GUARDED(verbose, err, { *(net) = saved_; set_batch_network(net, saved_.batch); cleanup; }, \
+                    use_batch(net, n); __VA_ARGS__; set_batch_network(net, saved_.batch));   \
     } while (0)
 
 int pdn_predict(network *net, const float *input, int n, float *output, int verbose, pdn_error *err)
