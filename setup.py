@@ -115,10 +115,15 @@ class BuildConfig:
         return ["-DDARKNET_CBLAS", "-Dcblas_sgemm=scipy_cblas_sgemm", f"-I{self.openblas.get_include_dir()}"]
 
     def glue_flags(self):
-        if not self.openblas:
-            return []
-        return ["-DPDN_BLAS_SET_THREADS=scipy_openblas_set_num_threads",
-                "-DPDN_BLAS_GET_THREADS=scipy_openblas_get_num_threads", f"-I{self.openblas.get_include_dir()}"]
+        """Our C glue: the BLAS library's thread functions, and OpenMP like upstream's sources."""
+        blas = (["-DPDN_BLAS_SET_THREADS=scipy_openblas_set_num_threads",
+                 "-DPDN_BLAS_GET_THREADS=scipy_openblas_get_num_threads", f"-I{self.openblas.get_include_dir()}"]
+                if self.openblas else [])
+        return blas + self.openmp_flags()
+
+    def openmp_flags(self):
+        """Compile and link flags of an OpenMP build."""
+        return ["-fopenmp"] if self.openmp else []
 
     def check_cuda(self):
         cuda_home = Path(os.environ.get("CUDA_HOME", "/usr/local/cuda"))
@@ -137,10 +142,10 @@ class BuildConfig:
         flags = ["-std=gnu11", "-fPIC", *OPTIMIZE, *VISIBILITY, *UPSTREAM_WARNINGS,
                  f"-I{CSRC / 'override'}", f"-I{tree / 'include'}", f"-I{tree / 'src'}",
                  "-include", str(CSRC / "console.h")]
-        return flags + self.blas_flags() + (["-fopenmp"] if self.openmp else [])
+        return flags + self.blas_flags() + self.openmp_flags()
 
     def link_flags(self):
-        flags = ["-fopenmp"] if self.openmp else []
+        flags = self.openmp_flags()
         if self.openblas:
             # installed: the library of the scipy-openblas32 package beside pydarknet
             # (pydarknet imports that package first, which also covers a source checkout)
@@ -174,8 +179,7 @@ class BuildDarknet(build_ext):
         # generated source untouched when identical, so sources alone would not tell).
         ext.depends = ext.extra_objects + [str(temp / "pydarknet_build_info.h"), str(CSRC / "pydarknet.h")]
         ext.extra_compile_args = ["-std=gnu11", *OPTIMIZE, *VISIBILITY, "-Werror=incompatible-pointer-types",
-                                  "-Werror=implicit-function-declaration", *config.glue_flags(),
-                                  *(["-fopenmp"] if config.openmp else [])]
+                                  "-Werror=implicit-function-declaration", *config.glue_flags()]
         ext.extra_link_args = config.link_flags()
         ext.libraries = ["m", "pthread"]
         super().build_extensions()

@@ -72,6 +72,22 @@ def tiny_weights(tiny_cfg, tmp_path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def official():
+    """yolov3-tiny with its official weights (cached by the zoo)."""
+    from pydarknet import zoo
+
+    return pydarknet.upstream_path("cfg/yolov3-tiny.cfg"), zoo.weights_path("yolov3-tiny")
+
+
+def write_model(tmp_path, text, seed=0, name="model"):
+    """cfg ``text`` written to tmp_path and random weights for it."""
+    cfg = tmp_path / f"{name}.cfg"
+    cfg.write_text(text)
+    with pydarknet.Network(cfg) as net:
+        return cfg, write_random_weights(net, tmp_path / f"{name}.weights", seed=seed)
+
+
+@pytest.fixture(scope="session")
 def yolo_cfg() -> Path:
     return pydarknet.upstream_path("cfg/yolov3-tiny.cfg")
 

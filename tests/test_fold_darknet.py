@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 import pydarknet
-from pydarknet import fold_bn, fold_darknet, folding, samples, zoo
+from pydarknet import fold_bn, fold_darknet, folding, samples
 from pydarknet.darknet_files import Cfg, Weights
 from pydarknet.errors import FoldError, WeightsError
 
-from conftest import TINY_CFG, random_input, write_random_weights
+from conftest import TINY_CFG, random_input, write_model, write_random_weights
 
 GROUPED_CFG = """\
 # grouped convolutions with batch normalization
@@ -78,19 +78,6 @@ def folded_outputs(cfg, weights, tmp_path, target="cpu", inputs=2):
 
 def assert_close(reference, folded):
     assert np.abs(reference - folded).max() <= 1e-4 * np.abs(reference).max()
-
-
-@pytest.fixture(scope="module")
-def official():
-    """yolov3-tiny with its official weights (cached by the zoo)."""
-    return pydarknet.upstream_path("cfg/yolov3-tiny.cfg"), zoo.weights_path("yolov3-tiny")
-
-
-def write_model(tmp_path, text, seed=0, name="model"):
-    cfg = tmp_path / f"{name}.cfg"
-    cfg.write_text(text)
-    with pydarknet.Network(cfg) as net:
-        return cfg, write_random_weights(net, tmp_path / f"{name}.weights", seed=seed)
 
 
 def test_yolov3_tiny_official_weights(official, tmp_path):

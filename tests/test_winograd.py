@@ -6,19 +6,15 @@ import pytest
 
 import pydarknet
 from pydarknet import samples, zoo
-from conftest import random_input
-from random_weights import write_random_weights
+from conftest import random_input, write_model
 
 cv2 = pytest.importorskip("cv2")
 
 
-def write_model(tmp_path, c, h, w, layers, seed=0):
+def conv_model(tmp_path, c, h, w, layers):
     """A cfg of the given [convolutional] sections and random weights for it."""
     sections = "".join("[convolutional]\n" + "".join(f"{k}={v}\n" for k, v in layer.items()) for layer in layers)
-    cfg = tmp_path / "net.cfg"
-    cfg.write_text(f"[net]\nwidth={w}\nheight={h}\nchannels={c}\n{sections}")
-    weights = write_random_weights(pydarknet.Network(cfg), tmp_path / "net.weights", seed=seed)
-    return cfg, weights
+    return write_model(tmp_path, f"[net]\nwidth={w}\nheight={h}\nchannels={c}\n{sections}")
 
 
 def conv(filters, size=3, stride=1, pad=1, **more):
@@ -45,7 +41,7 @@ def assert_close(ours, reference, rel):
     (16, 14, 14, 8, 1, 3, 4), (8, 33, 57, 16, 1, 1, 4), (12, 30, 30, 20, 0, 1, 4), (32, 26, 26, 64, 1, 2, 4),
 ])
 def test_winograd_layer_matches_opencv(tmp_path, c, h, w, n, pad, batch, m):
-    cfg, weights = write_model(tmp_path, c, h, w, [conv(n, pad=pad)])
+    cfg, weights = conv_model(tmp_path, c, h, w, [conv(n, pad=pad)])
     net = pydarknet.Network(cfg, weights, batch=batch)
     assert net.winograd_layers == 1 and net.layers[0].winograd == m
     x = random_input((batch, c, h, w))
@@ -55,7 +51,7 @@ def test_winograd_layer_matches_opencv(tmp_path, c, h, w, n, pad, batch, m):
 def test_winograd_and_gemm_paths_agree_to_float32_rounding(tmp_path):
     """The same network with winograd=False runs upstream's im2col + GEMM everywhere."""
     layers = [conv(16), conv(32, batch_normalize=1), conv(32, stride=2), conv(64), conv(16, size=1)]
-    cfg, weights = write_model(tmp_path, 8, 40, 40, layers)
+    cfg, weights = conv_model(tmp_path, 8, 40, 40, layers)
     x = random_input((3, 8, 40, 40))
     with pydarknet.Network(cfg, weights) as fast, pydarknet.Network(cfg, weights, winograd=False) as gemm:
         assert [layer.winograd for layer in fast.layers] == [4, 4, 0, 2, 0]
@@ -66,16 +62,16 @@ def test_winograd_and_gemm_paths_agree_to_float32_rounding(tmp_path):
 def test_layers_that_keep_im2col(tmp_path):
     """Strided, 1x1, 5x5, grouped, 3-channel input, and too few tiles for a GEMM."""
     layers = [conv(8), conv(8, stride=2), conv(8, size=1), conv(8, size=5), conv(16, groups=2)]
-    cfg, weights = write_model(tmp_path, 3, 12, 12, layers)
+    cfg, weights = conv_model(tmp_path, 3, 12, 12, layers)
     assert pydarknet.Network(cfg, weights).winograd_layers == 0  # 3 input channels for the only candidate
-    cfg, weights = write_model(tmp_path, 8, 7, 7, [conv(8)])
+    cfg, weights = conv_model(tmp_path, 8, 7, 7, [conv(8)])
     assert pydarknet.Network(cfg, weights).winograd_layers == 0  # 16 tiles at batch 1
     assert pydarknet.Network(cfg, weights, batch=3).winograd_layers == 1
 
 
 def test_transformed_kernels_follow_batchnorm_folding(tmp_path):
     """Folding after load changes the weights the Winograd path uses; outputs stay OpenCV's."""
-    cfg, weights = write_model(tmp_path, 8, 20, 20, [conv(16, batch_normalize=1), conv(8, batch_normalize=1)])
+    cfg, weights = conv_model(tmp_path, 8, 20, 20, [conv(16, batch_normalize=1), conv(8, batch_normalize=1)])
     x = random_input((1, 8, 20, 20))
     reference = opencv_output(cfg, weights, x)
     with pydarknet.Network(cfg, weights, fold_bn=False) as net:
@@ -85,11 +81,10 @@ def test_transformed_kernels_follow_batchnorm_folding(tmp_path):
         assert_close(net.predict(x), reference, 1e-5)
 
 
-def test_yolov3_tiny_detections_are_the_same_on_both_paths():
+def test_yolov3_tiny_detections_are_the_same_on_both_paths(official):
     """Official weights: upstream's reference detections on dog.jpg (test_inference) from both."""
-    model = zoo.get("yolov3-tiny")
-    cfg, weights, names = (pydarknet.upstream_path(model.cfg), zoo.weights_path("yolov3-tiny"),
-                           pydarknet.upstream_path(model.names))
+    cfg, weights = official
+    names = pydarknet.upstream_path(zoo.get("yolov3-tiny").names)
     image = samples.path("dog.jpg")
     with pydarknet.Network(cfg, weights, names=names) as fast, \
             pydarknet.Network(cfg, weights, names=names, winograd=False) as gemm:

@@ -8,22 +8,10 @@ detect_batch() with a network of the given batch. (Not a test: machine dependent
 
 import argparse
 import statistics
-import time
 
 import pydarknet
+from bench_forward import interleaved_times
 from pydarknet import samples, zoo
-
-
-def per_image_ms(calls, images, runs):
-    """Median ms/image of each call, the calls interleaved run by run so that drift
-    in the machine's speed affects them alike."""
-    times = [[] for _ in calls]
-    for _ in range(runs):
-        for call, spent in zip(calls, times):
-            start = time.perf_counter()
-            call(images)
-            spent.append((time.perf_counter() - start) * 1000 / len(images))
-    return [statistics.median(spent) for spent in times]
 
 
 def main() -> None:
@@ -33,9 +21,11 @@ def main() -> None:
     args = parser.parse_args()
     images = [str(samples.path(name)) for name in samples.names()]
     with zoo.load("yolov3-tiny") as single, zoo.load("yolov3-tiny", batch=args.batch) as batched:
-        pydarknet.detect(single, images[0])  # warm-up
-        loop, batch = per_image_ms([lambda ims: [pydarknet.detect(single, im) for im in ims],
-                                    lambda ims: pydarknet.detect_batch(batched, ims)], images, args.runs)
+        # the calls take turns run by run, so that drift in the machine's speed hits both
+        times = interleaved_times({"loop": lambda ims: [pydarknet.detect(single, im) for im in ims],
+                                   "batch": lambda ims: pydarknet.detect_batch(batched, ims)},
+                                  images, args.runs, block=1)
+        loop, batch = (statistics.median(times[name]) * 1000 for name in ("loop", "batch"))
     print(f"yolov3-tiny 416x416 on {len(images)} sample images, median of {args.runs} runs:")
     print(f"  detect() in a loop:          {loop:6.0f} ms/image")
     print(f"  detect_batch(), batch {args.batch}:     {batch:6.0f} ms/image  ({loop / batch:.2f}x the loop's throughput)")

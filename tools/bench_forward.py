@@ -16,7 +16,8 @@ import pydarknet
 
 
 def interleaved_times(runners: dict, x: np.ndarray, runs: int, block: int = 3) -> dict:
-    """Seconds per image of ``runs`` calls of each runner(x) (x is NCHW). The runners
+    """Seconds per image of ``runs`` calls of each runner(x) (x: an NCHW batch, or a list
+    of the images one call takes). The runners
     take turns, ``block`` timed calls each, so that a busy spell of a shared machine
     slows all of them rather than whichever ran then; each turn starts with an untimed
     call, which also lets the previous runtime's worker threads stop spinning."""
@@ -35,7 +36,7 @@ def interleaved_times(runners: dict, x: np.ndarray, runs: int, block: int = 3) -
 
 def forward_times(run, x: np.ndarray, runs: int) -> list:
     """Seconds per image of ``runs`` calls run(x) after two warm-up calls (x is NCHW)."""
-    return interleaved_times({"run": run}, x, runs)["run"]
+    return interleaved_times({"run": run}, x, runs, block=runs)["run"]
 
 
 def random_batch(net: pydarknet.Network) -> np.ndarray:
