@@ -35,10 +35,12 @@ def assert_close(ours, reference, rel):
 
 # (channels, height, width, filters, pad, batch, m): F(4x4) on maps of 14 and more with
 # 36 tiles or more per GEMM, else F(2x2) with 36 tiles or more (a batch counts); partial
-# tiles at the right and bottom edges, non-square maps, no padding
+# tiles at the right and bottom edges, non-square maps, no padding; a wide map that
+# a thread transforms in several bands of tile rows, and one too wide for F(4x4)'s scratch
 @pytest.mark.parametrize("c, h, w, n, pad, batch, m", [
     (8, 7, 7, 16, 1, 3, 2), (16, 13, 13, 24, 1, 1, 2), (8, 9, 21, 8, 1, 1, 2), (16, 14, 14, 8, 1, 1, 2),
     (16, 14, 14, 8, 1, 3, 4), (8, 33, 57, 16, 1, 1, 4), (12, 30, 30, 20, 0, 1, 4), (32, 26, 26, 64, 1, 2, 4),
+    (8, 21, 300, 8, 1, 2, 4), (8, 16, 1000, 8, 1, 1, 2),
 ])
 def test_winograd_layer_matches_opencv(tmp_path, c, h, w, n, pad, batch, m):
     cfg, weights = conv_model(tmp_path, c, h, w, [conv(n, pad=pad)])
@@ -60,13 +62,15 @@ def test_winograd_and_gemm_paths_agree_to_float32_rounding(tmp_path):
 
 
 def test_layers_that_keep_im2col(tmp_path):
-    """Strided, 1x1, 5x5, grouped, 3-channel input, and too few tiles for a GEMM."""
+    """Strided, 1x1, 5x5, grouped, 3-channel input, too few tiles for a GEMM, too wide a map."""
     layers = [conv(8), conv(8, stride=2), conv(8, size=1), conv(8, size=5), conv(16, groups=2)]
     cfg, weights = conv_model(tmp_path, 3, 12, 12, layers)
     assert pydarknet.Network(cfg, weights).winograd_layers == 0  # 3 input channels for the only candidate
     cfg, weights = conv_model(tmp_path, 8, 7, 7, [conv(8)])
     assert pydarknet.Network(cfg, weights).winograd_layers == 0  # 16 tiles at batch 1
     assert pydarknet.Network(cfg, weights, batch=3).winograd_layers == 1
+    cfg, weights = conv_model(tmp_path, 8, 16, 2000, [conv(8)])
+    assert pydarknet.Network(cfg, weights).winograd_layers == 0  # a row of tiles exceeds the scratch
 
 
 def test_transformed_kernels_follow_batchnorm_folding(tmp_path):
