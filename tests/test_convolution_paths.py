@@ -1,5 +1,6 @@
-"""Winograd convolution (patch 0025) against OpenCV DNN's Darknet importer, which runs
-the same cfg and weights through its own convolution code; and the layers it applies to."""
+"""The fast convolution paths, Winograd (patch 0025) and im2col + GEMM in bands of output
+rows (0028), against OpenCV DNN's Darknet importer, which runs the same cfg and weights
+through its own convolution code; and the layers each applies to."""
 
 import numpy as np
 import pytest
@@ -83,6 +84,23 @@ def test_transformed_kernels_follow_batchnorm_folding(tmp_path):
         assert_close(net.predict(x), reference, 1e-5)
         net.fold_batchnorm()
         assert_close(net.predict(x), reference, 1e-5)
+
+
+# (channels, height, width, filters, size, stride, pad, groups, batch, batch_normalize):
+# layers whose whole column matrix exceeds 1 MiB with small weights run in bands of
+# output rows (ResNet's 7x7/2 first layer; a yolov3-tiny-like first layer at batch 2
+# and a grouped strided layer, both ending in a partial band; batch normalization after
+# the bands when it is not folded)
+@pytest.mark.parametrize("c, h, w, n, size, stride, pad, groups, batch, bn", [
+    (3, 224, 224, 64, 7, 2, 3, 1, 1, 0), (3, 150, 200, 16, 3, 1, 1, 1, 2, 0),
+    (8, 300, 300, 8, 3, 2, 1, 2, 1, 0), (3, 224, 224, 32, 7, 2, 3, 1, 1, 1),
+])
+def test_banded_convolution_matches_opencv(tmp_path, c, h, w, n, size, stride, pad, groups, batch, bn):
+    layer = conv(n, size=size, stride=stride, pad=0, padding=pad, groups=groups, batch_normalize=bn)
+    cfg, weights = conv_model(tmp_path, c, h, w, [layer])
+    net = pydarknet.Network(cfg, weights, batch=batch, fold_bn=False)
+    x = random_input((batch, c, h, w))
+    assert_close(net.predict(x), opencv_output(cfg, weights, x), 1e-5)
 
 
 def test_yolov3_tiny_detections_are_the_same_on_both_paths(official):
