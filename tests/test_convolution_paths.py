@@ -1,6 +1,7 @@
-"""The fast convolution paths, Winograd (patch 0025) and im2col + GEMM in bands of output
-rows (0028), against OpenCV DNN's Darknet importer, which runs the same cfg and weights
-through its own convolution code; and the layers each applies to."""
+"""The fast convolution paths, Winograd (patch 0025), im2col + GEMM in bands of output
+rows (0028) and one GEMM for several images (0029), against OpenCV DNN's Darknet
+importer, which runs the same cfg and weights through its own convolution code; and
+the layers each applies to."""
 
 import numpy as np
 import pytest
@@ -99,6 +100,23 @@ def test_banded_convolution_matches_opencv(tmp_path, c, h, w, n, size, stride, p
     layer = conv(n, size=size, stride=stride, pad=0, padding=pad, groups=groups, batch_normalize=bn)
     cfg, weights = conv_model(tmp_path, c, h, w, [layer])
     net = pydarknet.Network(cfg, weights, batch=batch, fold_bn=False)
+    x = random_input((batch, c, h, w))
+    assert_close(net.predict(x), opencv_output(cfg, weights, x), 1e-5)
+
+
+# (channels, height, width, filters, size, stride, pad, batch, batch_normalize): at batch
+# > 1, maps under 256 pixels put the columns of 512/pixels images side by side in one
+# GEMM (a 7x7 map at batch 3; 13x13 at batch 7: groups of 3, 3 and 1; a 1x1 kernel,
+# whose columns are the input itself; strided; batch normalization after the GEMM).
+# Winograd off: it would take the 3x3 stride-1 layers.
+@pytest.mark.parametrize("c, h, w, n, size, stride, pad, batch, bn", [
+    (16, 7, 7, 32, 3, 1, 1, 3, 0), (8, 13, 13, 16, 3, 1, 1, 7, 0), (32, 9, 11, 24, 1, 1, 0, 4, 0),
+    (16, 14, 14, 32, 3, 2, 1, 5, 0), (16, 7, 7, 32, 3, 1, 1, 2, 1),
+])
+def test_batched_small_maps_match_opencv(tmp_path, c, h, w, n, size, stride, pad, batch, bn):
+    layer = conv(n, size=size, stride=stride, pad=0, padding=pad, batch_normalize=bn)
+    cfg, weights = conv_model(tmp_path, c, h, w, [layer])
+    net = pydarknet.Network(cfg, weights, batch=batch, fold_bn=False, winograd=False)
     x = random_input((batch, c, h, w))
     assert_close(net.predict(x), opencv_output(cfg, weights, x), 1e-5)
 
