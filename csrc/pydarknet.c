@@ -181,10 +181,13 @@ static void use_batch(network *net, int n)
                     use_batch(net, n); __VA_ARGS__; set_batch_network(net, saved_.batch));   \
     } while (0)
 
-int pdn_predict(network *net, const float *input, int n, float *output, int verbose, pdn_error *err)
+int pdn_predict(network *net, const float *input, int n, float *output, double *layer_seconds,
+                int verbose, pdn_error *err)
 {
     PDN_GUARDED_AT_BATCH(net, n, verbose, err, (void)0, {
+        net->layer_seconds = layer_seconds;  /* cleared again on failure with the whole struct */
         float *result = network_predict(net, (float *)input);
+        net->layer_seconds = 0;
         memcpy(output, result, sizeof(float) * (size_t)net->outputs * n);
     });
     return 0;

@@ -42,8 +42,10 @@ int pdn_load(const char *cfg, const char *weights, int batch, int verbose,
 void pdn_free(network *net);
 void pdn_network_info_get(network *net, pdn_network_info *info);
 int pdn_layer_get(network *net, int index, pdn_layer *out);
-/* n <= batch images: input n * inputs floats, output n * outputs floats. */
-int pdn_predict(network *net, const float *input, int n, float *output, int verbose, pdn_error *err);
+/* n <= batch images: input n * inputs floats, output n * outputs floats;
+ * layer_seconds: NULL, or n_layers doubles for each layer's forward time. */
+int pdn_predict(network *net, const float *input, int n, float *output, double *layer_seconds,
+                int verbose, pdn_error *err);
 /* After pdn_predict on n images: layer index's output, n * its outputs floats. */
 int pdn_layer_output(network *net, int index, int n, float *output);
 /* fold_bn < 0: as the network is; else layers with batch normalization are written

@@ -214,11 +214,20 @@ class Network:
             )
         return np.ascontiguousarray(x.reshape((-1,) + self.input_shape))
 
-    def _forward(self, chunk: np.ndarray, result: np.ndarray) -> None:
-        """One pass on at most ``batch`` images; the caller holds the lock."""
+    def _one_batch(self, x: np.ndarray, method: str) -> np.ndarray:
+        """``x`` as _images(), for methods that take at most ``batch`` images."""
+        images = self._images(x)
+        if len(images) > self.batch:
+            raise ValueError(f"{method} takes at most batch={self.batch} images, got {len(images)}")
+        return images
+
+    def _forward(self, chunk: np.ndarray, result: np.ndarray, seconds: Optional[np.ndarray] = None) -> None:
+        """One pass on at most ``batch`` images, each layer's time into ``seconds`` if
+        given (float64, one per layer); the caller holds the lock."""
         err = ffi.new("pdn_error *")
+        timing = ffi.NULL if seconds is None else ffi.from_buffer("double[]", seconds, require_writable=True)
         if lib.pdn_predict(self._net, ffi.from_buffer("float[]", chunk), len(chunk),
-                           ffi.from_buffer("float[]", result, require_writable=True), self.verbose, err):
+                           ffi.from_buffer("float[]", result, require_writable=True), timing, self.verbose, err):
             raise errors.from_c(err)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
@@ -238,9 +247,7 @@ class Network:
     def layer_outputs(self, x: np.ndarray) -> List[np.ndarray]:
         """Every layer's output for at most ``batch`` images: arrays shaped
         (N, *layer.output_shape) (flat for layers whose outputs are not c*h*w)."""
-        images = self._images(x)
-        if len(images) > self.batch:
-            raise ValueError(f"layer_outputs takes at most batch={self.batch} images, got {len(images)}")
+        images = self._one_batch(x, "layer_outputs")
         outputs = []
         with self._locked():
             self._forward(images, np.empty((len(images), self._outputs), dtype=np.float32))
@@ -251,6 +258,20 @@ class Network:
                 shape = layer.output_shape if int(np.prod(layer.output_shape)) == layer.outputs else (layer.outputs,)
                 outputs.append(out.reshape((len(images), *shape)))
         return outputs
+
+    def layer_times(self, x: np.ndarray, runs: int = 10) -> List[float]:
+        """Each layer's forward time in seconds on at most ``batch`` images: the median
+        of ``runs`` passes after one warm-up pass. Where the time goes;
+        ``tools/profile_layers.py`` prints it as a table."""
+        if runs < 1:
+            raise ValueError(f"runs must be at least 1, got {runs}")
+        images = self._one_batch(x, "layer_times")
+        seconds = np.zeros((runs + 1, len(self.layers)))
+        result = np.empty((len(images), self._outputs), dtype=np.float32)
+        with self._locked():
+            for row in seconds:
+                self._forward(images, result, row)
+        return np.median(seconds[1:], axis=0).tolist()
 
     def fold_batchnorm(self, target: str = "cpu") -> List[int]:
         """Fold batch normalization into the weights of every convolutional,

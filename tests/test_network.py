@@ -214,3 +214,24 @@ def test_layer_outputs(tiny_cfg, tiny_weights):
         assert np.array_equal(outputs[1], pooled)
         with pytest.raises(ValueError, match="at most batch=2"):
             net.layer_outputs(random_input((3, *net.input_shape)))
+
+
+def test_layer_times(tmp_path):
+    """A 5x5 convolution from 128 to 128 channels does 3200 multiply-adds per output, the
+    activation after it one max: the median times show the difference, and predict is
+    unchanged."""
+    cfg = tmp_path / "timed.cfg"
+    cfg.write_text("[net]\nwidth=32\nheight=32\nchannels=128\n\n[convolutional]\nfilters=128\nsize=5\n"
+                   "stride=1\npad=1\nactivation=linear\n\n[activation]\nactivation=relu\n")
+    with pydarknet.Network(cfg) as net:
+        weights = write_random_weights(net, tmp_path / "timed.weights")
+    with pydarknet.Network(cfg, weights, batch=2) as net:
+        x = random_input((2, *net.input_shape))
+        before = net.predict(x)
+        convolution, activation = net.layer_times(x, runs=5)
+        assert convolution > 10 * activation > 0
+        assert np.array_equal(net.predict(x), before)
+        with pytest.raises(ValueError, match="at most batch=2"):
+            net.layer_times(random_input((3, *net.input_shape)))
+        with pytest.raises(ValueError, match="runs must be at least 1"):
+            net.layer_times(x, runs=0)

@@ -10,8 +10,9 @@ Models, with the same weights in every runtime:
 - yolov3-tiny at 416x416 with the official weights: pydarknet, OpenCV DNN's Darknet
   importer, upstream;
 each at batch 1 and batch 8. The in-process runtimes take turns call by call (a busy
-spell of a shared machine hits them all alike). Prints the median ms per image after warm-up and
-pydarknet's time divided by each peer's, all runtimes on the same thread count.
+spell of a shared machine hits them all alike). Prints the median ms per image after warm-up,
+pydarknet's time divided by each peer's and upstream's time divided by pydarknet's
+(the speed-up), all runtimes on the same thread count.
 Upstream unpatched Darknet (its own Makefile, -Ofast, single-threaded as it ships)
 is built once under build/bench-upstream and timed in a child process, so its
 -Ofast flush-to-zero setting cannot touch the other runtimes. Also prints load times
@@ -46,6 +47,14 @@ from pydarknet.fold_caffe import Graph, fold_net  # noqa: E402
 def median_ms(run, x, runs):
     """Median ms per image of run(x)."""
     return statistics.median(forward_times(run, x, runs)) * 1000
+
+
+def resnet18_files(directory: Path):
+    """The benchmark's ResNet-18 (random weights, real BN statistics) as Caffe files and
+    converted to Darknet: (prototxt, caffemodel, cfg, weights) in ``directory``."""
+    prototxt, caffemodel = resnet18(width=64, classes=1000, size=224).write(directory, "resnet18")
+    convert.caffe_to_darknet(prototxt, caffemodel, directory / "resnet18")
+    return prototxt, caffemodel, directory / "resnet18.cfg", directory / "resnet18.weights"
 
 
 # -- the peers ---------------------------------------------------------------------
@@ -196,11 +205,9 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        resnet = resnet18(width=64, classes=1000, size=224)
-        prototxt, caffemodel = resnet.write(tmp, "resnet18")
-        convert.caffe_to_darknet(prototxt, caffemodel, tmp / "resnet18")
+        prototxt, caffemodel, resnet_cfg, resnet_weights = resnet18_files(tmp)
         yolo_cfg, yolo_weights = pydarknet.upstream_path("cfg/yolov3-tiny.cfg"), zoo.weights_path("yolov3-tiny")
-        models = [("ResNet-18 224", tmp / "resnet18.cfg", tmp / "resnet18.weights", (3, 224, 224)),
+        models = [("ResNet-18 224", resnet_cfg, resnet_weights, (3, 224, 224)),
                   ("yolov3-tiny 416", yolo_cfg, yolo_weights, (3, 416, 416))]
         for name, cfg, weights, shape in models:
             for batch in (1, 8):
@@ -240,17 +247,18 @@ def main() -> None:
         with pydarknet.Network(tiny) as net:
             overhead_us = median_ms(net.predict, np.zeros((1, 1, 1, 1), np.float32), 2000) * 1000
 
-    peers = ["onnxruntime", "OpenCV DNN", "upstream"]
+    peers = ["onnxruntime", "OpenCV DNN"]
     print(f"\n{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {args.threads} threads, "
           f"pydarknet {pydarknet.build_info()['features']['blas']}; median ms/image of {args.runs} runs")
-    print("| model | batch | pydarknet | " + " | ".join(peers) + " | " +
-          " | ".join(f"pydarknet / {p}" for p in peers) + " |")
-    print("|---|---|---|" + "---|" * (2 * len(peers)))
+    print("| model | batch | pydarknet | " + " | ".join(peers) + " | upstream | " +
+          " | ".join(f"pydarknet / {p}" for p in peers) + " | speed-up over upstream |")
+    print("|---|---|---|" + "---|" * (2 * len(peers) + 2))
     for row in rows:
-        times = [f"{row[p]:.1f}" if p in row else "—" for p in peers]
+        times = [f"{row[p]:.1f}" if p in row else "—" for p in peers + ["upstream"]]
         ratios = [f"{row['pydarknet'] / row[p]:.2f}" if p in row else "—" for p in peers]
+        speedup = f"{row['upstream'] / row['pydarknet']:.1f}x" if "upstream" in row else "—"
         print(f"| {row['model']} | {row['batch']} | {row['pydarknet']:.1f} | " + " | ".join(times) + " | "
-              + " | ".join(ratios) + " |")
+              + " | ".join(ratios) + f" | {speedup} |")
     loads = {k: v for row in rows if row["batch"] == 1 for k, v in row.items() if "load" in k}
     print("load time (s, batch 1, last model): " + ", ".join(f"{k.replace(' load s', '')} {v:.2f}"
                                                            for k, v in loads.items()))
