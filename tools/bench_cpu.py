@@ -11,8 +11,9 @@ Models, with the same weights in every runtime:
   importer, upstream;
 each at batch 1 and batch 8. The in-process runtimes take turns call by call (a busy
 spell of a shared machine hits them all alike). Prints the median ms per image after warm-up,
-pydarknet's time divided by each peer's and upstream's time divided by pydarknet's
-(the speed-up), all runtimes on the same thread count.
+pydarknet's time divided by each peer's (the median over the turns of that ratio within
+a turn, so a slow spell drops out) and upstream's time divided by pydarknet's (the
+speed-up), all runtimes on the same thread count.
 Upstream unpatched Darknet (its own Makefile, -Ofast, single-threaded as it ships)
 is built once under build/bench-upstream and timed in a child process, so its
 -Ofast flush-to-zero setting cannot touch the other runtimes. Also prints load times
@@ -37,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 
 import pydarknet  # noqa: E402
-from bench_forward import forward_times, interleaved_times  # noqa: E402
+from bench_forward import forward_times, interleaved_times, paired_ratio  # noqa: E402
 from caffe_models import resnet18  # noqa: E402
 from pydarknet import convert, upstream, zoo  # noqa: E402
 from pydarknet.caffe_files import blob_array, read_caffemodel, read_prototxt  # noqa: E402
@@ -232,15 +233,17 @@ def main() -> None:
                         runners["onnxruntime"] = onnxruntime_runner(onnx_path, args.threads)
                     except ImportError:
                         pass
-                for runtime, times in interleaved_times(runners, x, args.runs).items():
-                    row[runtime] = statistics.median(times) * 1000
+                times = interleaved_times(runners, x, args.runs)
+                for runtime in runners:
+                    row[runtime] = statistics.median(times[runtime]) * 1000
+                    row[f"{runtime} ratio"] = paired_ratio(times["pydarknet"], times[runtime])
                 net.close()
                 if lib is not None:
                     result = upstream_ms(lib, cfg, weights, batch, max(3, args.runs // 5), int(np.prod(shape)))
                     row["upstream"], row["upstream load s"] = result["ms"], result["load_s"]
                 rows.append(row)
                 print(f"{name} batch {batch}: " + ", ".join(f"{k} {v:.1f}" for k, v in row.items()
-                                                              if isinstance(v, float) and "load" not in k),
+                                                              if isinstance(v, float) and "load" not in k and "ratio" not in k),
                       file=sys.stderr)
         tiny = tmp / "tiny.cfg"
         tiny.write_text("[net]\nwidth=1\nheight=1\nchannels=1\n\n[activation]\nactivation=linear\n")
@@ -255,7 +258,7 @@ def main() -> None:
     print("|---|---|---|" + "---|" * (2 * len(peers) + 2))
     for row in rows:
         times = [f"{row[p]:.1f}" if p in row else "—" for p in peers + ["upstream"]]
-        ratios = [f"{row['pydarknet'] / row[p]:.2f}" if p in row else "—" for p in peers]
+        ratios = [f"{row[p + ' ratio']:.2f}" if p in row else "—" for p in peers]
         speedup = f"{row['upstream'] / row['pydarknet']:.1f}x" if "upstream" in row else "—"
         print(f"| {row['model']} | {row['batch']} | {row['pydarknet']:.1f} | " + " | ".join(times) + " | "
               + " | ".join(ratios) + f" | {speedup} |")

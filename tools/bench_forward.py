@@ -34,6 +34,15 @@ def interleaved_times(runners: dict, x: np.ndarray, runs: int, block: int = 3) -
     return times
 
 
+def paired_ratio(times: list, reference: list, block: int = 3) -> float:
+    """Median over the turns of interleaved_times(..., block) of the ratio of the two
+    runtimes' median times in that turn: a slow spell of the machine that lasts longer
+    than a turn scales both sides of a ratio alike and drops out."""
+    turns = range(0, min(len(times), len(reference)), block)
+    return statistics.median(statistics.median(times[i:i + block]) / statistics.median(reference[i:i + block])
+                             for i in turns)
+
+
 def forward_times(run, x: np.ndarray, runs: int) -> list:
     """Seconds per image of ``runs`` calls run(x) after two warm-up calls (x is NCHW)."""
     return interleaved_times({"run": run}, x, runs, block=runs)["run"]
