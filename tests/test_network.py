@@ -235,3 +235,17 @@ def test_layer_times(tmp_path):
             net.layer_times(random_input((3, *net.input_shape)))
         with pytest.raises(ValueError, match="runs must be at least 1"):
             net.layer_times(x, runs=0)
+
+
+def test_loading_weights_skips_only_the_random_init_they_replace(tmp_path):
+    """Parsing for a weights file skips the random initialisation the file overwrites
+    (patch 0031; the parity tests check what loaded networks compute), but a dontload
+    layer, which the file does not fill, keeps upstream's random weights."""
+    cfg = tmp_path / "dontload.cfg"
+    cfg.write_text("[net]\nwidth=8\nheight=8\nchannels=3\n\n[convolutional]\nfilters=4\nsize=3\nstride=1\n"
+                   "pad=1\nactivation=linear\ndontload=1\n")
+    weights = tmp_path / "header-only.weights"  # the only layer is not loaded: a header, no floats
+    weights.write_bytes(np.array([0, 2, 0], np.int32).tobytes() + np.zeros(1, np.uint64).tobytes())
+    with pydarknet.Network(cfg, weights) as net:
+        assert net.layers[0].partial_load
+        assert net.predict(random_input(net.input_shape)).std() > 0  # zero weights would give zeros
