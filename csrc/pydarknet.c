@@ -52,7 +52,9 @@ int pdn_load(const char *cfg, const char *weights, int batch, int verbose,
     network *volatile net = NULL;
     darknet_clear_warnings();
     PDN_GUARDED(verbose, err, if (net) free_network(net), {
-        net = weights ? parse_network_cfg_for_weights((char *)cfg, batch) : parse_network_cfg_custom((char *)cfg, batch);
+        /* with weights: no random initialisation of what the file replaces */
+        net = weights ? parse_network_cfg_for_weights((char *)cfg, batch)
+                      : parse_network_cfg_custom((char *)cfg, batch);
         if (weights) load_weights(net, (char *)weights);
     });
     *out = net;

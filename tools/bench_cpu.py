@@ -242,9 +242,8 @@ def main() -> None:
                     result = upstream_ms(lib, cfg, weights, batch, max(3, args.runs // 5), int(np.prod(shape)))
                     row["upstream"], row["upstream load s"] = result["ms"], result["load_s"]
                 rows.append(row)
-                print(f"{name} batch {batch}: " + ", ".join(f"{k} {v:.1f}" for k, v in row.items()
-                                                              if isinstance(v, float) and "load" not in k and "ratio" not in k),
-                      file=sys.stderr)
+                print(f"{name} batch {batch}: " + ", ".join(f"{k} {row[k]:.1f}" for k in [*runners, "upstream"]
+                                                              if k in row), file=sys.stderr)
         tiny = tmp / "tiny.cfg"
         tiny.write_text("[net]\nwidth=1\nheight=1\nchannels=1\n\n[activation]\nactivation=linear\n")
         with pydarknet.Network(tiny) as net:
