@@ -44,6 +44,10 @@ OPTIMIZE = ["-O3", "-g0", "-fno-wrapv", "-fno-trapping-math", "-fopenmp-simd"]
 # a name like error() would resolve to glibc's error(3), loaded first, which exits.
 VISIBILITY = ["-fvisibility=hidden"]
 UPSTREAM_WARNINGS = ["-Wno-unused-result", "-Wno-unknown-pragmas"]
+# Our C, compiled into the extension beside the cffi source.
+GLUE_SOURCES = ("pydarknet.c", "console.c", "checked_alloc.c")
+# Included into every upstream source: quiet console, checked allocations.
+FORCED_HEADERS = ("console.h", "checked_alloc.h")
 
 
 def build_module(name):
@@ -142,7 +146,7 @@ class BuildConfig:
     def upstream_flags(self, tree):
         flags = ["-std=gnu11", "-fPIC", *OPTIMIZE, *VISIBILITY, *UPSTREAM_WARNINGS,
                  f"-I{CSRC / 'override'}", f"-I{tree / 'include'}", f"-I{tree / 'src'}",
-                 "-include", str(CSRC / "console.h")]
+                 *(arg for header in FORCED_HEADERS for arg in ("-include", str(CSRC / header)))]
         return flags + self.blas_flags() + self.openmp_flags()
 
     def link_flags(self):
@@ -173,7 +177,7 @@ class BuildDarknet(build_ext):
         objects = self.compile_upstream(config, tree, temp / "obj")
         ext = self.extensions[0]
         self.write_build_info(config, stamp, temp)
-        ext.sources = [str(self.generate_cffi_source(temp)), str(CSRC / "pydarknet.c"), str(CSRC / "console.c")]
+        ext.sources = [str(self.generate_cffi_source(temp)), *(str(CSRC / name) for name in GLUE_SOURCES)]
         ext.include_dirs = [str(CSRC), str(temp), str(tree / "include"), str(tree / "src")]
         ext.extra_objects = [str(o) for o in objects]
         # Relink whenever upstream objects or the build info change (cffi leaves its
@@ -203,7 +207,7 @@ class BuildDarknet(build_ext):
 
         def compile_one(source):
             return self.compiler.compile([str(source)], output_dir=str(obj_dir / source.stem),
-                                         extra_postargs=flags, depends=[str(CSRC / "console.h")])[0]
+                                         extra_postargs=flags, depends=[str(CSRC / h) for h in FORCED_HEADERS])[0]
 
         obj_dir.mkdir(parents=True, exist_ok=True)
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:

@@ -1,17 +1,25 @@
 /* Glue between Python and the patched darknet: every entry point that can fail
  * runs under a darknet_handler, so darknet_fail() anywhere below comes back here
  * as an error code and a filled pdn_error instead of ending the process. */
+#include <errno.h>
+#include <limits.h>
 #include <setjmp.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "darknet.h"
 #include "activations.h"
+#include "gemm.h"
 #include "network.h"
 #include "option_list.h"
 #include "parallel.h"
 #include "winograd.h"
 
+#include "stb_image.h"
+#include "stb_image_write.h"
+
+#include "checked_alloc.h"
 #include "console.h"
 #define PDN_CALLBACK extern
 #include "pydarknet.h"
@@ -45,18 +53,51 @@ static int report(pdn_error *err)
         pdn_console_verbose = 0;                      \
     } while (0)
 
-int pdn_load(const char *cfg, const char *weights, int batch, int verbose,
-             network **out, pdn_error *err)
+/* The per-thread load settings pdn_load() changes, put back on success and failure. */
+static void end_load(void)
+{
+    darknet_finite_weights = 1;
+    pdn_alloc_budget = SIZE_MAX;
+}
+
+/* OpenBLAS takes a buffer per thread on its first GEMM that needs one and keeps it.
+ * When that first GEMM comes after a large network has taken the memory, OpenBLAS
+ * cannot get it and ends the process (exit(1) "giving up"). So every thread of the
+ * pool runs one such GEMM before a network is loaded (while memory is there). Two
+ * loads at once may both do it: harmless. Runs under a handler (checked allocations). */
+static void reserve_blas_buffers(void)
+{
+#ifdef PDN_BLAS_SET_THREADS
+    static int reserved;  /* for this many threads */
+    enum { SIDE = 128 };  /* 128^3 > OpenBLAS's small-matrix path, which needs no buffer */
+    int threads = pdn_num_threads();
+    if (threads <= __atomic_load_n(&reserved, __ATOMIC_RELAXED)) return;
+    float *a = calloc((size_t)SIDE * SIDE * threads, sizeof(float));
+    float *b = calloc((size_t)SIDE * SIDE, sizeof(float));
+    float *c = calloc((size_t)SIDE * SIDE * threads, sizeof(float));
+    /* M = SIDE x threads rows: gemm() gives each thread SIDE of them */
+    gemm(0, 0, SIDE * threads, SIDE, SIDE, 1, a, SIDE, b, SIDE, 0, c, SIDE);
+    free(a); free(b); free(c);
+    __atomic_store_n(&reserved, threads, __ATOMIC_RELAXED);
+#endif
+}
+
+int pdn_load(const char *cfg, const char *weights, int batch, int verbose, int finite_weights,
+             unsigned long long max_memory, network **out, pdn_error *err)
 {
     /* volatile: read after longjmp, written between setjmp and it. */
     network *volatile net = NULL;
     darknet_clear_warnings();
-    PDN_GUARDED(verbose, err, if (net) free_network(net), {
+    darknet_finite_weights = finite_weights;
+    pdn_alloc_budget = max_memory && max_memory < SIZE_MAX ? (size_t)max_memory : SIZE_MAX;
+    PDN_GUARDED(verbose, err, { end_load(); if (net) free_network(net); }, {
+        reserve_blas_buffers();
         /* with weights: no random initialisation of what the file replaces */
         net = weights ? parse_network_cfg_for_weights((char *)cfg, batch)
                       : parse_network_cfg_custom((char *)cfg, batch);
         if (weights) load_weights(net, (char *)weights);
     });
+    end_load();
     *out = net;
     return 0;
 }
@@ -74,6 +115,10 @@ void pdn_network_info_get(network *net, pdn_network_info *info)
     info->w = net->w;
     info->h = net->h;
     info->c = net->c;
+    if (net->w * net->h * net->c != net->inputs) {  /* [net] inputs=N (rnn.cfg): a vector */
+        info->c = net->inputs;
+        info->h = info->w = 1;
+    }
     info->inputs = net->inputs;
     info->outputs = net->outputs;
     info->out_w = last.out_w;
@@ -274,15 +319,36 @@ static void set_pdn_image(pdn_image *out, image im)
     out->w = im.w; out->h = im.h; out->c = im.c; out->data = im.data;
 }
 
-int pdn_image_load(const char *path, pdn_image *out, pdn_error *err)
+/* A header that declares more than max_pixels is refused before anything is decoded
+ * (a 1 MB PNG can declare 18000 x 18000: 4 GB as floats). A header stb cannot read
+ * is left for the decoder to report. */
+static void check_pixels(int known, int w, int h, long long max_pixels)
 {
-    PDN_GUARDED(0, err, (void)0, set_pdn_image(out, load_image_color((char *)path, 0, 0)));
+    if (known && (long long)w * h > max_pixels) {
+        darknet_fail(DARKNET_ERR_IMAGE, "the image is %d x %d = %lld pixels, more than the limit of %lld; "
+                     "pass a larger max_pixels if you trust it", w, h, (long long)w * h, max_pixels);
+    }
+}
+
+int pdn_image_load(const char *path, long long max_pixels, pdn_image *out, pdn_error *err)
+{
+    int w, h, c;
+    PDN_GUARDED(0, err, (void)0, {
+        int known = stbi_info(path, &w, &h, &c);
+        check_pixels(known, w, h, max_pixels);
+        set_pdn_image(out, load_image_color((char *)path, 0, 0));
+    });
     return 0;
 }
 
-int pdn_image_decode(const unsigned char *data, int size, pdn_image *out, pdn_error *err)
+int pdn_image_decode(const unsigned char *data, int size, long long max_pixels, pdn_image *out, pdn_error *err)
 {
-    PDN_GUARDED(0, err, (void)0, set_pdn_image(out, load_image_memory(data, size, 3)));
+    int w, h, c;
+    PDN_GUARDED(0, err, (void)0, {
+        int known = stbi_info_from_memory(data, size, &w, &h, &c);
+        check_pixels(known, w, h, max_pixels);
+        set_pdn_image(out, load_image_memory(data, size, 3));
+    });
     return 0;
 }
 
@@ -363,6 +429,40 @@ static void collect(detection *dets, int nboxes, int classes, int image_index, f
     }
 }
 
+typedef struct {
+    FILE *file;
+    int failed;
+} jpeg_output;
+
+static void write_jpeg_bytes(void *context, void *data, int size)
+{
+    jpeg_output *out = context;
+    if (fwrite(data, 1, size, out->file) != (size_t)size) out->failed = 1;
+}
+
+/* upstream's save_image_options() for JPEG at quality 90 (the CLI's), with the path as
+ * given (upstream's copies it into a 256-byte buffer) and every write checked
+ * (stbi_write_jpg() reports success for a file cut short by a full disk). */
+static int save_jpeg(image im, const char *path)
+{
+    size_t pixels = (size_t)im.w * im.h, i;
+    unsigned char *data = malloc(pixels * im.c);
+    int k;
+    for (k = 0; k < im.c; ++k) {
+        for (i = 0; i < pixels; ++i) data[i * im.c + k] = (unsigned char)(255 * im.data[i + k * pixels]);
+    }
+    errno = 0;
+    jpeg_output out = {fopen(path, "wb"), 0};
+    if (!out.file) {
+        free(data);
+        return 0;
+    }
+    int encoded = stbi_write_jpg_to_func(write_jpeg_bytes, &out, im.w, im.h, im.c, data, 90);
+    free(data);
+    if (fclose(out.file)) out.failed = 1;
+    return encoded && !out.failed;
+}
+
 int pdn_detect(network *net, const pdn_image *images, int n, float thresh, float hier_thresh,
                float nms, char **names, const char *labels_dir, const char **annotate,
                pdn_detection **out, int *count, int verbose, pdn_error *err)
@@ -409,8 +509,10 @@ int pdn_detect(network *net, const pdn_image *images, int n, float thresh, float
             if (annotate && annotate[b]) {
                 image drawn = copy_image(as_image(&images[b]));
                 draw_detections(drawn, dets, nboxes, thresh, names, get_alphabet(labels_dir), classes);
-                save_image_options(drawn, annotate[b], JPG, 90);
+                int saved = save_jpeg(drawn, annotate[b]);
                 free_image(drawn);
+                if (!saved) darknet_fail(DARKNET_ERR_FILE, "cannot write the annotated image %s: %s", annotate[b],
+                                         errno ? strerror(errno) : "write failed");
             }
             free_detections(dets, nboxes);
             dets = NULL;
@@ -484,6 +586,10 @@ static layer parse_python_section(list *options, size_params params)
     free(keys);
     free(values);
     if (id < 0) darknet_fail(DARKNET_ERR_CFG, "Python layer %s raised an exception in output_shape", params.section);
+    if ((long long)shape[0] * shape[1] * shape[2] * params.batch > INT_MAX) {
+        darknet_fail(DARKNET_ERR_CFG, "Python layer %s: output %d x %d x %d for a batch of %d is more than "
+                     "Darknet's limit of %d values", params.section, shape[0], shape[1], shape[2], params.batch, INT_MAX);
+    }
 
     layer l = {0};
     python_layer *py = calloc(1, sizeof(python_layer));

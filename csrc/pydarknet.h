@@ -37,8 +37,10 @@ typedef struct {
     double bflops;             /* billions of floating point operations per image */
 } pdn_layer;
 
-int pdn_load(const char *cfg, const char *weights, int batch, int verbose,
-             network **out, pdn_error *err);
+/* finite_weights: refuse NaN/infinite weights; max_memory: bytes the network may
+ * allocate while it is made and loaded (0: no limit). */
+int pdn_load(const char *cfg, const char *weights, int batch, int verbose, int finite_weights,
+             unsigned long long max_memory, network **out, pdn_error *err);
 void pdn_free(network *net);
 void pdn_network_info_get(network *net, pdn_network_info *info);
 int pdn_layer_get(network *net, int index, pdn_layer *out);
@@ -77,9 +79,10 @@ typedef struct {
     float x, y, w, h;          /* box centre and size relative to the image (0..1) */
 } pdn_detection;
 
-/* Decode with upstream's stb path (3 channels); free with pdn_image_free. */
-int pdn_image_load(const char *path, pdn_image *out, pdn_error *err);
-int pdn_image_decode(const unsigned char *data, int size, pdn_image *out, pdn_error *err);
+/* Decode with upstream's stb path (3 channels); free with pdn_image_free. Images
+ * whose header declares more than max_pixels pixels are refused before decoding. */
+int pdn_image_load(const char *path, long long max_pixels, pdn_image *out, pdn_error *err);
+int pdn_image_decode(const unsigned char *data, int size, long long max_pixels, pdn_image *out, pdn_error *err);
 void pdn_image_free(pdn_image *image);
 
 /* Classes of the network's detection layer, or -1 if it has none. */
@@ -89,7 +92,8 @@ int pdn_detection_classes(network *net);
  * size, one forward pass, then get_network_boxes() and do_nms_sort() per image.
  * *out receives every (box, class) with prob > thresh (free with
  * pdn_detections_free). If annotate is not NULL, image i is drawn with upstream's
- * draw_detections() (names, glyphs from labels_dir) and saved as annotate[i] + ".jpg". */
+ * draw_detections() (names, glyphs from labels_dir) and saved as JPEG to annotate[i]
+ * (a file error if it cannot be written completely). */
 int pdn_detect(network *net, const pdn_image *images, int n, float thresh, float hier_thresh,
                float nms, char **names, const char *labels_dir, const char **annotate,
                pdn_detection **out, int *count, int verbose, pdn_error *err);

@@ -52,9 +52,11 @@ def _native():
         _threads_from_environment = False
         threads = _os.environ.get("PYDARKNET_NUM_THREADS", "").strip()
         if threads:
-            if not threads.isdigit() or int(threads) < 1:
-                raise ValueError(f"PYDARKNET_NUM_THREADS={threads!r}: give a positive number of threads")
-            _darknet.lib.pdn_set_num_threads(int(threads))
+            from .limits import MAX_THREADS, positive_int
+
+            if not threads.isdigit():
+                raise ValueError(f"PYDARKNET_NUM_THREADS={threads!r}: give a number of threads, 1 to {MAX_THREADS}")
+            _darknet.lib.pdn_set_num_threads(positive_int(int(threads), "PYDARKNET_NUM_THREADS", MAX_THREADS))
     return _darknet
 
 
@@ -66,9 +68,11 @@ def set_num_threads(n: int) -> None:
     loops and splits each GEMM (OpenBLAS itself then stays single-threaded), or in a
     build without OpenMP the BLAS library's threads. The environment variable
     PYDARKNET_NUM_THREADS sets it at first use; the default is OpenMP's (OMP_NUM_THREADS,
-    else every core), or without OpenMP the BLAS library's (OPENBLAS_NUM_THREADS)."""
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"set_num_threads needs a positive int, not {n!r}")
+    else every core), or without OpenMP the BLAS library's (OPENBLAS_NUM_THREADS).
+    At most ``limits.MAX_THREADS``."""
+    from .limits import MAX_THREADS, positive_int
+
+    n = positive_int(n, "set_num_threads", MAX_THREADS)
     _native().lib.pdn_set_num_threads(n)
 
 

@@ -9,6 +9,7 @@ reading, as Caffe does, and always written back in the current form.
 from __future__ import annotations
 
 import functools
+import math
 import os
 import re
 from pathlib import Path
@@ -95,7 +96,52 @@ def read_prototxt(path: PathLike):
         text = str(e).split(" : ", 1)[-1] if line else str(e)
         raise CaffeError(f"{text}; the file is not a Caffe NetParameter in text format, or uses fields of a "
                          "Caffe fork that BVLC's schema does not have", file=os.fspath(path), line=line) from None
-    return upgrade_v1(net, path)
+    net = upgrade_v1(net, path)
+    check_structure(net, path)
+    return net
+
+
+# Positive-size fields of the layers the tools read: (parameter message, fields).
+_POSITIVE = {
+    "Convolution": ("convolution_param", ("num_output", "group", "kernel_size", "kernel_h", "kernel_w",
+                                          "stride", "stride_h", "stride_w", "dilation")),
+    "Deconvolution": ("convolution_param", ("num_output", "group", "kernel_size", "kernel_h", "kernel_w",
+                                            "stride", "stride_h", "stride_w", "dilation")),
+    "Pooling": ("pooling_param", ("kernel_size", "kernel_h", "kernel_w", "stride", "stride_h", "stride_w")),
+    "InnerProduct": ("inner_product_param", ("num_output",)),
+}
+# Fewest bottoms a layer type needs.
+_MIN_BOTTOMS = {"Eltwise": 2, "Concat": 1}
+
+
+def check_structure(net, path: Optional[PathLike] = None) -> None:
+    """What the tools rely on in a prototxt's structure, checked once where it is read
+    (as Caffe's own layer setup would refuse it): at least one layer, a top for every
+    layer, positive sizes, strides and groups, and enough bottoms, each one produced by
+    an earlier layer or declared as an input."""
+    where = dict(file=None if path is None else os.fspath(path))
+    if not net.layer:
+        raise CaffeError("the prototxt declares no layers; is it the network description (deploy.prototxt)?",
+                         **where)
+    produced = set(net.input)
+    for layer in net.layer:
+        name = f"layer '{layer.name}' ({layer.type})"
+        missing = [bottom for bottom in layer.bottom if bottom not in produced]
+        if missing:
+            raise CaffeError(f"{name} reads '{missing[0]}', which no layer before it produces", **where)
+        produced.update(layer.top)
+        if not layer.top and layer.type != "Silence":
+            raise CaffeError(f"{name} has no top blob", **where)
+        if len(layer.bottom) < _MIN_BOTTOMS.get(layer.type, 0):
+            raise CaffeError(f"{name} needs at least {_MIN_BOTTOMS[layer.type]} bottom blobs, "
+                             f"has {len(layer.bottom)}", **where)
+        field_name, fields = _POSITIVE.get(layer.type, (None, ()))
+        params = getattr(layer, field_name) if field_name else None
+        for field in fields:
+            values = getattr(params, field)
+            values = list(values) if not isinstance(values, int) else ([values] if params.HasField(field) else [])
+            if any(v < 1 for v in values):
+                raise CaffeError(f"{name}: {field_name}.{field} must be positive, got {values}", **where)
 
 
 def read_caffemodel(path: PathLike):
@@ -203,7 +249,7 @@ def blob_array(blob) -> np.ndarray:
     else:
         shape = (blob.num, blob.channels, blob.height, blob.width)
     values = np.asarray(blob.double_data if len(blob.double_data) else blob.data, dtype=np.float32)
-    if values.size != int(np.prod(shape)):
+    if min(shape, default=0) < 0 or values.size != math.prod(shape):  # Python ints: no wrap-around
         raise CaffeError(f"a blob holds {values.size} values for its shape {shape}")
     return values.reshape(shape)
 

@@ -29,30 +29,36 @@ def _progress(done: int, total: int) -> None:
         print(f"\r{done}/{total} images", end="\n" if done == total else "", file=sys.stderr, flush=True)
 
 
-def _annotated_paths(images: Sequence[str], out: Optional[Path]) -> Optional[List[str]]:
+def _annotated_paths(images: Sequence[str], out: Optional[Path]) -> List[Optional[Path]]:
+    """OUT/IMAGE-stem (detect_batch adds .jpg) for each image; refused before any work
+    when two images would write the same file."""
     if out is None:
-        return None
+        return [None] * len(images)
     out.mkdir(parents=True, exist_ok=True)
-    return [str(out / f".{Path(image).stem}.{os.getpid()}.partial") for image in images]
+    first_with_stem = {}
+    for image in images:
+        other = first_with_stem.get(Path(image).stem)
+        first_with_stem.setdefault(Path(image).stem, image)
+        if other is not None:
+            raise ValueError(f"{other} and {image} would both be annotated as {out / Path(image).stem}.jpg; "
+                             f"give images with different names, or one --out per run")
+    return [out / Path(image).stem for image in images]
 
 
 def cmd_detect(args) -> int:
     from . import detect_batch
 
     net = _network(args, batch=args.batch)
-    out = Path(args.out) if args.out else None
+    annotated = _annotated_paths(args.images, Path(args.out) if args.out else None)
     for start in range(0, len(args.images), args.batch):
         chunk = args.images[start:start + args.batch]
-        partial = _annotated_paths(chunk, out)
+        targets = annotated[start:start + args.batch]
         began = time.perf_counter()
         results = detect_batch(net, chunk, thresh=args.thresh, hier_thresh=args.hier_thresh,
-                               nms=args.nms, annotate=partial)
+                               nms=args.nms, annotate=targets if args.out else None)
         elapsed_ms = (time.perf_counter() - began) * 1000 / len(chunk)
-        for index, (image, found) in enumerate(zip(chunk, results)):
-            written = None
-            if partial:  # upstream writes PATH.jpg; rename into place once complete
-                written = out / f"{Path(image).stem}.jpg"
-                os.replace(partial[index] + ".jpg", written)
+        for image, found, target in zip(chunk, results, targets):
+            written = target.with_name(target.name + ".jpg") if target else None
             _print_detections(args, image, found, elapsed_ms, written)
         _progress(min(start + args.batch, len(args.images)), len(args.images))
     return 0
@@ -146,17 +152,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "batch", 1) < 1:
-        args.batch = 1
     try:
         if args.command == "classify" and not args.cfg:
             raise ValueError("classify needs --cfg, --weights and --names (there is no zoo classifier yet)")
         return args.handler(args)
-    except (DarknetError, ZooError, OSError, ValueError, TypeError, KeyError) as exc:
+    except (DarknetError, ZooError, OSError, ValueError, TypeError) as exc:
         if args.debug:
             raise
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"pydarknet: error: {message}", file=sys.stderr)
+        print(f"pydarknet: error: {exc}", file=sys.stderr)
         return 2
 
 

@@ -23,7 +23,7 @@ from . import atomic, folding
 from .caffe_files import blob_array, blobs_by_layer, read_caffemodel, read_prototxt
 from .darknet_files import CURRENT_HEADER, Weights, cfg_text
 from .errors import CaffeError, ConversionError
-from .fold_caffe import (FoldPlan, Graph, bn_statistics, describe, fold_net, input_shape, opencv_net,
+from .fold_caffe import (FoldPlan, Graph, bn_statistics, describe, fold_net, input_shape, opencv_errors, opencv_net,
                          plan_folds, with_blobs)
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -474,8 +474,8 @@ def convert_net(structure, weights, *, input_shape_chw: Optional[Shape] = None, 
     if len(shape) != 3 or min(shape) < 1:
         raise ConversionError(f"input shape {shape}: give C,H,W (--input-shape)")
     converter = _Converter(graph, blobs, plans, shape, inputs[0])
-    input_version = next(v for v in graph.readers if v[1] == inputs[0] and
-                         (v[0] < 0 or graph.layers[v[0]].type == "Input")) if graph.readers else None
+    input_version = next((v for v in graph.readers if v[1] == inputs[0] and
+                          (v[0] < 0 or graph.layers[v[0]].type == "Input")), None)
     if input_version is not None and len(graph.readers[input_version]) > 1:
         # Darknet layers cannot route to the network input: an identity layer first
         converter.emit("activation", {"activation": "linear"}, [], shape, "the network input, read by several layers")
@@ -548,7 +548,7 @@ def caffe_to_darknet(prototxt: PathLike, caffemodel: PathLike, out: PathLike, *,
         "layers": conversion.mapping,
         "notes": conversion.notes,
     }
-    with atomic.replacing(*paths) as (cfg_temp, weights_temp, json_temp):
+    with atomic.replacing(*paths, inputs=(prototxt, caffemodel)) as (cfg_temp, weights_temp, json_temp):
         cfg_temp.write_text(conversion.cfg(), encoding="utf-8")
         conversion.weights().write(weights_temp)
         _check_runtime_shapes(conversion, cfg_temp, weights_temp)
@@ -564,25 +564,26 @@ def verify(prototxt: PathLike, caffemodel: PathLike, cfg: PathLike, weights: Pat
     from .network import Network
 
     x = np.random.default_rng(seed).random((inputs, *conversion.input_shape), dtype=np.float32)
-    cv2, caffe = opencv_net(prototxt, caffemodel, x)
-    graph = Graph.build(read_prototxt(prototxt))
-    # OpenCV names a layer's output by the layer: pair each blob's final writer in the
-    # original network with the Darknet layer holding that blob.
-    # (OpenCV's importer renames some layers after their top: try both names.)
-    writer = {name: layer.name for layer in graph.layers for name in layer.top if layer.type != "Input"}
-    names, indices = [], []
-    for blob, index in conversion.blob_layers.items():
-        found = [n for n in (writer.get(blob), blob) if n is not None and caffe.getLayerId(n) >= 0]
-        if found:
-            names.append(found[0])
-            indices.append(index)
-    reference = caffe.forward(names) if names else []
-    with Network(cfg, weights, batch=inputs, fold_bn=False) as net:  # the files as written
-        outputs = net.layer_outputs(x)
-    pairs = [(f"'{name}' (Darknet layer {i})", ref, outputs[i].reshape(ref.shape))
-             for name, i, ref in zip(names, indices, reference)]
-    last = caffe.forward()
-    output = [(f"the network output '{conversion.output_name}'", last, outputs[-1].reshape(last.shape))]
+    with opencv_errors(prototxt):  # OpenCV builds its layers on the first forward
+        cv2, caffe = opencv_net(prototxt, caffemodel, x)
+        graph = Graph.build(read_prototxt(prototxt))
+        # OpenCV names a layer's output by the layer: pair each blob's final writer in the
+        # original network with the Darknet layer holding that blob.
+        # (OpenCV's importer renames some layers after their top: try both names.)
+        writer = {name: layer.name for layer in graph.layers for name in layer.top if layer.type != "Input"}
+        names, indices = [], []
+        for blob, index in conversion.blob_layers.items():
+            found = [n for n in (writer.get(blob), blob) if n is not None and caffe.getLayerId(n) >= 0]
+            if found:
+                names.append(found[0])
+                indices.append(index)
+        reference = caffe.forward(names) if names else []
+        with Network(cfg, weights, batch=inputs, fold_bn=False) as net:  # the files as written
+            outputs = net.layer_outputs(x)
+        pairs = [(f"'{name}' (Darknet layer {i})", ref, outputs[i].reshape(ref.shape))
+                 for name, i, ref in zip(names, indices, reference)]
+        last = caffe.forward()
+        output = [(f"the network output '{conversion.output_name}'", last, outputs[-1].reshape(last.shape))]
     runtime = f"OpenCV DNN {cv2.__version__} vs pydarknet"
     result = folding.compare(pairs + output, runtime, inputs)
     result.output = folding.compare(output, runtime, inputs)

@@ -62,7 +62,8 @@ class Cfg:
                 self.sections.append(Section(line[1:line.find("]")] if "]" in line else line[1:], index))
             elif "=" in line and self.sections:
                 key, value = line.split("=", 1)
-                self.sections[-1].options[key] = Option(key, value, index)
+                # Darknet's option_find() reads a key's first line; a repeated key is unused
+                self.sections[-1].options.setdefault(key, Option(key, value, index))
             else:
                 raise CfgError(f"'{raw.strip()}' is not a [section] or key=value line",
                                file=str(self.path) if self.path else None, line=index + 1)
@@ -171,6 +172,13 @@ class Weights:
                 file=name)
         floats = np.frombuffer(data, dtype="<f4", offset=header.size)
         bounds = np.cumsum([0, *n_params])
+        bad = np.flatnonzero(~np.isfinite(floats))
+        if bad.size:  # as the C loader refuses them (patch 0034)
+            layer = int(np.searchsorted(bounds, bad[0], side="right")) - 1
+            kind = "NaN" if np.isnan(floats[bad[0]]) else "infinite"
+            raise WeightsError(f"the value at byte {header.size + 4 * int(bad[0])} is {kind} "
+                               f"({bad.size} non-finite values in all): these weights are not usable "
+                               f"(a diverged training run writes them)", file=name, section=layer)
         return cls(header, [floats[a:b].astype(np.float32) for a, b in zip(bounds[:-1], bounds[1:])])
 
     def write(self, path: PathLike) -> None:

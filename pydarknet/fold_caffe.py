@@ -9,6 +9,7 @@ too when it alone reads the BatchNorm's output. Anything else stays, with a reas
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple, Union
@@ -279,7 +280,7 @@ def fold(prototxt: PathLike, caffemodel: PathLike, out_prototxt: PathLike,
     text_net.CopyFrom(folded)
     for layer in text_net.layer:
         del layer.blobs[:]
-    with atomic.replacing(out_prototxt, out_caffemodel) as (text_temp, model_temp):
+    with atomic.replacing(out_prototxt, out_caffemodel, inputs=(prototxt, caffemodel)) as (text_temp, model_temp):
         text_temp.write_text(text_format.MessageToString(text_net), encoding="utf-8")
         model_temp.write_bytes(folded.SerializeToString())
     report.outputs = [os.fspath(out_prototxt), os.fspath(out_caffemodel)]
@@ -301,6 +302,19 @@ def opencv_net(prototxt: PathLike, caffemodel: PathLike, x: np.ndarray):
     return cv2, net
 
 
+@contextlib.contextmanager
+def opencv_errors(prototxt: PathLike):
+    """OpenCV's own errors (it builds the layers on the first forward) as CaffeError."""
+    import cv2
+
+    try:
+        yield
+    except cv2.error as exc:
+        reason = (str(exc).strip().splitlines() or ["no reason given"])[-1]
+        raise CaffeError(f"OpenCV DNN, the reference runtime for --check/--verify, cannot run this model: "
+                         f"{reason}", file=os.fspath(prototxt)) from None
+
+
 def check(prototxt_a: PathLike, caffemodel_a: PathLike, prototxt_b: PathLike, caffemodel_b: PathLike,
           inputs: int = 2, seed: int = 0) -> folding.CheckResult:
     """Run both models on the same random inputs with OpenCV DNN (a Caffe runtime
@@ -309,9 +323,10 @@ def check(prototxt_a: PathLike, caffemodel_a: PathLike, prototxt_b: PathLike, ca
     x = np.random.default_rng(seed).random((inputs, *shape[1:]), dtype=np.float32)
     outputs = []
     for prototxt, caffemodel in ((prototxt_a, caffemodel_a), (prototxt_b, caffemodel_b)):
-        cv2, net = opencv_net(prototxt, caffemodel, x)
-        names = net.getUnconnectedOutLayersNames()
-        outputs.append((names, net.forward(names)))
+        with opencv_errors(prototxt):
+            cv2, net = opencv_net(prototxt, caffemodel, x)
+            names = net.getUnconnectedOutLayersNames()
+            outputs.append((names, net.forward(names)))
     (names, reference), (_, folded) = outputs
     pairs = [(f"output '{name}'", ref, out) for name, ref, out in zip(names, reference, folded)]
     return folding.compare(pairs, f"OpenCV DNN {cv2.__version__}", inputs)

@@ -120,7 +120,7 @@ def compare(pairs: Sequence[Tuple[str, np.ndarray, np.ndarray]], runtime: str, i
         diff = float(np.abs(reference - np.asarray(folded, dtype=np.float64)).max(initial=0.0))
         magnitude = float(np.abs(reference).max(initial=0.0))
         result = CheckResult(runtime, inputs, len(pairs), name, diff, magnitude)
-        if worst is None or result.relative > worst.relative:
+        if worst is None or not result.relative <= worst.relative:  # NaN counts as the worst
             worst = result
     if worst is None:
         raise ValueError("no outputs to compare")

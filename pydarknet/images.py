@@ -8,12 +8,14 @@ converts decoded pixels: value / 255 computed in double, stored as float32.
 from __future__ import annotations
 
 import os
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 
 from . import errors
 from ._darknet import ffi, lib
+from .errors import ImageError
+from .limits import INT_MAX, MAX_IMAGE_PIXELS, positive_int
 
 ImageSource = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, np.ndarray, Any]
 CHANNEL_ORDERS = ("RGB", "BGR")
@@ -25,6 +27,8 @@ class Image:
     def __init__(self, array: np.ndarray):
         self.array = np.ascontiguousarray(array, dtype=np.float32)
         self.channels, self.height, self.width = self.array.shape
+        if not (self.height and self.width):  # letterboxing divides by both
+            raise ImageError(f"the image has no pixels ({self.width} x {self.height})")
         self._struct = ffi.new("pdn_image *", {"w": self.width, "h": self.height, "c": self.channels,
                                                "data": ffi.from_buffer("float[]", self.array)})
 
@@ -38,11 +42,11 @@ class Image:
         return np.rint(self.array * 255).astype(np.uint8).transpose(1, 2, 0)
 
 
-def _decoded(call, *args) -> Image:
+def _decoded(call, *args, max_pixels: int) -> Image:
     """Run a pdn_image_* decoder and own the result as a numpy array."""
     raw = ffi.new("pdn_image *")
     err = ffi.new("pdn_error *")
-    if call(*args, raw, err):
+    if call(*args, max_pixels, raw, err):
         raise errors.from_c(err)
     try:
         count = raw.c * raw.h * raw.w
@@ -52,16 +56,27 @@ def _decoded(call, *args) -> Image:
     return Image(array.reshape(raw.c, raw.h, raw.w))
 
 
-def _from_uint8(array: np.ndarray, channel_order: str) -> Image:
+# (float)px/255. as upstream computes it in double, for each of the 256 values: a lookup
+# gives the same float32 without float64 temporaries 16x the image's size.
+_UINT8_TO_FLOAT = (np.arange(256, dtype=np.float64) / 255.0).astype(np.float32)
+
+
+def _check_pixels(height: int, width: int, max_pixels: int) -> None:
+    if height * width > max_pixels:
+        raise ImageError(f"the image is {width} x {height} = {height * width} pixels, more than the limit of "
+                         f"{max_pixels}; pass a larger max_pixels if you trust it")
+
+
+def _from_uint8(array: np.ndarray, channel_order: str, max_pixels: int) -> Image:
     if array.ndim != 3 or array.shape[2] != 3:
         raise ValueError(f"uint8 images must be height x width x 3, got shape {array.shape}")
+    _check_pixels(array.shape[0], array.shape[1], max_pixels)
     if channel_order == "BGR":
         array = array[:, :, ::-1]
-    planar = array.transpose(2, 0, 1).astype(np.float64) / 255.0  # upstream: (float)px/255.
-    return Image(planar.astype(np.float32))
+    return Image(_UINT8_TO_FLOAT[np.ascontiguousarray(array.transpose(2, 0, 1))])
 
 
-def load_image(source: ImageSource, channel_order: str = "RGB") -> Image:
+def load_image(source: ImageSource, channel_order: str = "RGB", max_pixels: Optional[int] = None) -> Image:
     """Decode or convert any supported image source.
 
     - a path (str or os.PathLike): decoded by upstream's stb_image, like the CLI;
@@ -70,7 +85,12 @@ def load_image(source: ImageSource, channel_order: str = "RGB") -> Image:
       OpenCV frames);
     - numpy float32 (3, height, width): already planar RGB in [0, 1];
     - a PIL image (any mode; converted to RGB).
+
+    Images of more than ``max_pixels`` pixels (default ``limits.MAX_IMAGE_PIXELS``)
+    raise ImageError, encoded ones from their header before anything is decoded; images
+    without pixels and float images with values outside [0, 1] (NaN included) are refused.
     """
+    max_pixels = MAX_IMAGE_PIXELS if max_pixels is None else positive_int(max_pixels, "max_pixels", 2**62)
     if channel_order not in CHANNEL_ORDERS:
         raise ValueError(f"channel_order must be one of {CHANNEL_ORDERS}, not {channel_order!r}")
     if isinstance(source, Image):
@@ -78,24 +98,34 @@ def load_image(source: ImageSource, channel_order: str = "RGB") -> Image:
     if isinstance(source, (str, os.PathLike)):
         if not os.path.isfile(source):
             raise errors.FileError("cannot open image: no such file", file=os.fsdecode(source))
-        return _decoded(lib.pdn_image_load, os.fsencode(source))
+        return _decoded(lib.pdn_image_load, os.fsencode(source), max_pixels=max_pixels)
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
         if not data:
             raise errors.ImageError("cannot decode image data: it is empty")
-        return _decoded(lib.pdn_image_decode, data, len(data))
+        if len(data) > INT_MAX:
+            raise errors.ImageError(f"cannot decode {len(data)} bytes of image data: the decoder takes at most {INT_MAX}")
+        return _decoded(lib.pdn_image_decode, data, len(data), max_pixels=max_pixels)
     if isinstance(source, np.ndarray):
         if source.dtype == np.uint8:
-            return _from_uint8(source, channel_order)
+            return _from_uint8(source, channel_order, max_pixels)
         if source.dtype == np.float32:
             if source.ndim != 3 or source.shape[0] != 3:
                 raise ValueError(f"float32 images must be 3 x height x width (planar RGB), got shape {source.shape}")
-            if source.size and (source.min() < 0 or source.max() > 1):
-                raise ValueError("float32 images must hold values in [0, 1]")
+            _check_pixels(source.shape[1], source.shape[2], max_pixels)
+            # not (min >= 0 and max <= 1): NaN fails both comparisons
+            if source.size and not (source.min() >= 0 and source.max() <= 1):
+                raise ValueError("float32 images must hold values in [0, 1] (no NaN)")
             return Image(source)
         raise TypeError(f"numpy images must be uint8 (H, W, 3) or float32 (3, H, W), not {source.dtype}")
     if hasattr(source, "convert") and hasattr(source, "size") and hasattr(source, "mode"):  # PIL
-        return _from_uint8(np.asarray(source.convert("RGB")), "RGB")
+        width, height = source.size
+        _check_pixels(height, width, max_pixels)
+        try:
+            pixels = np.asarray(source.convert("RGB"))
+        except (OSError, ValueError, SyntaxError) as exc:  # PIL's errors for damaged files
+            raise errors.ImageError(f"PIL cannot decode this image: {exc}") from exc
+        return _from_uint8(pixels, "RGB", max_pixels)
     raise TypeError(
         f"unsupported image type {type(source).__name__}: use a path, bytes, a numpy array or a PIL image"
     )

@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass
 from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 
-from . import zoo
+from . import limits, zoo
 from .images import Image, ImageSource, load_image
 from .network import Network
 
@@ -121,6 +121,7 @@ def detect(model: ModelSpec, image: ImageSource, *, thresh: float = 0.5, hier_th
 def classify(model: ModelSpec, image: ImageSource, *, top: int = 5,
              channel_order: str = "RGB") -> List[Classification]:
     """The ``top`` classes of a classifier cfg, as upstream's ``darknet classifier predict``."""
+    top = limits.positive_int(top, "top")
     net = resolve_model(model)
     probs = net.classify_raw(load_image(image, channel_order))
     labels = net.labels

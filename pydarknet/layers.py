@@ -7,7 +7,7 @@
 
 ``output_shape((c, h, w), params) -> (c, h, w)`` runs while the cfg is parsed;
 ``forward(x, params) -> array`` runs during each forward pass with ``x`` shaped
-(batch, c, h, w) float32 (read-only) and must return (batch, *output_shape).
+(batch, c, h, w) float32 (its own copy) and must return (batch, *output_shape).
 ``params`` holds the section's ``key=value`` lines as strings. An exception raised in
 either comes out of ``Network(...)`` or ``Network.predict`` as itself; the network
 stays usable. Registration is per process.
@@ -65,7 +65,7 @@ def unregister_layer(name: str) -> None:
     """Forget ``[name]``; networks already loaded keep working."""
     with _lock:
         if _specs.pop(name, None) is None:
-            raise KeyError(f"no Python layer [{name}] is registered")
+            raise ValueError(f"no Python layer [{name}] is registered")
         lib.pdn_unregister_python_section(name.encode())
 
 
@@ -86,7 +86,9 @@ class collecting:
         _state.created = None
 
 
-def forget(ids: List[int]) -> None:
+# Defaults bind the module state: Network.close() calls this from __del__, also at
+# interpreter exit after this module's globals are cleared.
+def forget(ids: List[int], _lock=_lock, _instances=_instances) -> None:
     with _lock:
         for layer_id in ids:
             _instances.pop(layer_id, None)
@@ -126,8 +128,8 @@ def pdn_python_forward(layer_id, batch, input_ptr, output_ptr):
         with _lock:
             layer = _instances[layer_id]
         c, h, w = layer.input_shape
-        x = np.frombuffer(ffi.buffer(input_ptr, 4 * batch * c * h * w), dtype=np.float32).reshape(batch, c, h, w)
-        x.flags.writeable = False  # it is the previous layer's output
+        # a copy: the previous layer's buffer is freed with the network, and forward may keep x
+        x = np.frombuffer(ffi.buffer(input_ptr, 4 * batch * c * h * w), dtype=np.float32).reshape(batch, c, h, w).copy()
         y = np.asarray(layer.spec.forward(x, dict(layer.params)), dtype=np.float32)
         expected = (batch,) + layer.output_shape
         if y.shape != expected:

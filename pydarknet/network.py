@@ -10,7 +10,7 @@ from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from . import atomic, errors, folding, layers
+from . import atomic, errors, folding, layers, limits
 from ._darknet import ffi, lib
 from .images import Image
 from .names import NamesSource, load_names
@@ -78,25 +78,34 @@ class Network:
     runs them in chunks of ``batch``. Darknet's console output is shown only with
     ``verbose=True``. Calls on one network are serialised by a lock and release the
     GIL while Darknet computes, so separate networks run in parallel threads.
+
+    Untrusted files are safe to load: a cfg whose sizes overflow, a weights file with
+    NaN or infinite values (refused with ``WeightsError`` unless ``finite_weights=False``,
+    for inspecting a diverged training run) or a network larger than ``max_memory`` bytes
+    (default: this machine's physical memory; ``OutOfMemoryError``) raises instead of
+    crashing. See "Untrusted input" in the README.
     """
 
     def __init__(self, cfg: PathLike, weights: Optional[PathLike] = None, *,
                  batch: int = 1, names: NamesSource = None, verbose: bool = False, fold_bn: bool = True,
-                 winograd: bool = True):
-        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-            raise ValueError(f"batch must be a positive int, not {batch!r}")
+                 winograd: bool = True, max_memory: Optional[int] = None, finite_weights: bool = True):
+        batch = limits.positive_int(batch, "batch")
+        budget = limits.network_memory() if max_memory is None else limits.positive_int(
+            max_memory, "max_memory", 2**63 - 1)
         self.cfg_path = Path(os.fsdecode(_path_arg(cfg, "cfg")))
         self.weights_path = None if weights is None else Path(os.fsdecode(_path_arg(weights, "weights")))
         self.verbose = bool(verbose)
         self.names: Optional[List[str]] = None if names is None else load_names(names)  # fail before loading
         self._lock = threading.Lock()
+        self._holder: Optional[int] = None  # the thread inside _locked()
         self._net = _NULL
         self._folded: set = set()  # layers whose BN fold_batchnorm() folded
         handle = ffi.new("network **")
         err = ffi.new("pdn_error *")
         weights_arg = ffi.NULL if weights is None else _path_arg(weights, "weights")
         with layers.collecting() as created:
-            failed = lib.pdn_load(_path_arg(cfg, "cfg"), weights_arg, batch, self.verbose, handle, err)
+            failed = lib.pdn_load(_path_arg(cfg, "cfg"), weights_arg, batch, self.verbose, bool(finite_weights),
+                                  budget, handle, err)
             #: cfg keys that no layer reads (often a misspelling), as "file:line: layer N: ..."
             self.warnings: List[str] = ffi.string(lib.pdn_warnings()).decode("utf-8", "replace").splitlines()
         self._python_layers = list(created)
@@ -123,6 +132,8 @@ class Network:
         self.winograd_layers: int = used[0]
         self.layers = [self._layer(i) for i in range(info.n_layers)]
         classes = lib.pdn_detection_classes(self._net)
+        #: whether the network ends in a [yolo], [region] or [detection] layer
+        self.detector: bool = classes >= 0
         self.classes: int = classes if classes >= 0 else info.outputs
         if self.names is not None and len(self.names) != self.classes:
             self.close()
@@ -215,10 +226,10 @@ class Network:
         return np.ascontiguousarray(x.reshape((-1,) + self.input_shape))
 
     def _one_batch(self, x: np.ndarray, method: str) -> np.ndarray:
-        """``x`` as _images(), for methods that take at most ``batch`` images."""
+        """``x`` as _images(), for methods that take 1 to ``batch`` images."""
         images = self._images(x)
-        if len(images) > self.batch:
-            raise ValueError(f"{method} takes at most batch={self.batch} images, got {len(images)}")
+        if not 1 <= len(images) <= self.batch:
+            raise ValueError(f"{method} takes 1 to batch={self.batch} images, got {len(images)}")
         return images
 
     def _forward(self, chunk: np.ndarray, result: np.ndarray, seconds: Optional[np.ndarray] = None) -> None:
@@ -330,14 +341,19 @@ class Network:
         return cfg_path
 
     def detect_raw(self, images: Sequence[Image], thresh: float = 0.5, hier_thresh: float = 0.5,
-                   nms: float = 0.45, annotate: Optional[Sequence[Optional[str]]] = None
+                   nms: float = 0.45, annotate: Optional[Sequence[Optional[PathLike]]] = None
                    ) -> List[List[RawDetection]]:
         """Upstream's detector path (letterbox, forward, get_network_boxes, do_nms_sort)
         on decoded images, ``batch`` at a time; per image, every (box, class) with
-        prob > thresh in upstream's order. ``annotate[i]``, a path without extension,
-        receives image i drawn by upstream's draw_detections() as JPEG."""
+        prob > thresh in upstream's order. ``annotate``, one path without extension (or
+        None) per image, receives image i drawn by upstream's draw_detections() as
+        ``annotate[i] + ".jpg"``, written to a temporary file and renamed once complete."""
         from . import upstream_path  # the label glyphs installed with us
 
+        thresh = limits.probability(thresh, "thresh")
+        hier_thresh = limits.probability(hier_thresh, "hier_thresh")
+        nms = limits.probability(nms, "nms")
+        targets = _annotation_targets(annotate, len(images))
         c_labels = [ffi.new("char[]", label.encode()[:_DRAWN_LABEL_BYTES]) for label in self.labels]
         names = ffi.new("char *[]", c_labels)
         glyphs = str(upstream_path("data/labels/32_0.png").parent).encode()
@@ -348,14 +364,14 @@ class Network:
             for start in range(0, len(images), self.batch):
                 chunk = images[start:start + self.batch]
                 structs = ffi.new("pdn_image[]", [im._struct[0] for im in chunk])
-                paths = None
-                if annotate is not None:
-                    keep = [ffi.new("char[]", os.fsencode(p)) if p else ffi.NULL
-                            for p in annotate[start:start + len(chunk)]]
-                    paths = ffi.new("char *[]", keep)
-                if lib.pdn_detect(self._net, structs, len(chunk), thresh, hier_thresh, nms, names, glyphs,
-                                  paths if paths is not None else ffi.NULL, out, count, self.verbose, err):
-                    raise errors.from_c(err)
+                chunk_targets = targets[start:start + len(chunk)]
+                with atomic.replacing(*(t for t in chunk_targets if t)) as temps:
+                    temp_of = iter(temps)
+                    keep = [ffi.new("char[]", os.fsencode(next(temp_of))) if t else ffi.NULL for t in chunk_targets]
+                    paths = ffi.new("char *[]", keep) if targets else ffi.NULL
+                    if lib.pdn_detect(self._net, structs, len(chunk), thresh, hier_thresh, nms, names, glyphs,
+                                      paths, out, count, self.verbose, err):
+                        raise errors.from_c(err)
                 try:
                     for d in out[0][0:count[0]]:
                         results[start + d.image].append(
@@ -366,6 +382,8 @@ class Network:
 
     def classify_raw(self, image: Image) -> np.ndarray:
         """Upstream's classifier path (letterbox, forward, class hierarchy): the outputs."""
+        if self.detector:
+            raise ValueError(f"{self.cfg_path.name} is a detector (it ends in a detection layer): use detect()")
         probs = np.empty(self._outputs, dtype=np.float32)
         err = ffi.new("pdn_error *")
         with self._locked():
@@ -380,13 +398,25 @@ class Network:
     def closed(self) -> bool:
         return self._net == _NULL
 
+    def _refuse_reentry(self) -> None:
+        """A Python layer's code runs inside this network's forward pass, holding its
+        lock: calling the network again from there would wait for itself forever."""
+        if self._holder == threading.get_ident():
+            raise RuntimeError("this Network is running a forward pass on this thread (a Python layer "
+                               "called it from its own forward): it cannot be used again until the pass ends")
+
     @contextlib.contextmanager
     def _locked(self):
         """One call at a time on this network (Darknet keeps scratch buffers in it)."""
+        self._refuse_reentry()
         with self._lock:
             if self.closed:
                 raise ValueError("this Network is closed")
-            yield
+            self._holder = threading.get_ident()
+            try:
+                yield
+            finally:
+                self._holder = None
 
     # Defaults bind what close() needs when the class is made: a Network collected
     # at interpreter exit may run __del__ after the module's globals are cleared.
@@ -395,6 +425,7 @@ class Network:
         lock = getattr(self, "_lock", None)
         if lock is None:  # __init__ failed before the network existed
             return
+        self._refuse_reentry()
         with lock:
             if self._net != _null:
                 _free(self._net)
@@ -410,6 +441,28 @@ class Network:
     def __del__(self) -> None:
         if getattr(self, "_net", None) is not None:
             self.close()
+
+
+def _annotation_targets(annotate, count: int) -> List[Optional[Path]]:
+    """``annotate`` checked: one path without extension (or None) per image, as the
+    JPEG files they name; two images may not write the same file. [] when None."""
+    if annotate is None:
+        return []
+    if isinstance(annotate, (str, bytes, os.PathLike)):
+        raise TypeError("annotate takes one path per image (a list), not a single path")
+    annotate = list(annotate)
+    if len(annotate) != count:
+        raise ValueError(f"annotate has {len(annotate)} paths for {count} images: give one per image (None to skip)")
+    targets = [None if p is None else Path(os.fsdecode(_path_arg(p, "annotate[i]")) + ".jpg") for p in annotate]
+    seen = {}
+    for index, target in enumerate(targets):
+        if target is None:
+            continue
+        key = os.path.normcase(os.path.abspath(target))
+        if key in seen:
+            raise ValueError(f"annotate[{seen[key]}] and annotate[{index}] would both write {target}")
+        seen[key] = index
+    return targets
 
 
 def _foldable(layer: Layer) -> bool:

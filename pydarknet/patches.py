@@ -426,6 +426,12 @@ def _cmd_check(args) -> int:
 
 
 def _cmd_apply(args) -> int:
+    target = Path(args.dir)
+    # only a tree this command wrote (it has our stamp), or an empty folder, is replaced
+    if target.is_symlink() or target.exists() and not (
+            target.is_dir() and (not any(target.iterdir()) or (target / STAMP_NAME).is_file())):
+        raise PatchError(f"{target} exists and is not a patched tree written by this command "
+                         f"(no {STAMP_NAME}); give a new or empty folder")
     patches = load_series(args.series)
     if args.upto:
         names = [p.name for p in patches]

@@ -60,7 +60,7 @@ def get(name: str) -> ZooModel:
     try:
         return MODELS[name]
     except KeyError:
-        raise KeyError(f"no zoo model {name!r}; known: {', '.join(sorted(MODELS))}") from None
+        raise ValueError(f"no zoo model {name!r}; known: {', '.join(sorted(MODELS))}") from None
 
 
 def weights_dir() -> Path:

@@ -86,8 +86,14 @@ def test_detect_batch_equals_single_calls(batch):
     names = ["dog.jpg", "eagle.jpg", "kite.jpg", "person.jpg", "horses.jpg"]
     with zoo.load("yolov3-tiny") as single, zoo.load("yolov3-tiny", batch=batch) as batched:
         expected = [as_tuples(pydarknet.detect(single, samples.path(n))) for n in names]
-        got = pydarknet.detect_batch(batched, [samples.path(n) for n in names])
-    assert [as_tuples(found) for found in got] == expected
+        got = [as_tuples(found) for found in pydarknet.detect_batch(batched, [samples.path(n) for n in names])]
+    # Equal up to float32 rounding: the GEMMs of a batch sum in another order than those
+    # of one image (BLAS blocking and SIMD width differ by batch size and CPU), which
+    # moved a confidence in the 7th digit on an AMD EPYC (0.585021436 vs 0.585021555).
+    assert [[d[:2] for d in found] for found in got] == [[d[:2] for d in found] for found in expected]
+    for found, reference in zip(got, expected):
+        for d, r in zip(found, reference):
+            assert d[2:] == pytest.approx(r[2:], rel=1e-5, abs=1e-3)
 
 
 def test_zoo_name_and_paths_as_model(yolo):
@@ -183,7 +189,7 @@ def test_names_files(tmp_path, classifier):
 
 
 def test_zoo_errors(tmp_path, monkeypatch):
-    with pytest.raises(KeyError, match="known: yolov3-tiny"):
+    with pytest.raises(ValueError, match="known: yolov3-tiny"):
         zoo.get("yolov9")
     fake = tmp_path / "fake.weights"
     fake.write_bytes(b"\0" * 100)

@@ -243,5 +243,5 @@ def test_registration_rules(tmp_path, python_layers):
     python_layers("later", output_shape=lambda s, p: s, forward=hard_swish)
     with pydarknet.Network(cfg) as net:
         assert net.layers[0].type == "later"
-    with pytest.raises(KeyError):
+    with pytest.raises(ValueError):
         pydarknet.unregister_layer("never-registered")
