@@ -104,7 +104,8 @@ def load_image(source: ImageSource, channel_order: str = "RGB", max_pixels: Opti
         if not data:
             raise errors.ImageError("cannot decode image data: it is empty")
         if len(data) > INT_MAX:
-            raise errors.ImageError(f"cannot decode {len(data)} bytes of image data: the decoder takes at most {INT_MAX}")
+            raise errors.ImageError(f"cannot decode {len(data)} bytes of image data: "
+                                    f"the decoder takes at most {INT_MAX}")
         return _decoded(lib.pdn_image_decode, data, len(data), max_pixels=max_pixels)
     if isinstance(source, np.ndarray):
         if source.dtype == np.uint8:

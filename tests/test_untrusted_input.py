@@ -367,7 +367,8 @@ def test_outputs_that_name_one_file_are_refused(tiny_cfg, tiny_weights, tmp_path
 
 
 def test_duplicate_cfg_key_folds_to_a_loadable_pair(tmp_path, tiny_cfg, tiny_weights):
-    text = tiny_cfg.read_text().replace("batch_normalize=1\nfilters=8", "batch_normalize=1\nbatch_normalize=1\nfilters=8")
+    text = tiny_cfg.read_text().replace("batch_normalize=1\nfilters=8",
+                                        "batch_normalize=1\nbatch_normalize=1\nfilters=8")
     dup = tmp_path / "dup.cfg"
     dup.write_text(text)
     from pydarknet.fold_darknet import fold
