@@ -89,9 +89,9 @@ int pdn_load(const char *cfg, const char *weights, int batch, int verbose, int f
     network *volatile net = NULL;
     darknet_clear_warnings();
     darknet_finite_weights = finite_weights;
-    pdn_alloc_budget = max_memory && max_memory < SIZE_MAX ? (size_t)max_memory : SIZE_MAX;
     PDN_GUARDED(verbose, err, { end_load(); if (net) free_network(net); }, {
-        reserve_blas_buffers();
+        reserve_blas_buffers();  /* not charged to the network */
+        pdn_alloc_budget = max_memory && max_memory < SIZE_MAX ? (size_t)max_memory : SIZE_MAX;
         /* with weights: no random initialisation of what the file replaces */
         net = weights ? parse_network_cfg_for_weights((char *)cfg, batch)
                       : parse_network_cfg_custom((char *)cfg, batch);
