@@ -18,8 +18,23 @@ def _temporary_beside(target: Path) -> Path:
     return target.parent / f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
 
 
-def _same_file_key(path: Path) -> str:
-    return os.path.normcase(os.path.realpath(path))
+def _same_file_key(path: PathLike) -> str:
+    return os.path.normcase(os.path.realpath(os.fspath(path)))
+
+
+def check_outputs(targets: Sequence[PathLike], inputs: Sequence[PathLike] = ()) -> None:
+    """ValueError if two targets name the same file, or a target names one of ``inputs``."""
+    written = {}
+    for target in targets:
+        key = _same_file_key(target)
+        if key in written:
+            raise ValueError(f"{os.fspath(written[key])} and {os.fspath(target)} would both write the same file")
+        written[key] = target
+    read = {_same_file_key(i): i for i in inputs}
+    for key, target in written.items():
+        if key in read:
+            raise ValueError(f"the output {os.fspath(target)} would overwrite the input {os.fspath(read[key])}; "
+                             f"write to another path")
 
 
 @contextlib.contextmanager
@@ -29,14 +44,7 @@ def replacing(*targets: PathLike, inputs: Sequence[PathLike] = ()) -> Iterator[L
     Targets that name the same file, or one of ``inputs`` (files the call reads), are
     refused with ValueError before anything is written."""
     finals = [Path(os.fspath(t)) for t in targets]
-    keys = [_same_file_key(f) for f in finals]
-    if len(set(keys)) != len(keys):
-        raise ValueError(f"two outputs of one call name the same file: {', '.join(map(str, finals))}")
-    read = {_same_file_key(Path(os.fspath(i))): i for i in inputs}
-    for final, key in zip(finals, keys):
-        if key in read:
-            raise ValueError(f"the output {final} would overwrite the input {os.fspath(read[key])}; "
-                             f"write to another path")
+    check_outputs(finals, inputs)
     temps = [_temporary_beside(t) for t in finals]
     try:
         yield temps

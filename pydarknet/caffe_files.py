@@ -102,11 +102,11 @@ def read_prototxt(path: PathLike):
 
 
 # Positive-size fields of the layers the tools read: (parameter message, fields).
+_CONVOLUTION_SIZES = ("convolution_param", ("num_output", "group", "kernel_size", "kernel_h", "kernel_w",
+                                            "stride", "stride_h", "stride_w", "dilation"))
 _POSITIVE = {
-    "Convolution": ("convolution_param", ("num_output", "group", "kernel_size", "kernel_h", "kernel_w",
-                                          "stride", "stride_h", "stride_w", "dilation")),
-    "Deconvolution": ("convolution_param", ("num_output", "group", "kernel_size", "kernel_h", "kernel_w",
-                                            "stride", "stride_h", "stride_w", "dilation")),
+    "Convolution": _CONVOLUTION_SIZES,
+    "Deconvolution": _CONVOLUTION_SIZES,
     "Pooling": ("pooling_param", ("kernel_size", "kernel_h", "kernel_w", "stride", "stride_h", "stride_w")),
     "InnerProduct": ("inner_product_param", ("num_output",)),
 }

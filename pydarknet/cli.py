@@ -35,13 +35,13 @@ def _annotated_paths(images: Sequence[str], out: Optional[Path]) -> List[Optiona
     if out is None:
         return [None] * len(images)
     out.mkdir(parents=True, exist_ok=True)
-    first_with_stem = {}
+    image_with_stem = {}
     for image in images:
-        other = first_with_stem.get(Path(image).stem)
-        first_with_stem.setdefault(Path(image).stem, image)
-        if other is not None:
-            raise ValueError(f"{other} and {image} would both be annotated as {out / Path(image).stem}.jpg; "
+        stem = Path(image).stem
+        if stem in image_with_stem:
+            raise ValueError(f"{image_with_stem[stem]} and {image} would both be annotated as {out / stem}.jpg; "
                              f"give images with different names, or one --out per run")
+        image_with_stem[stem] = image
     return [out / Path(image).stem for image in images]
 
 

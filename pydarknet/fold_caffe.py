@@ -287,15 +287,20 @@ def fold(prototxt: PathLike, caffemodel: PathLike, out_prototxt: PathLike,
     return report
 
 
-def opencv_net(prototxt: PathLike, caffemodel: PathLike, x: np.ndarray):
-    """The model loaded in OpenCV DNN (the reference Caffe runtime here) with input x,
-    run layer by layer as written: OpenCV's own BatchNorm fusion is off (it computes
-    grouped Deconvolution + BatchNorm wrongly). Returns (cv2, net)."""
+def _cv2():
     try:
         import cv2
     except ImportError:
         raise CaffeError("running Caffe models (--check, --verify) needs OpenCV DNN: "
                          "pip install 'opencv-python-headless<5'") from None
+    return cv2
+
+
+def opencv_net(prototxt: PathLike, caffemodel: PathLike, x: np.ndarray):
+    """The model loaded in OpenCV DNN (the reference Caffe runtime here) with input x,
+    run layer by layer as written: OpenCV's own BatchNorm fusion is off (it computes
+    grouped Deconvolution + BatchNorm wrongly). Returns (cv2, net)."""
+    cv2 = _cv2()
     net = cv2.dnn.readNetFromCaffe(os.fspath(prototxt), os.fspath(caffemodel))
     net.enableFusion(False)
     net.setInput(x)
@@ -305,8 +310,7 @@ def opencv_net(prototxt: PathLike, caffemodel: PathLike, x: np.ndarray):
 @contextlib.contextmanager
 def opencv_errors(prototxt: PathLike):
     """OpenCV's own errors (it builds the layers on the first forward) as CaffeError."""
-    import cv2
-
+    cv2 = _cv2()
     try:
         yield
     except cv2.error as exc:

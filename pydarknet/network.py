@@ -372,12 +372,12 @@ class Network:
                     if lib.pdn_detect(self._net, structs, len(chunk), thresh, hier_thresh, nms, names, glyphs,
                                       paths, out, count, self.verbose, err):
                         raise errors.from_c(err)
-                try:
-                    for d in out[0][0:count[0]]:
-                        results[start + d.image].append(
-                            RawDetection(d.class_id, d.prob, d.objectness, d.x, d.y, d.w, d.h))
-                finally:
-                    lib.pdn_detections_free(out[0])
+                    try:  # freed before the renames, which can fail
+                        for d in out[0][0:count[0]]:
+                            results[start + d.image].append(
+                                RawDetection(d.class_id, d.prob, d.objectness, d.x, d.y, d.w, d.h))
+                    finally:
+                        lib.pdn_detections_free(out[0])
         return results
 
     def classify_raw(self, image: Image) -> np.ndarray:
@@ -454,14 +454,7 @@ def _annotation_targets(annotate, count: int) -> List[Optional[Path]]:
     if len(annotate) != count:
         raise ValueError(f"annotate has {len(annotate)} paths for {count} images: give one per image (None to skip)")
     targets = [None if p is None else Path(os.fsdecode(_path_arg(p, "annotate[i]")) + ".jpg") for p in annotate]
-    seen = {}
-    for index, target in enumerate(targets):
-        if target is None:
-            continue
-        key = os.path.normcase(os.path.abspath(target))
-        if key in seen:
-            raise ValueError(f"annotate[{seen[key]}] and annotate[{index}] would both write {target}")
-        seen[key] = index
+    atomic.check_outputs([t for t in targets if t])  # across chunks, before any work
     return targets
 
 
