@@ -17,6 +17,7 @@ KNOBS = {
     "gpu": "PYDARKNET_GPU",
     "cuda-arch": "PYDARKNET_CUDA_ARCH",
     "offline": "PYDARKNET_OFFLINE",
+    "sanitize": "PYDARKNET_SANITIZE",
 }
 
 

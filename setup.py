@@ -8,6 +8,7 @@ variables, or ``--config-settings`` keys that ``build_backend.py`` turns into th
   PYDARKNET_BLAS         blas         GEMM: "auto" (default: scipy-openblas32 if installed), "openblas", "none"
   PYDARKNET_GPU          gpu          1: CUDA build; refused when nvcc/cuBLAS are missing
   PYDARKNET_CUDA_ARCH    cuda-arch    CUDA architectures, e.g. "75;80;90"
+  PYDARKNET_SANITIZE     sanitize     1: AddressSanitizer + UndefinedBehaviorSanitizer (for fuzzing)
   PYDARKNET_OFFLINE      offline      1: skip the network channels
 """
 
@@ -44,6 +45,16 @@ OPTIMIZE = ["-O3", "-g0", "-fno-wrapv", "-fno-trapping-math", "-fopenmp-simd"]
 # a name like error() would resolve to glibc's error(3), loaded first, which exits.
 VISIBILITY = ["-fvisibility=hidden"]
 UPSTREAM_WARNINGS = ["-Wno-unused-result", "-Wno-unknown-pragmas"]
+# PYDARKNET_SANITIZE=1: every C file of the extension under ASan + UBSan, stopping at the
+# first report, with frames and line numbers kept (tools/fuzz.py says how to run it).
+SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-fno-omit-frame-pointer", "-g"]
+# ... and, where the compiler has it (clang), the coverage libFuzzer (atheris) reads.
+FUZZER_COVERAGE = "-fsanitize=fuzzer-no-link"
+# image.c holds upstream's stb_image 2.19 and stb_image_write, whose bit reading shifts
+# signed ints and by out-of-range counts on corrupt files (UB compilers give the two's
+# complement result; a wrong pixel value at worst). Those shifts alone are not reported
+# there; ASan and the other UBSan checks stay on.
+SANITIZE_PER_FILE = {"image.c": ["-fno-sanitize=shift"]}
 # Our C, compiled into the extension beside the cffi source.
 GLUE_SOURCES = ("pydarknet.c", "console.c", "checked_alloc.c")
 # Included into every upstream source: quiet console, checked allocations.
@@ -70,6 +81,8 @@ class BuildConfig:
         self.openmp = False  # decided by resolve_openmp(), which needs the compiler
         self.gpu = flag("PYDARKNET_GPU")
         self.cuda_arch = os.environ.get("PYDARKNET_CUDA_ARCH", "75;80;86;89;90")
+        self.sanitize = flag("PYDARKNET_SANITIZE")
+        self.fuzzer_coverage = False  # decided by resolve_sanitize(), which needs the compiler
         self.openblas = self.find_openblas(os.environ.get("PYDARKNET_BLAS", "auto").strip().lower() or "auto")
         if self.gpu:
             self.check_cuda()
@@ -91,6 +104,20 @@ class BuildConfig:
                 raise SystemExit("PYDARKNET_OPENMP=1: the compiler cannot build with -fopenmp "
                                  "(install the OpenMP runtime, e.g. libgomp, or set PYDARKNET_OPENMP=0)") from None
             print("note: no OpenMP with this compiler; the CPU loops run on one thread", file=sys.stderr)
+
+    def resolve_sanitize(self, compiler, temp):
+        """A sanitizer build adds libFuzzer's coverage where the compiler takes it."""
+        if not self.sanitize:
+            return
+        source = temp / "coverage_check.c"
+        source.parent.mkdir(parents=True, exist_ok=True)
+        source.write_text("int check(int x) { return x ? 1 : 2; }\n")
+        try:
+            compiler.compile([str(source)], output_dir=str(temp / "coverage_check"), extra_postargs=[FUZZER_COVERAGE])
+            self.fuzzer_coverage = True
+        except CompileError:
+            print("note: no libFuzzer coverage with this compiler (use clang): the fuzzer sees only Python code",
+                  file=sys.stderr)
 
     @staticmethod
     def find_openblas(choice):
@@ -124,7 +151,11 @@ class BuildConfig:
         blas = (["-DPDN_BLAS_SET_THREADS=scipy_openblas_set_num_threads",
                  "-DPDN_BLAS_GET_THREADS=scipy_openblas_get_num_threads", f"-I{self.openblas.get_include_dir()}"]
                 if self.openblas else [])
-        return blas + self.openmp_flags()
+        return blas + self.openmp_flags() + self.sanitize_flags()
+
+    def sanitize_flags(self):
+        """Compile and link flags of a sanitizer build."""
+        return SANITIZE + ([FUZZER_COVERAGE] if self.fuzzer_coverage else []) if self.sanitize else []
 
     def openmp_flags(self):
         """Compile and link flags of an OpenMP build."""
@@ -147,10 +178,10 @@ class BuildConfig:
         flags = ["-std=gnu11", "-fPIC", *OPTIMIZE, *VISIBILITY, *UPSTREAM_WARNINGS,
                  f"-I{CSRC / 'override'}", f"-I{tree / 'include'}", f"-I{tree / 'src'}",
                  *(arg for header in FORCED_HEADERS for arg in ("-include", str(CSRC / header)))]
-        return flags + self.blas_flags() + self.openmp_flags()
+        return flags + self.blas_flags() + self.openmp_flags() + self.sanitize_flags()
 
     def link_flags(self):
-        flags = self.openmp_flags()
+        flags = self.openmp_flags() + self.sanitize_flags()
         if self.openblas:
             # installed: the library of the scipy-openblas32 package beside pydarknet
             # (pydarknet imports that package first, which also covers a source checkout)
@@ -160,7 +191,9 @@ class BuildConfig:
 
     def features(self):
         return {"gpu": self.gpu, "openmp": self.openmp, "blas": self.blas,
-                "cuda_arch": self.cuda_arch if self.gpu else None}
+                "cuda_arch": self.cuda_arch if self.gpu else None,
+                "sanitize": ("asan+ubsan+fuzzer-coverage" if self.fuzzer_coverage else "asan+ubsan")
+                if self.sanitize else False}
 
 
 class BuildDarknet(build_ext):
@@ -172,6 +205,7 @@ class BuildDarknet(build_ext):
         config = BuildConfig()
         temp = Path(self.build_temp).resolve()
         config.resolve_openmp(self.compiler, temp)
+        config.resolve_sanitize(self.compiler, temp)
         tree = temp / "darknet"
         stamp = patches.prepare_tree(tree, ROOT / "darknet_patches", work=temp / "upstream-download")
         objects = self.compile_upstream(config, tree, temp / "obj")
@@ -206,8 +240,10 @@ class BuildDarknet(build_ext):
         flags = config.upstream_flags(tree)
 
         def compile_one(source):
+            extra = SANITIZE_PER_FILE.get(source.name, []) if config.sanitize else []
             return self.compiler.compile([str(source)], output_dir=str(obj_dir / source.stem),
-                                         extra_postargs=flags, depends=[str(CSRC / h) for h in FORCED_HEADERS])[0]
+                                         extra_postargs=flags + extra,
+                                         depends=[str(CSRC / h) for h in FORCED_HEADERS])[0]
 
         obj_dir.mkdir(parents=True, exist_ok=True)
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:

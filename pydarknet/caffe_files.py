@@ -110,8 +110,14 @@ _POSITIVE = {
     "Pooling": ("pooling_param", ("kernel_size", "kernel_h", "kernel_w", "stride", "stride_h", "stride_w")),
     "InnerProduct": ("inner_product_param", ("num_output",)),
 }
-# Fewest bottoms a layer type needs.
-_MIN_BOTTOMS = {"Eltwise": 2, "Concat": 1}
+# Fewest bottoms a layer type needs: these, none for inputs and data layers, else one.
+_MIN_BOTTOMS = {"Eltwise": 2}
+
+
+def _min_bottoms(layer_type: str) -> int:
+    if layer_type == "Input" or layer_type.endswith("Data"):
+        return 0
+    return _MIN_BOTTOMS.get(layer_type, 1)
 
 
 def check_structure(net, path: Optional[PathLike] = None) -> None:
@@ -132,8 +138,8 @@ def check_structure(net, path: Optional[PathLike] = None) -> None:
         produced.update(layer.top)
         if not layer.top and layer.type != "Silence":
             raise CaffeError(f"{name} has no top blob", **where)
-        if len(layer.bottom) < _MIN_BOTTOMS.get(layer.type, 0):
-            raise CaffeError(f"{name} needs at least {_MIN_BOTTOMS[layer.type]} bottom blobs, "
+        if len(layer.bottom) < _min_bottoms(layer.type):
+            raise CaffeError(f"{name} needs at least {_min_bottoms(layer.type)} bottom blob(s), "
                              f"has {len(layer.bottom)}", **where)
         field_name, fields = _POSITIVE.get(layer.type, (None, ()))
         params = getattr(layer, field_name) if field_name else None

@@ -186,21 +186,27 @@ class _Converter:
 
     # -- layers --------------------------------------------------------------------
 
+    # Caffe layer types, spelled as Caffe spells them, and the methods that convert them
+    HANDLERS = {
+        "Input": "_alias", "Dropout": "_alias", "Split": "_alias",
+        "Convolution": "_convolution", "Deconvolution": "_convolution", "InnerProduct": "_innerproduct",
+        "BatchNorm": "_batchnorm", "Scale": "_scale", "ReLU": "_activation_layer", "Sigmoid": "_activation_layer",
+        "TanH": "_activation_layer", "Pooling": "_pooling", "Eltwise": "_eltwise", "Concat": "_concat",
+        "Flatten": "_flatten", "Softmax": "_softmax",
+    }
+
     def convert(self, position: int) -> str:
         layer = self.graph.layers[position]
         if position in self.absorbed:
             plan = self.absorbed[position]
             self.set_tops(position, self.where[(plan.producer, self.graph.layers[plan.producer].top[0])])
             return f"batch_normalize=1 in layer {self.where[(position, layer.top[0])].index}"
-        handler = getattr(self, "_" + layer.type.lower(), None)
+        handler = getattr(self, self.HANDLERS[layer.type]) if layer.type in self.HANDLERS else None
         if handler is None and (layer.type.endswith(("Data", "Loss")) or layer.type == "Accuracy"):
             raise _Unsupported("a data, loss or accuracy layer of a training network; convert the deploy prototxt")
         if handler is None:
             raise _Unsupported("no Darknet equivalent is implemented")
         return handler(position, layer)
-
-    def _input(self, position, layer) -> str:
-        return self._alias(position, layer)
 
     def _alias(self, position, layer) -> str:
         """Identity at test time: the tops are the bottom (or the network input)."""
@@ -209,8 +215,6 @@ class _Converter:
         else:
             self.set_tops(position, self.where[(-1, self.input_name)])
         return "no layer (identity at test time)"
-
-    _dropout = _split = _alias
 
     def _bn_options(self, position: int, bias: np.ndarray) -> Tuple[Dict, np.ndarray, List[np.ndarray]]:
         """batch_normalize, the biases and the BN floats of a producer: its own bias
@@ -255,8 +259,6 @@ class _Converter:
                           [biases, *bn_params, weights], out, describe(layer))
         self.set_tops(position, Blob(index, out))
         return f"layer {index} [{self.layers[index].section}]"
-
-    _deconvolution = _convolution
 
     def _innerproduct(self, position, layer) -> str:
         p = layer.inner_product_param
@@ -324,8 +326,6 @@ class _Converter:
         index = self.emit("activation", {"activation": activation}, [], blob.shape, describe(layer))
         self.set_tops(position, Blob(index, blob.shape))
         return f"layer {index} [activation]"
-
-    _relu = _sigmoid = _tanh = _activation_layer
 
     def _pooling(self, position, layer) -> str:
         p = layer.pooling_param

@@ -13,7 +13,7 @@ import build_backend  # noqa: E402
 
 @pytest.fixture
 def clean_env(monkeypatch):
-    for name in ("PYDARKNET_GPU", "PYDARKNET_BLAS", "PYDARKNET_OPENMP", "PYDARKNET_CUDA_ARCH"):
+    for name in ("PYDARKNET_GPU", "PYDARKNET_BLAS", "PYDARKNET_OPENMP", "PYDARKNET_CUDA_ARCH", "PYDARKNET_SANITIZE"):
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
 
@@ -22,13 +22,23 @@ def test_default_is_a_cpu_build_with_openblas_without_fast_math(clean_env, tmp_p
     import scipy_openblas32  # a dependency of pydarknet, so installed here
 
     config = setup.BuildConfig()  # OpenMP is decided with the compiler (tests below)
-    assert config.features() == {"gpu": False, "openmp": False, "cuda_arch": None,
+    assert config.features() == {"gpu": False, "openmp": False, "cuda_arch": None, "sanitize": False,
                                  "blas": f"scipy-openblas32 {scipy_openblas32.__version__}"}
     flags = config.upstream_flags(tmp_path)
     assert "-O3" in flags and "-fno-wrapv" in flags and "-fvisibility=hidden" in flags
     assert not any("fast" in f for f in flags)
     assert "-DDARKNET_CBLAS" in flags and "-Dcblas_sgemm=scipy_cblas_sgemm" in flags
     assert "-lscipy_openblas" in config.link_flags()
+
+
+def test_sanitize_knob_instruments_upstream_glue_and_link(clean_env, tmp_path):
+    clean_env.setenv("PYDARKNET_SANITIZE", "1")
+    config = setup.BuildConfig()
+    for flags in (config.upstream_flags(tmp_path), config.glue_flags(), config.link_flags()):
+        assert "-fsanitize=address,undefined" in flags
+    assert config.features()["sanitize"] == "asan+ubsan"
+    environ = {}
+    assert build_backend._apply({"sanitize": "1"}, environ) is None and environ == {"PYDARKNET_SANITIZE": "1"}
 
 
 def test_blas_none_is_upstreams_gemm(clean_env, tmp_path):
