@@ -95,6 +95,32 @@ def test_upstream_layers_that_crashed_now_run(tmp_path, body):
     assert "ran" in run.stdout and "True" in run.stdout
 
 
+def test_cost_only_cfg_is_a_cfg_error(tmp_path):
+    with pytest.raises(pydarknet.CfgError, match="only \\[cost\\] layers"):
+        pydarknet.Network(cfg_file(tmp_path, "[cost]\ntype=sse\n"))
+
+
+@pytest.mark.parametrize("size", [1, 2, 5])
+def test_local_layer_output_matches_its_im2col(tmp_path, size):
+    """pad=1 pads size/2 pixels, as for [convolutional] (upstream's output size assumed
+    size 3 and overran the workspace otherwise)."""
+    cfg = cfg_file(tmp_path, f"[local]\nfilters=2\nsize={size}\nstride=1\npad=1\n", w=8, h=8, c=2)
+    code = f"""
+        import numpy as np, pydarknet
+        with pydarknet.Network({str(cfg)!r}) as net:
+            print("shape", net.output_shape, net.predict(np.ones(net.input_shape, np.float32)).shape)
+    """
+    run = run_child(code)
+    side = 8 + 2 * (size // 2) - size + 1
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert f"shape (2, {side}, {side})" in run.stdout
+
+
+def test_letterbox_of_a_one_row_image(official):
+    net = pydarknet.Network(*official)
+    assert isinstance(pydarknet.detect(net, np.full((1, 2000, 3), 128, np.uint8)), list)
+
+
 def test_vector_input_cfg_gets_a_usable_shape():
     with pydarknet.Network(pydarknet.upstream_path("cfg/rnn.cfg")) as net:
         assert net.input_shape == (256, 1, 1)
