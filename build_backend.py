@@ -13,7 +13,7 @@ from setuptools.build_meta import *  # noqa: F401,F403  (the hooks we do not wra
 KNOBS = {
     "darknet-src": "PYDARKNET_DARKNET_SRC",
     "openmp": "PYDARKNET_OPENMP",
-    "blas": "PYDARKNET_BLAS",
+    "backend": "PYDARKNET_BACKEND",
     "gpu": "PYDARKNET_GPU",
     "cuda-arch": "PYDARKNET_CUDA_ARCH",
     "offline": "PYDARKNET_OFFLINE",

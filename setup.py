@@ -5,7 +5,7 @@ variables, or ``--config-settings`` keys that ``build_backend.py`` turns into th
 
   PYDARKNET_DARKNET_SRC  darknet-src  upstream directory or tarball (offline builds)
   PYDARKNET_OPENMP       openmp       "auto" (default: on when the compiler links -fopenmp), 1, 0
-  PYDARKNET_BLAS         blas         GEMM: "auto" (default: scipy-openblas32 if installed), "openblas", "none"
+  PYDARKNET_BACKEND      backend      CPU compute: "onednn" (default where its wheel exists), "openblas", "none"
   PYDARKNET_GPU          gpu          1: CUDA build; refused when nvcc/cuBLAS are missing
   PYDARKNET_CUDA_ARCH    cuda-arch    CUDA architectures, e.g. "75;80;90"
   PYDARKNET_SANITIZE     sanitize     1: AddressSanitizer + UndefinedBehaviorSanitizer (for fuzzing)
@@ -15,6 +15,7 @@ variables, or ``--config-settings`` keys that ``build_backend.py`` turns into th
 import importlib
 import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -59,6 +60,15 @@ SANITIZE_PER_FILE = {"image.c": ["-fno-sanitize=shift"]}
 GLUE_SOURCES = ("pydarknet.c", "console.c", "checked_alloc.c")
 # Included into every upstream source: quiet console, checked allocations.
 FORCED_HEADERS = ("console.h", "checked_alloc.h")
+# Our compute backends: C that darknet's layers call through layer.forward, compiled
+# like upstream's sources (they use its headers), each only in the builds that want it.
+BACKEND_SOURCES = {"onednn": ("backend/onednn.c",)}
+# CPU backends: what each computes with (README, "CPU speed").
+BACKENDS = ("onednn", "openblas", "none")
+# oneDNN from PyPI: the library (a run-time dependency) and its headers (build time),
+# CPU only and on GNU OpenMP, the runtime our own loops use. Wheels for Linux x86-64.
+ONEDNN_DISTRIBUTIONS = ("onednn-cpu-gomp", "onednn-devel-cpu-gomp")
+ONEDNN_PLATFORM = sys.platform.startswith("linux") and platform.machine().lower() in ("x86_64", "amd64")
 
 
 def build_module(name):
@@ -69,6 +79,45 @@ def build_module(name):
         package.__path__ = [str(ROOT / "pydarknet")]
         sys.modules["_pydarknet_build"] = package
     return importlib.import_module(f"_pydarknet_build.{name}")
+
+
+def default_backend():
+    """oneDNN where its wheel exists, OpenBLAS elsewhere."""
+    return "onednn" if ONEDNN_PLATFORM else "openblas"
+
+
+def find_openblas(backend):
+    """The scipy_openblas32 module (a build requirement): the GEMM of both BLAS backends."""
+    try:
+        import scipy_openblas32
+    except ImportError:
+        raise SystemExit(f"PYDARKNET_BACKEND={backend} needs scipy-openblas32: pip install scipy-openblas32 "
+                         "(or PYDARKNET_BACKEND=none for upstream's own GEMM)") from None
+    return scipy_openblas32
+
+
+def find_onednn():
+    """oneDNN's headers, library and version from the installed wheels."""
+    from importlib import metadata
+
+    def located(distribution, suffix):
+        for file in distribution.files or ():
+            path = Path(distribution.locate_file(file)).resolve()
+            if path.as_posix().endswith(suffix):
+                return path
+        raise metadata.PackageNotFoundError(f"{distribution.metadata['Name']}: no {suffix}")
+
+    try:
+        library, headers = (metadata.distribution(name) for name in ONEDNN_DISTRIBUTIONS)
+        header = located(headers, "include/oneapi/dnnl/dnnl.h")
+        shared = located(library, "lib/libdnnl.so.3")
+    except metadata.PackageNotFoundError as exc:
+        where = "" if ONEDNN_PLATFORM else f" (its wheels are for Linux x86-64; this is {sys.platform} {platform.machine()})"
+        raise SystemExit(
+            f"PYDARKNET_BACKEND=onednn needs oneDNN{where}: pip install "
+            + " ".join(f"{name}==2023.2.0" for name in ONEDNN_DISTRIBUTIONS)
+            + f" (pip's isolated build does this), or choose PYDARKNET_BACKEND=openblas [{exc}]") from None
+    return types.SimpleNamespace(include=header.parents[2], library=shared, version=library.version)
 
 
 def flag(name, default="0"):
@@ -83,7 +132,11 @@ class BuildConfig:
         self.cuda_arch = os.environ.get("PYDARKNET_CUDA_ARCH", "75;80;86;89;90")
         self.sanitize = flag("PYDARKNET_SANITIZE")
         self.fuzzer_coverage = False  # decided by resolve_sanitize(), which needs the compiler
-        self.openblas = self.find_openblas(os.environ.get("PYDARKNET_BLAS", "auto").strip().lower() or "auto")
+        self.backend = os.environ.get("PYDARKNET_BACKEND", "").strip().lower() or default_backend()
+        if self.backend not in BACKENDS:
+            raise SystemExit(f"PYDARKNET_BACKEND={self.backend}: choose one of {', '.join(BACKENDS)}")
+        self.openblas = find_openblas(self.backend) if self.backend != "none" else None
+        self.onednn = find_onednn() if self.backend == "onednn" else None
         if self.gpu:
             self.check_cuda()
 
@@ -119,23 +172,6 @@ class BuildConfig:
             print("note: no libFuzzer coverage with this compiler (use clang): the fuzzer sees only Python code",
                   file=sys.stderr)
 
-    @staticmethod
-    def find_openblas(choice):
-        """The scipy_openblas32 module (a build requirement) for "openblas", or for
-        "auto" when it is installed; None for "none" (upstream's own GEMM)."""
-        if choice not in ("auto", "openblas", "none"):
-            raise SystemExit(f"PYDARKNET_BLAS={choice}: choose auto, openblas (scipy-openblas32) or none")
-        if choice == "none":
-            return None
-        try:
-            import scipy_openblas32
-        except ImportError:
-            if choice == "openblas":
-                raise SystemExit("PYDARKNET_BLAS=openblas needs scipy-openblas32: pip install scipy-openblas32") from None
-            print("note: scipy-openblas32 is not installed; building with upstream's slow GEMM", file=sys.stderr)
-            return None
-        return scipy_openblas32
-
     @property
     def blas(self):
         return f"scipy-openblas32 {self.openblas.__version__}" if self.openblas else "none"
@@ -146,12 +182,19 @@ class BuildConfig:
             return []
         return ["-DDARKNET_CBLAS", "-Dcblas_sgemm=scipy_cblas_sgemm", f"-I{self.openblas.get_include_dir()}"]
 
+    def backend_sources(self):
+        return [CSRC / name for name in BACKEND_SOURCES.get(self.backend, ())]
+
+    def backend_flags(self):
+        """Our backend sources and the glue that installs them."""
+        return ["-DPDN_ONEDNN", f"-I{self.onednn.include}"] if self.onednn else []
+
     def glue_flags(self):
         """Our C glue: the BLAS library's thread functions, and OpenMP like upstream's sources."""
         blas = (["-DPDN_BLAS_SET_THREADS=scipy_openblas_set_num_threads",
                  "-DPDN_BLAS_GET_THREADS=scipy_openblas_get_num_threads", f"-I{self.openblas.get_include_dir()}"]
                 if self.openblas else [])
-        return blas + self.openmp_flags() + self.sanitize_flags()
+        return blas + self.backend_flags() + self.openmp_flags() + self.sanitize_flags()
 
     def sanitize_flags(self):
         """Compile and link flags of a sanitizer build."""
@@ -187,10 +230,15 @@ class BuildConfig:
             # (pydarknet imports that package first, which also covers a source checkout)
             flags += [f"-L{self.openblas.get_lib_dir()}", "-lscipy_openblas",
                       "-Wl,-rpath,$ORIGIN/../scipy_openblas32/lib"]
+        if self.onednn:
+            # installed: the wheel's lib/ is {prefix}/lib, three levels above site-packages/pydarknet
+            # (pydarknet loads it by its path first when that fails, e.g. in a source checkout)
+            flags += [str(self.onednn.library), "-Wl,-rpath,$ORIGIN/../../.."]
         return flags
 
     def features(self):
-        return {"gpu": self.gpu, "openmp": self.openmp, "blas": self.blas,
+        return {"gpu": self.gpu, "openmp": self.openmp, "blas": self.blas, "backend": self.backend,
+                "onednn": self.onednn.version if self.onednn else None,
                 "cuda_arch": self.cuda_arch if self.gpu else None,
                 "sanitize": ("asan+ubsan+fuzzer-coverage" if self.fuzzer_coverage else "asan+ubsan")
                 if self.sanitize else False}
@@ -237,7 +285,8 @@ class BuildDarknet(build_ext):
 
     def compile_upstream(self, config, tree, obj_dir):
         sources = sorted(p for p in (tree / "src").glob("*.c") if p.name not in UPSTREAM_EXCLUDED)
-        flags = config.upstream_flags(tree)
+        sources += config.backend_sources()
+        flags = config.upstream_flags(tree) + config.backend_flags()
 
         def compile_one(source):
             extra = SANITIZE_PER_FILE.get(source.name, []) if config.sanitize else []

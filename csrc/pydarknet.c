@@ -15,6 +15,9 @@
 #include "option_list.h"
 #include "parallel.h"
 #include "winograd.h"
+#ifdef PDN_ONEDNN
+#include "backend/onednn.h"
+#endif
 
 #include "stb_image.h"
 #include "stb_image_write.h"
@@ -185,6 +188,9 @@ int pdn_layer_get(network *net, int index, pdn_layer *out)
     out->inputs = l.inputs; out->outputs = l.outputs;
     out->partial_load = l.dontload || l.dontloadscales || l.numload || l.flipped;
     out->winograd = l.winograd_m;
+#ifdef PDN_ONEDNN
+    out->onednn = onednn_layer(&l);
+#endif
     out->n_params = params_read(l);
     switch (l.type) {
     case CONVOLUTIONAL:
@@ -265,6 +271,17 @@ int pdn_fold_batchnorm(network *net, int target)
 int pdn_winograd(network *net, int on, int *used, pdn_error *err)
 {
     PDN_GUARDED(0, err, (void)0, *used = winograd_network(net, on));
+    return 0;
+}
+
+int pdn_onednn(network *net, int *used, pdn_error *err)
+{
+#ifdef PDN_ONEDNN
+    PDN_GUARDED(0, err, (void)0, *used = onednn_network(net));
+#else
+    (void)net; (void)err;
+    *used = -1;
+#endif
     return 0;
 }
 

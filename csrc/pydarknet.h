@@ -32,6 +32,7 @@ typedef struct {
     int inputs, outputs;       /* floats per image in and out */
     int partial_load;          /* dontload, dontloadscales, numload or flipped is set */
     int winograd;              /* Winograd output tile (2 or 4); 0: im2col + GEMM */
+    int onednn;                /* 1: runs as a oneDNN primitive */
     long long n_weights;       /* weights proper, without biases and BN */
     long long n_params;        /* floats this layer reads from a weights file */
     double bflops;             /* billions of floating point operations per image */
@@ -59,6 +60,9 @@ int pdn_fold_batchnorm(network *net, int target);
 /* Winograd convolution on (where a layer's shape allows it) or off for every layer;
  * *used: how many layers use it. */
 int pdn_winograd(network *net, int on, int *used, pdn_error *err);
+/* oneDNN primitives for the convolutions that take no other path (a build with
+ * PYDARKNET_BACKEND=onednn; elsewhere *used is -1); *used: how many layers use them. */
+int pdn_onednn(network *net, int *used, pdn_error *err);
 const char *pdn_build_info(void);
 /* Threads for the BLAS GEMM and OpenMP loops (whichever the build has). */
 void pdn_set_num_threads(int n);

@@ -39,14 +39,8 @@ _LAZY = {
 
 
 def _native():
-    try:
-        from . import _darknet
-    except ImportError as exc:
-        raise ImportError(
-            "pydarknet's compiled extension is missing. Install the package with "
-            "'pip install .' and run Python (and pytest) from outside the source folder, "
-            "so that the installed package is imported rather than the sources."
-        ) from exc
+    from . import _extension
+
     global _threads_from_environment
     if _threads_from_environment:
         _threads_from_environment = False
@@ -56,8 +50,8 @@ def _native():
 
             if not threads.isdigit():
                 raise ValueError(f"PYDARKNET_NUM_THREADS={threads!r}: give a number of threads, 1 to {MAX_THREADS}")
-            _darknet.lib.pdn_set_num_threads(positive_int(int(threads), "PYDARKNET_NUM_THREADS", MAX_THREADS))
-    return _darknet
+            _extension.lib.pdn_set_num_threads(positive_int(int(threads), "PYDARKNET_NUM_THREADS", MAX_THREADS))
+    return _extension
 
 
 _threads_from_environment = True
@@ -65,7 +59,8 @@ _threads_from_environment = True
 
 def set_num_threads(n: int) -> None:
     """Threads for a forward pass, for the whole process: the OpenMP pool that runs the
-    loops and splits each GEMM (OpenBLAS itself then stays single-threaded), or in a
+    loops and oneDNN's primitives and splits each GEMM (OpenBLAS itself then stays
+    single-threaded), or in a
     build without OpenMP the BLAS library's threads. The environment variable
     PYDARKNET_NUM_THREADS sets it at first use; the default is OpenMP's (OMP_NUM_THREADS,
     else every core), or without OpenMP the BLAS library's (OPENBLAS_NUM_THREADS).

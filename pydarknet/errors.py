@@ -71,7 +71,7 @@ def from_c(err) -> Exception:
     """The exception for a filled ``pdn_error`` (see csrc/pydarknet.h); if a Python
     layer raised, that exception itself, with Darknet's account added as a note."""
     from . import layers
-    from ._darknet import ffi
+    from ._extension import ffi
 
     cls = _BY_CODE.get(err.code, InternalError)
     darknet_error = cls(

@@ -13,7 +13,7 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from . import errors
-from ._darknet import ffi, lib
+from ._extension import ffi, lib
 from .errors import ImageError
 from .limits import INT_MAX, MAX_IMAGE_PIXELS, positive_int
 

@@ -23,7 +23,7 @@ from typing import Callable, Dict, List, Tuple
 
 import numpy as np
 
-from ._darknet import ffi, lib
+from ._extension import ffi, lib
 
 Shape = Tuple[int, int, int]
 

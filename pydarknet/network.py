@@ -11,7 +11,7 @@ from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from . import atomic, errors, folding, layers, limits
-from ._darknet import ffi, lib
+from ._extension import ffi, lib
 from .images import Image
 from .names import NamesSource, load_names
 
@@ -55,6 +55,7 @@ class Layer(NamedTuple):
     outputs: int = 0  # floats per image out
     partial_load: bool = False  # dontload, dontloadscales, numload or flipped is set
     winograd: int = 0  # Winograd output tile m (F(m x m, 3 x 3)); 0: im2col + GEMM
+    onednn: bool = False  # runs as a oneDNN primitive
 
 
 def _path_arg(value, what: str) -> bytes:
@@ -88,7 +89,8 @@ class Network:
 
     def __init__(self, cfg: PathLike, weights: Optional[PathLike] = None, *,
                  batch: int = 1, names: NamesSource = None, verbose: bool = False, fold_bn: bool = True,
-                 winograd: bool = True, max_memory: Optional[int] = None, finite_weights: bool = True):
+                 winograd: bool = True, onednn: Optional[bool] = None, max_memory: Optional[int] = None,
+                 finite_weights: bool = True):
         batch = limits.positive_int(batch, "batch")
         budget = limits.network_memory() if max_memory is None else limits.positive_int(
             max_memory, "max_memory", 2**63 - 1)
@@ -130,6 +132,8 @@ class Network:
             raise errors.from_c(err)
         #: how many convolutional layers run as Winograd convolutions (Layer.winograd)
         self.winograd_layers: int = used[0]
+        #: how many convolutional layers run as oneDNN primitives (Layer.onednn)
+        self.onednn_layers: int = self._use_onednn(onednn)
         self.layers = [self._layer(i) for i in range(info.n_layers)]
         classes = lib.pdn_detection_classes(self._net)
         #: whether the network ends in a [yolo], [region] or [detection] layer
@@ -164,7 +168,26 @@ class Network:
             outputs=raw.outputs,
             partial_load=bool(raw.partial_load),
             winograd=raw.winograd,
+            onednn=bool(raw.onednn),
         )
+
+    def _use_onednn(self, wanted: Optional[bool]) -> int:
+        """oneDNN for the convolutions left to im2col + GEMM: where the build has it
+        (None), required (True) or not (False)."""
+        if wanted is False:
+            return 0
+        used = ffi.new("int *")
+        err = ffi.new("pdn_error *")
+        if lib.pdn_onednn(self._net, used, err):
+            self.close()
+            raise errors.from_c(err)
+        if used[0] < 0 and wanted:
+            from . import build_info
+
+            self.close()
+            raise ValueError(f"onednn=True: this build has no oneDNN (its backend is "
+                             f"{build_info()['features']['backend']!r}; rebuild with PYDARKNET_BACKEND=onednn)")
+        return max(used[0], 0)
 
     # -- inspection ----------------------------------------------------------------
 
@@ -199,6 +222,8 @@ class Network:
                 details.append(layer.activation)
             if layer.winograd:
                 details.append(f"winograd F({layer.winograd}x{layer.winograd},3x3)")
+            if layer.onednn:
+                details.append("onednn")
             rows.append(
                 f"{layer.index:>4}  {layer.type:<15} {'x'.join(map(str, layer.input_shape)):>18}  "
                 f"{'x'.join(map(str, layer.output_shape)):>18}  {layer.bflops:>7.3f}  {' '.join(details)}"

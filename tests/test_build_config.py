@@ -10,25 +10,62 @@ sys.path.insert(0, str(REPO))
 setup = pytest.importorskip("setup", reason="setup.py needs setuptools")
 import build_backend  # noqa: E402
 
+FIND_ONEDNN = setup.find_onednn
+
 
 @pytest.fixture
-def clean_env(monkeypatch):
-    for name in ("PYDARKNET_GPU", "PYDARKNET_BLAS", "PYDARKNET_OPENMP", "PYDARKNET_CUDA_ARCH", "PYDARKNET_SANITIZE"):
+def clean_env(monkeypatch, onednn_wheels):
+    for name in ("PYDARKNET_GPU", "PYDARKNET_BACKEND", "PYDARKNET_OPENMP", "PYDARKNET_CUDA_ARCH",
+                 "PYDARKNET_SANITIZE"):
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
 
 
-def test_default_is_a_cpu_build_with_openblas_without_fast_math(clean_env, tmp_path):
+@pytest.fixture
+def onednn_wheels(monkeypatch, tmp_path):
+    """oneDNN as the headers wheel would report it: that wheel is a build requirement,
+    installed in pip's isolated build environment, not in the one the tests run in."""
+    import types
+
+    found = types.SimpleNamespace(include=tmp_path / "include", library=tmp_path / "lib" / "libdnnl.so.3",
+                                  version="2023.2.0")
+    monkeypatch.setattr(setup, "find_onednn", lambda: found)
+    return found
+
+
+def test_default_is_a_cpu_build_on_onednn_and_openblas_without_fast_math(clean_env, onednn_wheels, tmp_path):
     import scipy_openblas32  # a dependency of pydarknet, so installed here
 
+    if not setup.ONEDNN_PLATFORM:
+        pytest.skip("oneDNN's wheels are for Linux x86-64; elsewhere the default is openblas")
     config = setup.BuildConfig()  # OpenMP is decided with the compiler (tests below)
     assert config.features() == {"gpu": False, "openmp": False, "cuda_arch": None, "sanitize": False,
+                                 "backend": "onednn", "onednn": "2023.2.0",
                                  "blas": f"scipy-openblas32 {scipy_openblas32.__version__}"}
     flags = config.upstream_flags(tmp_path)
     assert "-O3" in flags and "-fno-wrapv" in flags and "-fvisibility=hidden" in flags
     assert not any("fast" in f for f in flags)
     assert "-DDARKNET_CBLAS" in flags and "-Dcblas_sgemm=scipy_cblas_sgemm" in flags
-    assert "-lscipy_openblas" in config.link_flags()
+    assert [p.name for p in config.backend_sources()] == ["onednn.c"]
+    assert {"-DPDN_ONEDNN", f"-I{onednn_wheels.include}"} <= set(config.glue_flags())
+    link = config.link_flags()
+    assert "-lscipy_openblas" in link and str(onednn_wheels.library) in link and "-Wl,-rpath,$ORIGIN/../../.." in link
+
+
+def test_onednn_without_its_wheels_is_a_build_error(clean_env, monkeypatch):
+    monkeypatch.setattr(setup, "find_onednn", FIND_ONEDNN)
+    monkeypatch.setattr(setup, "ONEDNN_DISTRIBUTIONS", ("no-such-onednn-lib", "no-such-onednn-devel"))
+    clean_env.setenv("PYDARKNET_BACKEND", "onednn")
+    with pytest.raises(SystemExit, match="PYDARKNET_BACKEND=onednn needs oneDNN.*PYDARKNET_BACKEND=openblas"):
+        setup.BuildConfig()
+
+
+def test_backend_openblas_is_openblas_without_onednn(clean_env, tmp_path):
+    clean_env.setenv("PYDARKNET_BACKEND", "openblas")
+    config = setup.BuildConfig()
+    assert config.features()["backend"] == "openblas" and config.features()["onednn"] is None
+    assert config.backend_sources() == [] and "-DPDN_ONEDNN" not in config.glue_flags()
+    assert "-DDARKNET_CBLAS" in config.upstream_flags(tmp_path) and "-lscipy_openblas" in config.link_flags()
 
 
 def test_sanitize_knob_instruments_upstream_glue_and_link(clean_env, tmp_path):
@@ -41,8 +78,8 @@ def test_sanitize_knob_instruments_upstream_glue_and_link(clean_env, tmp_path):
     assert build_backend._apply({"sanitize": "1"}, environ) is None and environ == {"PYDARKNET_SANITIZE": "1"}
 
 
-def test_blas_none_is_upstreams_gemm(clean_env, tmp_path):
-    clean_env.setenv("PYDARKNET_BLAS", "none")
+def test_backend_none_is_upstreams_gemm(clean_env, tmp_path):
+    clean_env.setenv("PYDARKNET_BACKEND", "none")
     config = setup.BuildConfig()
     assert config.blas == "none" and "-DDARKNET_CBLAS" not in config.upstream_flags(tmp_path)
     assert config.link_flags() == [] and config.glue_flags() == []
@@ -96,14 +133,15 @@ def test_gpu_without_cuda_toolkit_is_a_build_error(clean_env, tmp_path):
         setup.BuildConfig()
 
 
-def test_unknown_blas_is_refused(clean_env):
-    clean_env.setenv("PYDARKNET_BLAS", "mkl")
-    with pytest.raises(SystemExit, match="PYDARKNET_BLAS=mkl"):
+def test_unknown_backend_is_refused(clean_env):
+    clean_env.setenv("PYDARKNET_BACKEND", "mkl")
+    with pytest.raises(SystemExit, match="PYDARKNET_BACKEND=mkl: choose one of onednn, openblas, none"):
         setup.BuildConfig()
 
 
 def test_config_settings_become_environment_knobs():
     environ = {}
-    rest = build_backend._apply({"darknet-src": "/src.tar.gz", "openmp": "1", "--build-option": "x"}, environ)
+    rest = build_backend._apply({"darknet-src": "/src.tar.gz", "openmp": "1", "backend": "openblas",
+                                 "--build-option": "x"}, environ)
     assert rest == {"--build-option": "x"}
-    assert environ == {"PYDARKNET_DARKNET_SRC": "/src.tar.gz", "PYDARKNET_OPENMP": "1"}
+    assert environ == {"PYDARKNET_DARKNET_SRC": "/src.tar.gz", "PYDARKNET_OPENMP": "1", "PYDARKNET_BACKEND": "openblas"}

@@ -134,3 +134,84 @@ def test_yolov3_tiny_detections_are_the_same_on_both_paths(official):
     for x, y in zip(a, b):
         assert abs(x.confidence - y.confidence) < 1e-4
         assert np.allclose(x.box, y.box, atol=0.05)
+
+
+# -- oneDNN primitives (csrc/backend/onednn.c) ------------------------------------------
+
+ONEDNN = pydarknet.build_info()["features"].get("backend") == "onednn"
+needs_onednn = pytest.mark.skipif(not ONEDNN, reason="a build without oneDNN (PYDARKNET_BACKEND)")
+
+
+def darknet_path(cfg, weights, **options):
+    """The same network on upstream's im2col + GEMM code alone: the reference."""
+    return pydarknet.Network(cfg, weights, onednn=False, winograd=False, **options)
+
+
+# (channels, height, width, layer): kernels 1 to 7, strides 1 to 3, padding that is zero,
+# larger than the kernel's half or cut short at the right edge (oneDNN's right padding
+# is then negative), groups, odd shapes, every activation a post-op computes and two
+# that darknet applies afterwards (ramp, plse); with batch normalization
+@pytest.mark.parametrize("c, h, w, layer", [
+    (3, 33, 40, conv(16, size=7, stride=2, pad=0, padding=3)),
+    (16, 14, 14, conv(32, size=1, stride=2, pad=0)),
+    (16, 15, 13, conv(24, size=3, stride=2)),
+    (8, 12, 12, conv(8, size=5, stride=3, pad=0, padding=4)),
+    (16, 9, 9, conv(32, groups=4)),
+    (16, 9, 9, conv(16, groups=16, activation="relu")),
+    *[(8, 7, 11, conv(12, activation=a, batch_normalize=1))
+      for a in ("linear", "logistic", "tanh", "elu", "loggy", "selu", "hardtan", "ramp", "plse")],
+])
+def test_onednn_layer_matches_darknets_own_convolution(tmp_path, c, h, w, layer):
+    cfg, weights = conv_model(tmp_path, c, h, w, [layer])
+    x = random_input((2, c, h, w))
+    with pydarknet.Network(cfg, weights, batch=2, winograd=False) as fast, darknet_path(cfg, weights, batch=2) as ref:
+        assert fast.onednn_layers == (1 if ONEDNN else 0) and ref.onednn_layers == 0
+        assert fast.layers[0].onednn == ONEDNN
+        assert_close(fast.predict(x), ref.predict(x), 1e-5)
+
+
+@needs_onednn
+def test_onednn_matches_opencv_with_unfolded_batchnorm(tmp_path):
+    """fold_bn=False: the primitive folds a copy of the weights; the layer keeps its own."""
+    layers = [conv(16, size=7, stride=2, pad=0, padding=3, batch_normalize=1), conv(8, size=1, batch_normalize=1)]
+    cfg, weights = conv_model(tmp_path, 3, 64, 64, layers)
+    x = random_input((1, 3, 64, 64))
+    with pydarknet.Network(cfg, weights, fold_bn=False) as net:
+        assert net.onednn_layers == 2 and all(layer.batch_normalize for layer in net.layers)
+        assert "onednn" in net.summary()
+        assert_close(net.predict(x), opencv_output(cfg, weights, x), 1e-5)
+
+
+@needs_onednn
+def test_onednn_takes_what_winograd_leaves(tmp_path):
+    """Winograd keeps the 3x3 stride-1 layers it takes; oneDNN gets the other convolutions."""
+    layers = [conv(16), conv(32, stride=2), conv(16, size=1)]
+    cfg, weights = conv_model(tmp_path, 8, 40, 40, layers)
+    with pydarknet.Network(cfg, weights) as net:
+        assert [(layer.winograd, layer.onednn) for layer in net.layers] == [(4, False), (0, True), (0, True)]
+
+
+@needs_onednn
+def test_onednn_runs_other_batch_sizes_and_thread_counts(tmp_path):
+    """predict() in chunks (the last one smaller than the batch) and a new thread count
+    make primitives for that batch and count; the results do not change beyond rounding."""
+    cfg, weights = conv_model(tmp_path, 8, 20, 20, [conv(16, stride=2), conv(8, size=1)])
+    x = random_input((7, 8, 20, 20))
+    threads = pydarknet.get_num_threads()
+    with pydarknet.Network(cfg, weights, batch=3) as net, darknet_path(cfg, weights) as ref:
+        expected = ref.predict(x)
+        try:
+            for n in (1, 2) if threads > 1 else (1,):
+                pydarknet.set_num_threads(n)
+                assert_close(net.predict(x), expected, 1e-5)
+                assert_close(net.predict(x[:1]), expected[:1], 1e-5)
+        finally:
+            pydarknet.set_num_threads(threads)
+
+
+def test_onednn_request_on_a_build_without_it(tiny_cfg, tiny_weights):
+    if ONEDNN:
+        assert pydarknet.Network(tiny_cfg, tiny_weights, onednn=True).onednn_layers == 2
+    else:
+        with pytest.raises(ValueError, match="no oneDNN"):
+            pydarknet.Network(tiny_cfg, tiny_weights, onednn=True)
