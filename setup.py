@@ -60,8 +60,10 @@ SANITIZE_PER_FILE = {"image.c": ["-fno-sanitize=shift"]}
 GLUE_SOURCES = ("pydarknet.c", "console.c", "checked_alloc.c")
 # Included into every upstream source: quiet console, checked allocations.
 FORCED_HEADERS = ("console.h", "checked_alloc.h")
-# Our compute backends: C that darknet's layers call through layer.forward, compiled
-# like upstream's sources (they use its headers), each only in the builds that want it.
+# Our C compiled like upstream's sources (it uses their headers): darknet's error
+# handling, the thread count and our CPU kernels (installed through layer.forward) in
+# every build, and each compute backend's module in the builds that choose it.
+UPSTREAM_SIDE_SOURCES = ("darknet_error.c", "backend/parallel.c", "backend/cpu.c", "backend/winograd.c")
 BACKEND_SOURCES = {"onednn": ("backend/onednn.c",)}
 # CPU backends: what each computes with (README, "CPU speed").
 BACKENDS = ("onednn", "openblas", "none")
@@ -183,7 +185,7 @@ class BuildConfig:
         return ["-DDARKNET_CBLAS", "-Dcblas_sgemm=scipy_cblas_sgemm", f"-I{self.openblas.get_include_dir()}"]
 
     def backend_sources(self):
-        return [CSRC / name for name in BACKEND_SOURCES.get(self.backend, ())]
+        return [CSRC / name for name in UPSTREAM_SIDE_SOURCES + BACKEND_SOURCES.get(self.backend, ())]
 
     def backend_flags(self):
         """Our backend sources and the glue that installs them."""
@@ -219,7 +221,7 @@ class BuildConfig:
 
     def upstream_flags(self, tree):
         flags = ["-std=gnu11", "-fPIC", *OPTIMIZE, *VISIBILITY, *UPSTREAM_WARNINGS,
-                 f"-I{CSRC / 'override'}", f"-I{tree / 'include'}", f"-I{tree / 'src'}",
+                 f"-I{CSRC / 'override'}", f"-I{CSRC / 'backend'}", f"-I{tree / 'include'}", f"-I{tree / 'src'}",
                  *(arg for header in FORCED_HEADERS for arg in ("-include", str(CSRC / header)))]
         return flags + self.blas_flags() + self.openmp_flags() + self.sanitize_flags()
 

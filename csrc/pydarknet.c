@@ -13,8 +13,9 @@
 #include "gemm.h"
 #include "network.h"
 #include "option_list.h"
-#include "parallel.h"
-#include "winograd.h"
+#include "backend/cpu.h"
+#include "backend/parallel.h"
+#include "backend/winograd.h"
 #ifdef PDN_ONEDNN
 #include "backend/onednn.h"
 #endif
@@ -187,7 +188,7 @@ int pdn_layer_get(network *net, int index, pdn_layer *out)
     out->batch_normalize = l.batch_normalize;
     out->inputs = l.inputs; out->outputs = l.outputs;
     out->partial_load = l.dontload || l.dontloadscales || l.numload || l.flipped;
-    out->winograd = l.winograd_m;
+    out->winograd = winograd_layer_tile(&l);
 #ifdef PDN_ONEDNN
     out->onednn = onednn_layer(&l);
 #endif
@@ -268,20 +269,26 @@ int pdn_fold_batchnorm(network *net, int target)
     return fold_batchnorm_network(net, (bn_denominator)target);
 }
 
-int pdn_winograd(network *net, int on, int *used, pdn_error *err)
-{
-    PDN_GUARDED(0, err, (void)0, *used = winograd_network(net, on));
-    return 0;
-}
-
-int pdn_onednn(network *net, int *used, pdn_error *err)
+int pdn_has_onednn(void)
 {
 #ifdef PDN_ONEDNN
-    PDN_GUARDED(0, err, (void)0, *used = onednn_network(net));
+    return 1;
 #else
-    (void)net; (void)err;
-    *used = -1;
+    return 0;
 #endif
+}
+
+int pdn_use_backend(network *net, int backend, int winograd, pdn_backend_use *use, pdn_error *err)
+{
+    memset(use, 0, sizeof(*use));
+    if (backend == PDN_BACKEND_UPSTREAM) return 0;
+    PDN_GUARDED(0, err, (void)0, {
+        use->cpu = cpu_network(net);
+        if (winograd) use->winograd = winograd_network(net);
+#ifdef PDN_ONEDNN
+        if (backend == PDN_BACKEND_ONEDNN) use->onednn = onednn_network(net);
+#endif
+    });
     return 0;
 }
 

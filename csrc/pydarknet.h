@@ -57,12 +57,17 @@ int pdn_save_weights(network *net, const char *path, int fold_bn, int verbose, p
 /* Folds batch normalization into the weights in place for runtime target (0 CPU,
  * 1 GPU) and turns it off in those layers; returns how many were folded. */
 int pdn_fold_batchnorm(network *net, int target);
-/* Winograd convolution on (where a layer's shape allows it) or off for every layer;
- * *used: how many layers use it. */
-int pdn_winograd(network *net, int on, int *used, pdn_error *err);
-/* oneDNN primitives for the convolutions that take no other path (a build with
- * PYDARKNET_BACKEND=onednn; elsewhere *used is -1); *used: how many layers use them. */
-int pdn_onednn(network *net, int *used, pdn_error *err);
+/* The forward functions a network runs with: upstream's own (UPSTREAM); our CPU
+ * kernels (CPU), with Winograd convolutions where `winograd` is set and the layer suits
+ * it; and also oneDNN primitives for the other convolutions (ONEDNN, only in builds
+ * where pdn_has_onednn()). Call once, after loading (and folding). *use counts the
+ * layers each took. */
+enum { PDN_BACKEND_UPSTREAM = 0, PDN_BACKEND_CPU = 1, PDN_BACKEND_ONEDNN = 2 };
+typedef struct {
+    int cpu, winograd, onednn;
+} pdn_backend_use;
+int pdn_has_onednn(void);
+int pdn_use_backend(network *net, int backend, int winograd, pdn_backend_use *use, pdn_error *err);
 const char *pdn_build_info(void);
 /* Threads for the BLAS GEMM and OpenMP loops (whichever the build has). */
 void pdn_set_num_threads(int n);

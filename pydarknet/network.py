@@ -18,6 +18,24 @@ from .names import NamesSource, load_names
 PathLike = Union[str, "os.PathLike[str]"]
 Shape = Tuple[int, ...]
 _NULL = ffi.NULL
+
+#: What a network computes its layers with (``Network(backend=...)``), in the order of
+#: csrc/pydarknet.h's PDN_BACKEND_*: upstream Darknet's own forward functions, our CPU
+#: kernels (csrc/backend/cpu.c, with Winograd convolutions), and those with oneDNN
+#: primitives for the other convolutions (builds with PYDARKNET_BACKEND=onednn).
+BACKENDS = ("upstream", "cpu", "onednn")
+
+
+def _backend(name: Optional[str]) -> str:
+    """The backend a network asks for; None: the best this build has."""
+    if name is None:
+        return "onednn" if lib.pdn_has_onednn() else "cpu"
+    if name not in BACKENDS:
+        raise ValueError(f"backend={name!r}: choose one of {', '.join(BACKENDS)}")
+    if name == "onednn" and not lib.pdn_has_onednn():
+        raise ValueError("backend='onednn': this build has no oneDNN (rebuild with PYDARKNET_BACKEND=onednn, "
+                         "the default on Linux x86-64)")
+    return name
 # Labels are drawn into a fixed 4 KiB buffer upstream: keep each one short.
 _DRAWN_LABEL_BYTES = 40
 
@@ -70,10 +88,12 @@ class Network:
     Without weights, layers keep upstream's random initialisation. With weights,
     batch normalization is folded into the weights at load (``fold_bn=True``, the
     same outputs with one pass less per layer; see ``fold_batchnorm``): pass
-    ``fold_bn=False`` to keep the trained layout, e.g. to save it as it was. 3x3 stride-1
-    convolutions run as Winograd convolutions (``winograd=True``: 2.25-4x fewer
-    multiplications, results equal to im2col + GEMM's up to float32 rounding, about 1e-6
-    relative); ``winograd=False`` keeps upstream's im2col + GEMM everywhere. ``names`` (a list,
+    ``fold_bn=False`` to keep the trained layout, e.g. to save it as it was. ``backend``
+    chooses the forward functions (``BACKENDS``; default: oneDNN where the build has it,
+    else ``"cpu"``; ``"upstream"`` runs Darknet's own code, the reference). With
+    ``"cpu"`` and ``"onednn"``, 3x3 stride-1 convolutions that suit it run as Winograd
+    convolutions (``winograd=True``: 2.25-4x fewer multiplications, results equal to
+    im2col + GEMM's up to float32 rounding, about 1e-6 relative). ``names`` (a list,
     a .names file or a .data file) must give one label per class. ``batch`` is the
     number of images one forward pass computes; ``predict`` takes any number and
     runs them in chunks of ``batch``. Darknet's console output is shown only with
@@ -89,9 +109,10 @@ class Network:
 
     def __init__(self, cfg: PathLike, weights: Optional[PathLike] = None, *,
                  batch: int = 1, names: NamesSource = None, verbose: bool = False, fold_bn: bool = True,
-                 winograd: bool = True, onednn: Optional[bool] = None, max_memory: Optional[int] = None,
+                 backend: Optional[str] = None, winograd: bool = True, max_memory: Optional[int] = None,
                  finite_weights: bool = True):
         batch = limits.positive_int(batch, "batch")
+        backend = _backend(backend)
         budget = limits.network_memory() if max_memory is None else limits.positive_int(
             max_memory, "max_memory", 2**63 - 1)
         self.cfg_path = Path(os.fsdecode(_path_arg(cfg, "cfg")))
@@ -126,14 +147,16 @@ class Network:
         self.layers: List[Layer] = [self._layer(i) for i in range(info.n_layers)]
         if fold_bn and weights is not None:
             self.fold_batchnorm()
-        used = ffi.new("int *")
-        if lib.pdn_winograd(self._net, bool(winograd), used, err):
+        use = ffi.new("pdn_backend_use *")
+        if lib.pdn_use_backend(self._net, BACKENDS.index(backend), bool(winograd), use, err):
             self.close()
             raise errors.from_c(err)
+        #: the forward functions it runs with (see BACKENDS)
+        self.backend: str = backend
         #: how many convolutional layers run as Winograd convolutions (Layer.winograd)
-        self.winograd_layers: int = used[0]
+        self.winograd_layers: int = use.winograd
         #: how many convolutional layers run as oneDNN primitives (Layer.onednn)
-        self.onednn_layers: int = self._use_onednn(onednn)
+        self.onednn_layers: int = use.onednn
         self.layers = [self._layer(i) for i in range(info.n_layers)]
         classes = lib.pdn_detection_classes(self._net)
         #: whether the network ends in a [yolo], [region] or [detection] layer
@@ -170,24 +193,6 @@ class Network:
             winograd=raw.winograd,
             onednn=bool(raw.onednn),
         )
-
-    def _use_onednn(self, wanted: Optional[bool]) -> int:
-        """oneDNN for the convolutions left to im2col + GEMM: where the build has it
-        (None), required (True) or not (False)."""
-        if wanted is False:
-            return 0
-        used = ffi.new("int *")
-        err = ffi.new("pdn_error *")
-        if lib.pdn_onednn(self._net, used, err):
-            self.close()
-            raise errors.from_c(err)
-        if used[0] < 0 and wanted:
-            from . import build_info
-
-            self.close()
-            raise ValueError(f"onednn=True: this build has no oneDNN (its backend is "
-                             f"{build_info()['features']['backend']!r}; rebuild with PYDARKNET_BACKEND=onednn)")
-        return max(used[0], 0)
 
     # -- inspection ----------------------------------------------------------------
 

@@ -1,7 +1,8 @@
-"""The fast convolution paths, Winograd (patch 0025), im2col + GEMM in bands of output
-rows (0028) and one GEMM for several images (0029), against OpenCV DNN's Darknet
-importer, which runs the same cfg and weights through its own convolution code; and
-the layers each applies to."""
+"""The convolution paths, Winograd (csrc/backend/winograd.c), oneDNN primitives
+(csrc/backend/onednn.c) and our im2col + GEMM kernel (csrc/backend/cpu.c), against
+OpenCV DNN's Darknet importer, which runs the same cfg and weights through its own
+convolution code, and against upstream Darknet's own forward functions
+(backend="upstream"); and the layers each applies to."""
 
 import numpy as np
 import pytest
@@ -11,6 +12,11 @@ from pydarknet import samples, zoo
 from conftest import random_input, write_model
 
 cv2 = pytest.importorskip("cv2")
+
+ONEDNN = pydarknet.build_info()["features"].get("backend") == "onednn"
+needs_onednn = pytest.mark.skipif(not ONEDNN, reason="a build without oneDNN (PYDARKNET_BACKEND)")
+# the backends of this build that compute convolutions their own way
+FAST_BACKENDS = ["cpu", "onednn"] if ONEDNN else ["cpu"]
 
 
 def conv_model(tmp_path, c, h, w, layers):
@@ -35,6 +41,11 @@ def assert_close(ours, reference, rel):
     assert diff < rel, f"max difference {diff:.2e} of the largest output"
 
 
+def darknet_path(cfg, weights, **options):
+    """The same network on upstream Darknet's own forward functions: the reference."""
+    return pydarknet.Network(cfg, weights, backend="upstream", **options)
+
+
 # (channels, height, width, filters, pad, batch, m): F(4x4) on maps of 14 and more with
 # 36 tiles or more per GEMM, else F(2x2) with 36 tiles or more (a batch counts); partial
 # tiles at the right and bottom edges, non-square maps, no padding; a wide map that
@@ -52,15 +63,16 @@ def test_winograd_layer_matches_opencv(tmp_path, c, h, w, n, pad, batch, m):
     assert_close(net.predict(x), opencv_output(cfg, weights, x), 1e-5)
 
 
-def test_winograd_and_gemm_paths_agree_to_float32_rounding(tmp_path):
-    """The same network with winograd=False runs upstream's im2col + GEMM everywhere."""
+def test_winograd_layers_agree_with_upstreams_code_to_float32_rounding(tmp_path):
     layers = [conv(16), conv(32, batch_normalize=1), conv(32, stride=2), conv(64), conv(16, size=1)]
     cfg, weights = conv_model(tmp_path, 8, 40, 40, layers)
     x = random_input((3, 8, 40, 40))
-    with pydarknet.Network(cfg, weights) as fast, pydarknet.Network(cfg, weights, winograd=False) as gemm:
+    with pydarknet.Network(cfg, weights) as fast, darknet_path(cfg, weights) as reference, \
+            pydarknet.Network(cfg, weights, winograd=False) as plain:
         assert [layer.winograd for layer in fast.layers] == [4, 4, 0, 2, 0]
-        assert gemm.winograd_layers == 0 and "winograd F(4x4,3x3)" in fast.summary()
-        assert_close(fast.predict(x), gemm.predict(x), 1e-5)
+        assert plain.winograd_layers == 0 and reference.winograd_layers == 0
+        assert "winograd F(4x4,3x3)" in fast.summary()
+        assert_close(fast.predict(x), reference.predict(x), 1e-5)
 
 
 def test_layers_that_keep_im2col(tmp_path):
@@ -76,7 +88,8 @@ def test_layers_that_keep_im2col(tmp_path):
 
 
 def test_transformed_kernels_follow_batchnorm_folding(tmp_path):
-    """Folding after load changes the weights the Winograd path uses; outputs stay OpenCV's."""
+    """The transformed kernels fold batch normalization in a copy; folding the layer
+    itself later changes no output."""
     cfg, weights = conv_model(tmp_path, 8, 20, 20, [conv(16, batch_normalize=1), conv(8, batch_normalize=1)])
     x = random_input((1, 8, 20, 20))
     reference = opencv_output(cfg, weights, x)
@@ -88,35 +101,34 @@ def test_transformed_kernels_follow_batchnorm_folding(tmp_path):
 
 
 # (channels, height, width, filters, size, stride, pad, groups, batch, batch_normalize):
-# layers whose whole column matrix exceeds 1 MiB with small weights run in bands of
-# output rows (ResNet's 7x7/2 first layer; a yolov3-tiny-like first layer at batch 2
-# and a grouped strided layer, both ending in a partial band; batch normalization after
-# the bands when it is not folded)
+# large maps with few channels (ResNet's 7x7/2 first layer; a yolov3-tiny-like first
+# layer at batch 2 and a grouped strided layer; batch normalization not folded)
+@pytest.mark.parametrize("backend", FAST_BACKENDS)
 @pytest.mark.parametrize("c, h, w, n, size, stride, pad, groups, batch, bn", [
     (3, 224, 224, 64, 7, 2, 3, 1, 1, 0), (3, 150, 200, 16, 3, 1, 1, 1, 2, 0),
     (8, 300, 300, 8, 3, 2, 1, 2, 1, 0), (3, 224, 224, 32, 7, 2, 3, 1, 1, 1),
 ])
-def test_banded_convolution_matches_opencv(tmp_path, c, h, w, n, size, stride, pad, groups, batch, bn):
+def test_large_maps_match_opencv(tmp_path, backend, c, h, w, n, size, stride, pad, groups, batch, bn):
     layer = conv(n, size=size, stride=stride, pad=0, padding=pad, groups=groups, batch_normalize=bn)
     cfg, weights = conv_model(tmp_path, c, h, w, [layer])
-    net = pydarknet.Network(cfg, weights, batch=batch, fold_bn=False)
+    net = pydarknet.Network(cfg, weights, batch=batch, fold_bn=False, backend=backend)
     x = random_input((batch, c, h, w))
     assert_close(net.predict(x), opencv_output(cfg, weights, x), 1e-5)
 
 
-# (channels, height, width, filters, size, stride, pad, batch, batch_normalize): at batch
-# > 1, maps under 256 pixels put the columns of 512/pixels images side by side in one
-# GEMM (a 7x7 map at batch 3; 13x13 at batch 7: groups of 3, 3 and 1; a 1x1 kernel,
-# whose columns are the input itself; strided; batch normalization after the GEMM).
-# Winograd off: it would take the 3x3 stride-1 layers.
+# (channels, height, width, filters, size, stride, pad, batch, batch_normalize): small
+# maps at batch > 1 (a 7x7 map at batch 3; 13x13 at batch 7; a 1x1 kernel, whose
+# columns are the input itself; strided; batch normalization not folded). Winograd
+# off: it would take the 3x3 stride-1 layers.
+@pytest.mark.parametrize("backend", FAST_BACKENDS)
 @pytest.mark.parametrize("c, h, w, n, size, stride, pad, batch, bn", [
     (16, 7, 7, 32, 3, 1, 1, 3, 0), (8, 13, 13, 16, 3, 1, 1, 7, 0), (32, 9, 11, 24, 1, 1, 0, 4, 0),
     (16, 14, 14, 32, 3, 2, 1, 5, 0), (16, 7, 7, 32, 3, 1, 1, 2, 1),
 ])
-def test_batched_small_maps_match_opencv(tmp_path, c, h, w, n, size, stride, pad, batch, bn):
+def test_batched_small_maps_match_opencv(tmp_path, backend, c, h, w, n, size, stride, pad, batch, bn):
     layer = conv(n, size=size, stride=stride, pad=0, padding=pad, batch_normalize=bn)
     cfg, weights = conv_model(tmp_path, c, h, w, [layer])
-    net = pydarknet.Network(cfg, weights, batch=batch, fold_bn=False, winograd=False)
+    net = pydarknet.Network(cfg, weights, batch=batch, fold_bn=False, winograd=False, backend=backend)
     x = random_input((batch, c, h, w))
     assert_close(net.predict(x), opencv_output(cfg, weights, x), 1e-5)
 
@@ -127,7 +139,7 @@ def test_yolov3_tiny_detections_are_the_same_on_both_paths(official):
     names = pydarknet.upstream_path(zoo.get("yolov3-tiny").names)
     image = samples.path("dog.jpg")
     with pydarknet.Network(cfg, weights, names=names) as fast, \
-            pydarknet.Network(cfg, weights, names=names, winograd=False) as gemm:
+            pydarknet.Network(cfg, weights, names=names, backend="upstream") as gemm:
         assert fast.winograd_layers == 8
         a, b = pydarknet.detect(fast, image), pydarknet.detect(gemm, image)
     assert [d.label for d in a] == [d.label for d in b] and len(a) == 5
@@ -136,21 +148,13 @@ def test_yolov3_tiny_detections_are_the_same_on_both_paths(official):
         assert np.allclose(x.box, y.box, atol=0.05)
 
 
-# -- oneDNN primitives (csrc/backend/onednn.c) ------------------------------------------
-
-ONEDNN = pydarknet.build_info()["features"].get("backend") == "onednn"
-needs_onednn = pytest.mark.skipif(not ONEDNN, reason="a build without oneDNN (PYDARKNET_BACKEND)")
-
-
-def darknet_path(cfg, weights, **options):
-    """The same network on upstream's im2col + GEMM code alone: the reference."""
-    return pydarknet.Network(cfg, weights, onednn=False, winograd=False, **options)
-
+# -- oneDNN primitives (csrc/backend/onednn.c) and our im2col + GEMM kernel (cpu.c) -----
 
 # (channels, height, width, layer): kernels 1 to 7, strides 1 to 3, padding that is zero,
 # larger than the kernel's half or cut short at the right edge (oneDNN's right padding
 # is then negative), groups, odd shapes, every activation a post-op computes and two
 # that darknet applies afterwards (ramp, plse); with batch normalization
+@pytest.mark.parametrize("backend", FAST_BACKENDS)
 @pytest.mark.parametrize("c, h, w, layer", [
     (3, 33, 40, conv(16, size=7, stride=2, pad=0, padding=3)),
     (16, 14, 14, conv(32, size=1, stride=2, pad=0)),
@@ -161,12 +165,13 @@ def darknet_path(cfg, weights, **options):
     *[(8, 7, 11, conv(12, activation=a, batch_normalize=1))
       for a in ("linear", "logistic", "tanh", "elu", "loggy", "selu", "hardtan", "ramp", "plse")],
 ])
-def test_onednn_layer_matches_darknets_own_convolution(tmp_path, c, h, w, layer):
+def test_convolution_matches_upstreams_own(tmp_path, backend, c, h, w, layer):
     cfg, weights = conv_model(tmp_path, c, h, w, [layer])
     x = random_input((2, c, h, w))
-    with pydarknet.Network(cfg, weights, batch=2, winograd=False) as fast, darknet_path(cfg, weights, batch=2) as ref:
-        assert fast.onednn_layers == (1 if ONEDNN else 0) and ref.onednn_layers == 0
-        assert fast.layers[0].onednn == ONEDNN
+    with pydarknet.Network(cfg, weights, batch=2, winograd=False, backend=backend) as fast, \
+            darknet_path(cfg, weights, batch=2) as ref:
+        assert fast.onednn_layers == (backend == "onednn") and ref.onednn_layers == 0
+        assert fast.layers[0].onednn == (backend == "onednn")
         assert_close(fast.predict(x), ref.predict(x), 1e-5)
 
 
@@ -209,9 +214,72 @@ def test_onednn_runs_other_batch_sizes_and_thread_counts(tmp_path):
             pydarknet.set_num_threads(threads)
 
 
-def test_onednn_request_on_a_build_without_it(tiny_cfg, tiny_weights):
-    if ONEDNN:
-        assert pydarknet.Network(tiny_cfg, tiny_weights, onednn=True).onednn_layers == 2
-    else:
+def test_backend_choice(tiny_cfg, tiny_weights):
+    """The default is the best the build has; a backend it lacks is refused."""
+    with pydarknet.Network(tiny_cfg, tiny_weights) as net:
+        assert net.backend == ("onednn" if ONEDNN else "cpu") and net.onednn_layers == (2 if ONEDNN else 0)
+    with pydarknet.Network(tiny_cfg, tiny_weights, backend="cpu") as net:
+        assert net.onednn_layers == 0 and net.winograd_layers == 0
+    if not ONEDNN:
         with pytest.raises(ValueError, match="no oneDNN"):
-            pydarknet.Network(tiny_cfg, tiny_weights, onednn=True)
+            pydarknet.Network(tiny_cfg, tiny_weights, backend="onednn")
+    with pytest.raises(ValueError, match="choose one of upstream, cpu, onednn"):
+        pydarknet.Network(tiny_cfg, tiny_weights, backend="gpu")
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_cpu_kernels_of_other_layers_match_upstreams_own(tmp_path, batch):
+    """Maxpool (strides 1 to 3, padded, clipped windows), identity and strided
+    shortcuts, upsample and a route, on our CPU kernels and on upstream's code."""
+    cfg, weights = write_model(tmp_path, """[net]
+width=23
+height=19
+channels=8
+
+[convolutional]
+filters=16
+size=3
+stride=1
+pad=1
+activation=leaky
+
+[maxpool]
+size=3
+stride=1
+
+[maxpool]
+size=2
+stride=2
+
+[maxpool]
+size=3
+stride=3
+padding=2
+
+[convolutional]
+filters=16
+size=1
+stride=1
+pad=0
+activation=linear
+
+[shortcut]
+from=-2
+activation=leaky
+
+[upsample]
+stride=2
+
+[shortcut]
+from=-6
+activation=relu
+
+[route]
+layers=-1,-2
+""")
+    x = random_input((batch, 8, 19, 23))
+    with pydarknet.Network(cfg, weights, batch=batch, backend="cpu") as fast, \
+            darknet_path(cfg, weights, batch=batch) as ref:
+        assert_close(fast.predict(x), ref.predict(x), 1e-5)
+        for ours, theirs in zip(fast.layer_outputs(x), ref.layer_outputs(x)):
+            assert_close(ours, theirs, 1e-5)

@@ -318,7 +318,7 @@ static void forward_onednn_convolutional(layer l, network net)
 
 static int eligible(const layer *l)
 {
-    return l->type == CONVOLUTIONAL && !l->binary && !l->xnor && !l->winograd_weights;
+    return l->type == CONVOLUTIONAL && !l->binary && !l->xnor && !l->backend;  /* not Winograd's */
 }
 
 int onednn_layer(const layer *l)
@@ -334,7 +334,7 @@ int onednn_network(network *net)
         onednn_conv *s;
         dnnl_post_ops_t probe;
         dnnl_status_t status;
-        if (!eligible(l) || onednn_layer(l)) continue;
+        if (!eligible(l)) continue;
         if (!(s = calloc(1, sizeof(*s)))) darknet_fail(DARKNET_ERR_MEMORY, "layer %d: no memory for oneDNN", i);
         if ((status = dnnl_stream_create(&s->stream, cpu_engine(), dnnl_stream_default_flags))) {
             free(s);

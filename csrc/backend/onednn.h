@@ -11,7 +11,7 @@
 #include "darknet.h"
 
 /* Installs the primitives for the network's batch; returns how many layers use them.
- * Layers already served by another path (Winograd) are left alone. Reports failures
+ * Layers another backend already took (Winograd) are left alone. Reports failures
  * with darknet_fail(), so call it under a darknet_handler. */
 int onednn_network(network *net);
 
