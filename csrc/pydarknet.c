@@ -284,7 +284,7 @@ int pdn_use_backend(network *net, int backend, int winograd, pdn_backend_use *us
     if (backend == PDN_BACKEND_UPSTREAM) return 0;
     PDN_GUARDED(0, err, (void)0, {
         use->cpu = cpu_network(net);
-        if (winograd) use->winograd = winograd_network(net);
+        if (winograd) use->winograd = winograd_network(net, backend == PDN_BACKEND_ONEDNN);
 #ifdef PDN_ONEDNN
         if (backend == PDN_BACKEND_ONEDNN) use->onednn = onednn_network(net);
 #endif

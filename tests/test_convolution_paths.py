@@ -57,7 +57,7 @@ def darknet_path(cfg, weights, **options):
 ])
 def test_winograd_layer_matches_opencv(tmp_path, c, h, w, n, pad, batch, m):
     cfg, weights = conv_model(tmp_path, c, h, w, [conv(n, pad=pad)])
-    net = pydarknet.Network(cfg, weights, batch=batch)
+    net = pydarknet.Network(cfg, weights, batch=batch, backend="cpu")
     assert net.winograd_layers == 1 and net.layers[0].winograd == m
     x = random_input((batch, c, h, w))
     assert_close(net.predict(x), opencv_output(cfg, weights, x), 1e-5)
@@ -67,8 +67,8 @@ def test_winograd_layers_agree_with_upstreams_code_to_float32_rounding(tmp_path)
     layers = [conv(16), conv(32, batch_normalize=1), conv(32, stride=2), conv(64), conv(16, size=1)]
     cfg, weights = conv_model(tmp_path, 8, 40, 40, layers)
     x = random_input((3, 8, 40, 40))
-    with pydarknet.Network(cfg, weights) as fast, darknet_path(cfg, weights) as reference, \
-            pydarknet.Network(cfg, weights, winograd=False) as plain:
+    with pydarknet.Network(cfg, weights, backend="cpu") as fast, darknet_path(cfg, weights) as reference, \
+            pydarknet.Network(cfg, weights, backend="cpu", winograd=False) as plain:
         assert [layer.winograd for layer in fast.layers] == [4, 4, 0, 2, 0]
         assert plain.winograd_layers == 0 and reference.winograd_layers == 0
         assert "winograd F(4x4,3x3)" in fast.summary()
@@ -79,12 +79,12 @@ def test_layers_that_keep_im2col(tmp_path):
     """Strided, 1x1, 5x5, grouped, 3-channel input, too few tiles for a GEMM, too wide a map."""
     layers = [conv(8), conv(8, stride=2), conv(8, size=1), conv(8, size=5), conv(16, groups=2)]
     cfg, weights = conv_model(tmp_path, 3, 12, 12, layers)
-    assert pydarknet.Network(cfg, weights).winograd_layers == 0  # 3 input channels for the only candidate
+    assert pydarknet.Network(cfg, weights, backend="cpu").winograd_layers == 0  # 3 channels for the only candidate
     cfg, weights = conv_model(tmp_path, 8, 7, 7, [conv(8)])
-    assert pydarknet.Network(cfg, weights).winograd_layers == 0  # 16 tiles at batch 1
-    assert pydarknet.Network(cfg, weights, batch=3).winograd_layers == 1
+    assert pydarknet.Network(cfg, weights, backend="cpu").winograd_layers == 0  # 16 tiles at batch 1
+    assert pydarknet.Network(cfg, weights, backend="cpu", batch=3).winograd_layers == 1
     cfg, weights = conv_model(tmp_path, 8, 16, 2000, [conv(8)])
-    assert pydarknet.Network(cfg, weights).winograd_layers == 0  # a row of tiles exceeds the scratch
+    assert pydarknet.Network(cfg, weights, backend="cpu").winograd_layers == 0  # a row of tiles exceeds the scratch
 
 
 def test_transformed_kernels_follow_batchnorm_folding(tmp_path):
@@ -93,7 +93,7 @@ def test_transformed_kernels_follow_batchnorm_folding(tmp_path):
     cfg, weights = conv_model(tmp_path, 8, 20, 20, [conv(16, batch_normalize=1), conv(8, batch_normalize=1)])
     x = random_input((1, 8, 20, 20))
     reference = opencv_output(cfg, weights, x)
-    with pydarknet.Network(cfg, weights, fold_bn=False) as net:
+    with pydarknet.Network(cfg, weights, fold_bn=False, backend="cpu") as net:
         assert net.winograd_layers == 2
         assert_close(net.predict(x), reference, 1e-5)
         net.fold_batchnorm()
@@ -140,7 +140,7 @@ def test_yolov3_tiny_detections_are_the_same_on_both_paths(official):
     image = samples.path("dog.jpg")
     with pydarknet.Network(cfg, weights, names=names) as fast, \
             pydarknet.Network(cfg, weights, names=names, backend="upstream") as gemm:
-        assert fast.winograd_layers == 8
+        assert fast.winograd_layers == (5 if ONEDNN else 8)
         a, b = pydarknet.detect(fast, image), pydarknet.detect(gemm, image)
     assert [d.label for d in a] == [d.label for d in b] and len(a) == 5
     for x, y in zip(a, b):
@@ -158,6 +158,7 @@ def test_yolov3_tiny_detections_are_the_same_on_both_paths(official):
 @pytest.mark.parametrize("c, h, w, layer", [
     (3, 33, 40, conv(16, size=7, stride=2, pad=0, padding=3)),
     (16, 14, 14, conv(32, size=1, stride=2, pad=0)),
+    (16, 14, 14, conv(24, size=3, stride=2, pad=0)),
     (16, 15, 13, conv(24, size=3, stride=2)),
     (8, 12, 12, conv(8, size=5, stride=3, pad=0, padding=4)),
     (16, 9, 9, conv(32, groups=4)),
@@ -170,15 +171,16 @@ def test_convolution_matches_upstreams_own(tmp_path, backend, c, h, w, layer):
     x = random_input((2, c, h, w))
     with pydarknet.Network(cfg, weights, batch=2, winograd=False, backend=backend) as fast, \
             darknet_path(cfg, weights, batch=2) as ref:
-        assert fast.onednn_layers == (backend == "onednn") and ref.onednn_layers == 0
-        assert fast.layers[0].onednn == (backend == "onednn")
+        on_onednn = backend == "onednn" and layer["size"] > 1  # 1x1 kernels stay on im2col + GEMM
+        assert fast.onednn_layers == on_onednn and ref.onednn_layers == 0
+        assert fast.layers[0].onednn == on_onednn
         assert_close(fast.predict(x), ref.predict(x), 1e-5)
 
 
 @needs_onednn
 def test_onednn_matches_opencv_with_unfolded_batchnorm(tmp_path):
     """fold_bn=False: the primitive folds a copy of the weights; the layer keeps its own."""
-    layers = [conv(16, size=7, stride=2, pad=0, padding=3, batch_normalize=1), conv(8, size=1, batch_normalize=1)]
+    layers = [conv(16, size=7, stride=2, pad=0, padding=3, batch_normalize=1), conv(8, size=3, batch_normalize=1)]
     cfg, weights = conv_model(tmp_path, 3, 64, 64, layers)
     x = random_input((1, 3, 64, 64))
     with pydarknet.Network(cfg, weights, fold_bn=False) as net:
@@ -189,11 +191,16 @@ def test_onednn_matches_opencv_with_unfolded_batchnorm(tmp_path):
 
 @needs_onednn
 def test_onednn_takes_what_winograd_leaves(tmp_path):
-    """Winograd keeps the 3x3 stride-1 layers it takes; oneDNN gets the other convolutions."""
-    layers = [conv(16), conv(32, stride=2), conv(16, size=1)]
-    cfg, weights = conv_model(tmp_path, 8, 40, 40, layers)
+    """Against oneDNN, Winograd keeps F(4x4) from 32 input channels and F(2x2) from 512;
+    oneDNN gets the other convolutions but 1x1 ones (im2col + GEMM)."""
+    layers = [conv(48), conv(16), conv(32, stride=2), conv(16, size=1), conv(8)]
+    cfg, weights = conv_model(tmp_path, 32, 40, 40, layers)
     with pydarknet.Network(cfg, weights) as net:
-        assert [(layer.winograd, layer.onednn) for layer in net.layers] == [(4, False), (0, True), (0, True)]
+        assert [(layer.winograd, layer.onednn) for layer in net.layers] == [
+            (4, False), (4, False), (0, True), (0, False), (0, True)]
+    cfg, weights = conv_model(tmp_path, 512, 9, 9, [conv(16), conv(16)])
+    with pydarknet.Network(cfg, weights, batch=2) as net:
+        assert [(layer.winograd, layer.onednn) for layer in net.layers] == [(2, False), (0, True)]
 
 
 @needs_onednn
@@ -217,7 +224,7 @@ def test_onednn_runs_other_batch_sizes_and_thread_counts(tmp_path):
 def test_backend_choice(tiny_cfg, tiny_weights):
     """The default is the best the build has; a backend it lacks is refused."""
     with pydarknet.Network(tiny_cfg, tiny_weights) as net:
-        assert net.backend == ("onednn" if ONEDNN else "cpu") and net.onednn_layers == (2 if ONEDNN else 0)
+        assert net.backend == ("onednn" if ONEDNN else "cpu") and net.onednn_layers == (1 if ONEDNN else 0)
     with pydarknet.Network(tiny_cfg, tiny_weights, backend="cpu") as net:
         assert net.onednn_layers == 0 and net.winograd_layers == 0
     if not ONEDNN:

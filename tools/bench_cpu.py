@@ -1,7 +1,7 @@
 """CPU speed of pydarknet against its peers, side by side in one run.
 
     pip install onnxruntime onnx "opencv-python-headless<5"    # the peers (optional)
-    python tools/bench_cpu.py [--runs 15] [--threads N] [--no-upstream]
+    python tools/bench_cpu.py [--runs 15] [--threads N] [--backend cpu] [--no-upstream]
 
 Models, with the same weights in every runtime:
 - ResNet-18-shaped classifier at 224x224 (random weights, real BN statistics): written
@@ -187,9 +187,9 @@ def upstream_ms(lib, cfg, weights, batch, runs, inputs):
 # -- the table ---------------------------------------------------------------------
 
 
-def pydarknet_runner(cfg, weights, batch):
+def pydarknet_runner(cfg, weights, batch, backend):
     start = time.perf_counter()
-    net = pydarknet.Network(cfg, weights, batch=batch)
+    net = pydarknet.Network(cfg, weights, batch=batch, backend=backend)
     return net, time.perf_counter() - start
 
 
@@ -197,6 +197,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--backend", choices=("cpu", "onednn"), help="pydarknet's (default: the build's best)")
     parser.add_argument("--no-upstream", action="store_true", help="skip the (slow) upstream baseline")
     args = parser.parse_args()
     pydarknet.set_num_threads(args.threads)
@@ -214,7 +215,8 @@ def main() -> None:
             for batch in (1, 8):
                 x = np.random.default_rng(0).random((batch, *shape), dtype=np.float32)
                 row = {"model": name, "batch": batch}
-                net, row["pydarknet load s"] = pydarknet_runner(cfg, weights, batch)
+                net, row["pydarknet load s"] = pydarknet_runner(cfg, weights, batch, args.backend)
+                backend = net.backend
                 runners = {"pydarknet": net.predict}
                 try:
                     import cv2
@@ -251,7 +253,8 @@ def main() -> None:
 
     peers = ["onnxruntime", "OpenCV DNN"]
     print(f"\n{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {args.threads} threads, "
-          f"pydarknet {pydarknet.build_info()['features']['blas']}; median ms/image of {args.runs} runs")
+          f"pydarknet backend {backend} ({pydarknet.build_info()['features']['blas']}, oneDNN "
+          f"{pydarknet.build_info()['features'].get('onednn')}); median ms/image of {args.runs} runs")
     print("| model | batch | pydarknet | " + " | ".join(peers) + " | upstream | " +
           " | ".join(f"pydarknet / {p}" for p in peers) + " | speed-up over upstream |")
     print("|---|---|---|" + "---|" * (2 * len(peers) + 2))

@@ -2,12 +2,16 @@
 
     python tools/profile_layers.py CFG [WEIGHTS] [--batch 1] [--runs 20] [--threads N]
     python tools/profile_layers.py --resnet18 ...      # the ResNet-18 of bench_cpu.py
-    ... --no-onednn / --no-winograd                    # without those paths (im2col + GEMM instead)
+    ... --backend cpu|upstream / --no-winograd         # other paths (Network's backend, winograd)
+    ... --compare cpu                                  # and beside it, per layer, another backend
 
 Prints one row per layer (type, output shape, kernel, path: oneDNN, Winograd tile or
 im2col + GEMM, BFLOPs per image,
 ms per image, GFLOP/s, share of the pass) and the totals per layer type, from
-``Network.layer_times()`` on random input. (Not a test: numbers depend on the machine.)
+``Network.layer_times()`` on random input. With ``--compare``, a second network on
+another backend takes turns with the first (rounds of a few passes each, so a slow
+spell of a shared machine hits both) and each layer shows both times.
+(Not a test: numbers depend on the machine.)
 """
 
 import argparse
@@ -16,6 +20,8 @@ import sys
 import tempfile
 from collections import defaultdict
 from pathlib import Path
+
+import numpy as np
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -52,6 +58,27 @@ def profile(net: pydarknet.Network, runs: int) -> None:
                                    for kind, s in sorted(by_type.items(), key=lambda item: -item[1])))
 
 
+def interleaved_layer_times(nets, runs: int, rounds: int = 5):
+    """Each network's per-layer median seconds, the networks taking turns."""
+    x = random_batch(nets[0])
+    samples = [[] for _ in nets]
+    for _ in range(rounds):
+        for net, times in zip(nets, samples):
+            times.append(net.layer_times(x, max(1, runs // rounds)))
+    return [[float(v) for v in np.median(np.array(times), axis=0)] for times in samples]
+
+
+def compare(a: pydarknet.Network, b: pydarknet.Network, runs: int) -> None:
+    ta, tb = interleaved_layer_times([a, b], runs)
+    print(f"{a.cfg_path.name}: batch {a.batch}, {pydarknet.get_num_threads()} threads, ms per image, "
+          f"{a.backend} vs {b.backend} taking turns: {sum(ta) / a.batch * 1000:.2f} vs {sum(tb) / b.batch * 1000:.2f}")
+    print(f"{'layer':>5} {'type':<14} {'output':<15} {'path':<7} {'ms':>7} {'path':<7} {'ms':>7} {'ratio':>6}")
+    for la, lb, sa, sb in zip(a.layers, b.layers, ta, tb):
+        ratio = f"{sa / sb:.2f}" if sb > 0 else ""
+        print(f"{la.index:>5} {la.type:<14} {'x'.join(map(str, la.output_shape)):<15} {layer_path(la):<7} "
+              f"{sa / a.batch * 1000:>7.3f} {layer_path(lb):<7} {sb / b.batch * 1000:>7.3f} {ratio:>6}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("cfg", nargs="?")
@@ -60,16 +87,22 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--no-onednn", dest="onednn", action="store_false", help="no oneDNN primitives")
+    parser.add_argument("--backend", choices=("upstream", "cpu", "onednn"), help="default: the build's best")
     parser.add_argument("--no-winograd", dest="winograd", action="store_false", help="no Winograd convolutions")
+    parser.add_argument("--compare", choices=("upstream", "cpu", "onednn"), help="a second backend, per layer")
     args = parser.parse_args()
     if bool(args.cfg) == args.resnet18:
         parser.error("give either CFG [WEIGHTS] or --resnet18")
     pydarknet.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         cfg, weights = (args.cfg, args.weights) if args.cfg else resnet18_files(Path(tmp))[2:]
-        with pydarknet.Network(cfg, weights, batch=args.batch, onednn=args.onednn, winograd=args.winograd) as net:
-            profile(net, args.runs)
+        with pydarknet.Network(cfg, weights, batch=args.batch, backend=args.backend, winograd=args.winograd) as net:
+            if args.compare:
+                with pydarknet.Network(cfg, weights, batch=args.batch, backend=args.compare,
+                                       winograd=args.winograd) as other:
+                    compare(net, other, args.runs)
+            else:
+                profile(net, args.runs)
 
 
 if __name__ == "__main__":

@@ -316,9 +316,12 @@ static void forward_onednn_convolutional(layer l, network net)
     if (s->darknet_activation) activate_array(l.output, l.outputs*l.batch, l.activation);
 }
 
+/* 1x1 kernels stay on im2col + GEMM, whose column matrix is the input itself (or a
+ * strided copy): measured faster there than oneDNN with its reorders to and from the
+ * blocked layout (yolov3-tiny's and ResNet-18's 1x1 layers, tools/profile_layers.py). */
 static int eligible(const layer *l)
 {
-    return l->type == CONVOLUTIONAL && !l->binary && !l->xnor && !l->backend;  /* not Winograd's */
+    return l->type == CONVOLUTIONAL && l->size > 1 && !l->binary && !l->xnor && !l->backend;  /* not Winograd's */
 }
 
 int onednn_layer(const layer *l)

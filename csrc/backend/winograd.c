@@ -79,9 +79,10 @@ static int gemm_tiles(layer l, int m)
     return tiles_along(l.out_h, m)*tiles_along(l.out_w, m)*images_per_gemm(l, m);
 }
 
-static int winograd_tile(layer l)
+/* The tile for layer l against im2col + GEMM, or against oneDNN's direct convolution. */
+static int winograd_tile(layer l, int versus_onednn)
 {
-    int side = l.out_h < l.out_w ? l.out_h : l.out_w;
+    int side = l.out_h < l.out_w ? l.out_h : l.out_w, m;
     if (l.type != CONVOLUTIONAL || l.size != 3 || l.stride != 1 || l.groups != 1 || l.xnor || l.binary) return 0;
     /* Measured per layer shape (tools/bench_cpu.py, one and two threads): below 8 input
      * channels the transforms cost more than they save. The transformed kernels are
@@ -92,8 +93,13 @@ static int winograd_tile(layer l)
      * too wide for one row of tiles in the scratch (over about 900 pixels for m = 4,
      * 1600 for m = 2) use the smaller tile or im2col. */
     if (l.c < 8) return 0;
-    if (side >= 14 && gemm_tiles(l, 4) >= 36 && row_fits(4, grid_x(l, 4))) return 4;
-    return gemm_tiles(l, 2) >= 36 && row_fits(2, grid_x(l, 2)) ? 2 : 0;
+    if (side >= 14 && gemm_tiles(l, 4) >= 36 && row_fits(4, grid_x(l, 4))) m = 4;
+    else m = gemm_tiles(l, 2) >= 36 && row_fits(2, grid_x(l, 2)) ? 2 : 0;
+    /* oneDNN's direct convolution runs at about the same speed for every shape; against
+     * it (tools/profile_layers.py, yolov3-tiny and ResNet-18) F(4x4) wins from 32 input
+     * channels up, F(2x2) only from 512 (fewer transforms per output, small GEMMs). */
+    if (versus_onednn && l.c < (m == 4 ? 32 : 512)) return 0;
+    return m;
 }
 
 /* Workspace bytes for V and M of one set of GEMMs. */
@@ -399,12 +405,12 @@ static winograd_conv *make_state(const layer *l, int m)
     return s;
 }
 
-int winograd_network(network *net)
+int winograd_network(network *net, int versus_onednn)
 {
     int i, used = 0;
     for (i = 0; i < net->n; ++i) {
         layer *l = &net->layers[i];
-        int m = l->backend ? 0 : winograd_tile(*l);
+        int m = l->backend ? 0 : winograd_tile(*l, versus_onednn);
         if (!m) continue;
         ensure_workspace(net, l, workspace_size(*l, m));
         l->backend = make_state(l, m);
