@@ -366,11 +366,3 @@ int onednn_network(network *net)
     }
     return used;
 }
-
-const char *onednn_version(void)
-{
-    static char text[64];
-    const dnnl_version_t *v = dnnl_version();
-    snprintf(text, sizeof(text), "%d.%d.%d (commit %.12s)", v->major, v->minor, v->patch, v->hash);
-    return text;
-}

@@ -18,7 +18,4 @@ int onednn_network(network *net);
 /* 1 if the layer's forward runs on oneDNN. */
 int onednn_layer(const layer *l);
 
-/* "3.2.0 (commit ...)" of the library loaded at run time. */
-const char *onednn_version(void);
-
 #endif
