@@ -12,6 +12,7 @@
 #include "maxpool_layer.h"
 #include "shortcut_layer.h"
 #include "upsample_layer.h"
+#include "yolo_layer.h"
 
 /* -- activations ------------------------------------------------------------------- */
 
@@ -242,6 +243,26 @@ static void forward_cpu_upsample(layer l, network net)
     }
 }
 
+/* [yolo] in inference: upstream's copy and logistic activations (on the threads), without
+ * zeroing the deltas, which only training reads. */
+static void forward_cpu_yolo(layer l, network net)
+{
+    const int map = l.w*l.h, entries = 4 + 1 + l.classes;  /* x, y, w, h, objectness, classes */
+    int m;
+    if (net.train) {
+        forward_yolo_layer(l, net);
+        return;
+    }
+    memcpy(l.output, net.input, (size_t)l.outputs*l.batch*sizeof(float));
+    #pragma omp parallel for num_threads(darknet_threads()) schedule(static) if((size_t)l.outputs*l.batch > PARALLEL_MIN)
+    for (m = 0; m < l.batch*l.n*entries; ++m) {  /* one map of one entry of one anchor */
+        int entry = m % entries;
+        if (entry == 2 || entry == 3) continue;  /* w and h stay raw */
+        cpu_activate_with_bias(l.output + (size_t)(m/(l.n*entries))*l.outputs + (size_t)(m%(l.n*entries))*map,
+                               map, 0, LOGISTIC);
+    }
+}
+
 /* -- installation ---------------------------------------------------------------------- */
 
 typedef void (*forward_function)(layer, network);
@@ -257,6 +278,8 @@ static forward_function kernel_for(const layer *l)
         return l->w == l->out_w && l->h == l->out_h && l->c == l->out_c ? forward_cpu_shortcut : 0;
     case UPSAMPLE:
         return l->reverse ? 0 : forward_cpu_upsample;
+    case YOLO:
+        return forward_cpu_yolo;
     default:
         return 0;
     }

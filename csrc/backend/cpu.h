@@ -3,7 +3,8 @@
  * cpu_network() replaces the forward function of the layers it has a faster loop
  * for: convolutional (im2col a row at a time + one GEMM per image and group, bias and
  * activation in one pass), maxpool (maxima only, windows clipped once), identity
- * shortcuts and upsample, each split over darknet_threads() OpenMP threads. The
+ * shortcuts, upsample and [yolo] (its activations), each split over darknet_threads()
+ * OpenMP threads. The
  * results are upstream's, up to the GEMM library's rounding. Training passes (net.train)
  * run upstream's own functions, which also record what backward passes need. */
 #ifndef PDN_CPU_H
