@@ -140,7 +140,7 @@ def test_yolov3_tiny_detections_are_the_same_on_both_paths(official):
     image = samples.path("dog.jpg")
     with pydarknet.Network(cfg, weights, names=names) as fast, \
             pydarknet.Network(cfg, weights, names=names, backend="upstream") as gemm:
-        assert fast.winograd_layers == (5 if ONEDNN else 8)
+        assert fast.winograd_layers == (4 if ONEDNN else 8)
         a, b = pydarknet.detect(fast, image), pydarknet.detect(gemm, image)
     assert [d.label for d in a] == [d.label for d in b] and len(a) == 5
     for x, y in zip(a, b):
@@ -191,7 +191,7 @@ def test_onednn_matches_opencv_with_unfolded_batchnorm(tmp_path):
 
 @needs_onednn
 def test_onednn_takes_what_winograd_leaves(tmp_path):
-    """Against oneDNN, Winograd keeps F(4x4) from 32 input channels and F(2x2) from 512;
+    """Against oneDNN, Winograd keeps F(4x4) from 32 input channels, and no F(2x2);
     oneDNN gets the other convolutions but 1x1 ones (im2col + GEMM)."""
     layers = [conv(48), conv(16), conv(32, stride=2), conv(16, size=1), conv(8)]
     cfg, weights = conv_model(tmp_path, 32, 40, 40, layers)
@@ -199,8 +199,9 @@ def test_onednn_takes_what_winograd_leaves(tmp_path):
         assert [(layer.winograd, layer.onednn) for layer in net.layers] == [
             (4, False), (4, False), (0, True), (0, False), (0, True)]
     cfg, weights = conv_model(tmp_path, 512, 9, 9, [conv(16), conv(16)])
-    with pydarknet.Network(cfg, weights, batch=2) as net:
-        assert [(layer.winograd, layer.onednn) for layer in net.layers] == [(2, False), (0, True)]
+    with pydarknet.Network(cfg, weights, batch=2) as net, pydarknet.Network(cfg, weights, batch=2, backend="cpu") as cpu:
+        assert [(layer.winograd, layer.onednn) for layer in net.layers] == [(0, True), (0, True)]
+        assert [layer.winograd for layer in cpu.layers] == [2, 2]  # F(2x2) beats im2col + GEMM there
 
 
 @needs_onednn

@@ -2,8 +2,8 @@
  *
  * winograd_network() replaces the forward function of the convolutional layers where
  * Winograd is measured faster than the other path: F(4x4, 3x3) on maps of 14 pixels
- * and more, F(2x2, 3x3) below, with 8 or more input channels (32 and 512 against
- * oneDNN) and at least 36 tiles per GEMM (a batch counts). The kernels are transformed once, with batch normalization
+ * and more, F(2x2, 3x3) below, with 8 or more input channels and at least 36 tiles
+ * per GEMM (a batch counts); against oneDNN only F(4x4), from 32 input channels. The kernels are transformed once, with batch normalization
  * folded in; bias and activation are applied to each output row while it is in cache. */
 #ifndef PDN_WINOGRAD_H
 #define PDN_WINOGRAD_H
