@@ -22,6 +22,9 @@ def _import():
     try:
         from . import _darknet
     except ImportError as exc:
+        if "__asan" in str(exc) or "__ubsan" in str(exc):
+            raise ImportError("pydarknet was built with PYDARKNET_SANITIZE=1: run Python with the sanitizer "
+                              "runtime preloaded (LD_PRELOAD, see tools/fuzz.py)") from exc
         if "libdnnl" not in str(exc):
             raise ImportError(
                 "pydarknet's compiled extension is missing. Install the package with "
