@@ -184,7 +184,8 @@ class BuildConfig:
             return []
         return ["-DDARKNET_CBLAS", "-Dcblas_sgemm=scipy_cblas_sgemm", f"-I{self.openblas.get_include_dir()}"]
 
-    def backend_sources(self):
+    def upstream_side_sources(self):
+        """Our C that is compiled with upstream's sources in this build."""
         return [CSRC / name for name in UPSTREAM_SIDE_SOURCES + BACKEND_SOURCES.get(self.backend, ())]
 
     def backend_flags(self):
@@ -287,7 +288,7 @@ class BuildDarknet(build_ext):
 
     def compile_upstream(self, config, tree, obj_dir):
         sources = sorted(p for p in (tree / "src").glob("*.c") if p.name not in UPSTREAM_EXCLUDED)
-        sources += config.backend_sources()
+        sources += config.upstream_side_sources()
         flags = config.upstream_flags(tree) + config.backend_flags()
 
         def compile_one(source):

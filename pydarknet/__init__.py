@@ -60,8 +60,7 @@ _threads_from_environment = True
 def set_num_threads(n: int) -> None:
     """Threads for a forward pass, for the whole process: the OpenMP pool that runs the
     loops and oneDNN's primitives and splits each GEMM (OpenBLAS itself then stays
-    single-threaded), or in a
-    build without OpenMP the BLAS library's threads. The environment variable
+    single-threaded), or in a build without OpenMP the BLAS library's threads. The environment variable
     PYDARKNET_NUM_THREADS sets it at first use; the default is OpenMP's (OMP_NUM_THREADS,
     else every core), or without OpenMP the BLAS library's (OPENBLAS_NUM_THREADS).
     At most ``limits.MAX_THREADS``."""

@@ -36,6 +36,8 @@ def _backend(name: Optional[str]) -> str:
         raise ValueError("backend='onednn': this build has no oneDNN (rebuild with PYDARKNET_BACKEND=onednn, "
                          "the default on Linux x86-64)")
     return name
+
+
 # Labels are drawn into a fixed 4 KiB buffer upstream: keep each one short.
 _DRAWN_LABEL_BYTES = 40
 

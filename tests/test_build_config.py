@@ -46,7 +46,7 @@ def test_default_is_a_cpu_build_on_onednn_and_openblas_without_fast_math(clean_e
     assert "-O3" in flags and "-fno-wrapv" in flags and "-fvisibility=hidden" in flags
     assert not any("fast" in f for f in flags)
     assert "-DDARKNET_CBLAS" in flags and "-Dcblas_sgemm=scipy_cblas_sgemm" in flags
-    assert [p.name for p in config.backend_sources()] == ["darknet_error.c", "parallel.c", "cpu.c", "winograd.c",
+    assert [p.name for p in config.upstream_side_sources()] == ["darknet_error.c", "parallel.c", "cpu.c", "winograd.c",
                                                           "onednn.c"]
     assert {"-DPDN_ONEDNN", f"-I{onednn_wheels.include}"} <= set(config.glue_flags())
     link = config.link_flags()
@@ -65,7 +65,7 @@ def test_backend_openblas_is_openblas_without_onednn(clean_env, tmp_path):
     clean_env.setenv("PYDARKNET_BACKEND", "openblas")
     config = setup.BuildConfig()
     assert config.features()["backend"] == "openblas" and config.features()["onednn"] is None
-    assert "onednn.c" not in [p.name for p in config.backend_sources()] and "-DPDN_ONEDNN" not in config.glue_flags()
+    assert "onednn.c" not in [p.name for p in config.upstream_side_sources()] and "-DPDN_ONEDNN" not in config.glue_flags()
     assert "-DDARKNET_CBLAS" in config.upstream_flags(tmp_path) and "-lscipy_openblas" in config.link_flags()
 
 

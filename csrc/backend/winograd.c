@@ -376,10 +376,11 @@ static void ensure_workspace(network *net, layer *l, size_t size)
     for (i = 0; i < net->n; ++i) {
         if (net->layers[i].workspace_size > current) current = net->layers[i].workspace_size;
     }
-    if (size > current) {
+    if (size > current) {  /* the new buffer first: a failed allocation leaves the old one in place */
+        float *grown = calloc(1, size);
+        if (!grown) malloc_error();
         free(net->workspace);
-        net->workspace = calloc(1, size);
-        if (!net->workspace) malloc_error();
+        net->workspace = grown;
     }
     if (size > l->workspace_size) l->workspace_size = size;
 }
