@@ -66,6 +66,22 @@ SIZE_CASES = {
 }
 
 
+def test_maxpool_window_wider_than_its_map_runs(tmp_path):
+    """A window of 100 million on a 16x16 map (found by fuzzing the CPU kernel): the
+    kernel looped over the whole window width per row, hours of work; the output is
+    each channel's maximum over the map. In a child with a timeout, which a hang fails."""
+    path = cfg_file(tmp_path, "[maxpool]\nsize=100000000\nstride=1\n")
+    done = run_child(f"""
+        import numpy as np, pydarknet
+        x = np.random.default_rng(0).random((1, 3, 16, 16), dtype=np.float32)
+        with pydarknet.Network({str(path)!r}) as net:
+            y = net.predict(x)
+        assert y.shape == (1, 3 * 16 * 16) or y.shape == (1, 3, 16, 16), y.shape
+        assert np.array_equal(y.reshape(3, -1), np.repeat(x.reshape(3, -1).max(axis=1, keepdims=True), 256, axis=1))
+        """, timeout=60)
+    assert done.returncode == 0, done.stderr
+
+
 @pytest.mark.parametrize("case", sorted(SIZE_CASES))
 def test_cfg_sizes_and_parameters_give_cfg_errors(tmp_path, case):
     body, shape, message = SIZE_CASES[case]
