@@ -204,6 +204,46 @@ def test_recurrent_layers_free_their_sublayers(tmp_path, section):
     assert growth < 8 * 2**20, f"resident size grew {growth} bytes over 300 loads"
 
 
+# (cfg body, net shape, max_memory): sections that fail after allocating (patch 0045,
+# found by fuzzing): anchors malformed after [yolo] made its layer; a [gru] whose third
+# sublayer exceeds the budget; a workspace past the budget once every layer is made
+FAILING_SECTIONS = {
+    "yolo anchors": ("[convolutional]\nfilters=21\nsize=1\n\n[yolo]\nmask=0,1,2\nanchors=4,5,8,9,,12\n"
+                     "classes=2\nnum=4\n", dict(w=32, h=32), None),
+    "gru over budget": ("[convolutional]\nfilters=4\nsize=1\n\n[gru]\noutput=2432\n", dict(w=8, h=8, c=4),
+                        64 * 2**20),
+    "workspace over budget": ("[convolutional]\nfilters=8\nsize=31\npad=1\n", dict(w=85, h=71, c=32),
+                              64 * 2**20),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FAILING_SECTIONS))
+def test_failed_sections_leave_nothing_behind(tmp_path, case):
+    body, shape, budget = FAILING_SECTIONS[case]
+    path = cfg_file(tmp_path, body, **shape)
+    code = f"""
+        def rss():
+            return int(open("/proc/self/statm").read().split()[1]) * 4096
+        import pydarknet
+        def fail():
+            try:
+                pydarknet.Network({str(path)!r}, max_memory={budget!r})
+            except pydarknet.DarknetError:
+                return
+            raise AssertionError("the load did not fail")
+        for _ in range(10):
+            fail()
+        before = rss()
+        for _ in range(100):
+            fail()
+        print("growth", rss() - before)
+    """
+    run = run_child(code)
+    assert run.returncode == 0, run.stderr[-2000:]
+    growth = int(run.stdout.split("growth")[1])
+    assert growth < 4 * 2**20, f"resident size grew {growth} bytes over 100 failed loads"
+
+
 # -- memory: checked allocations and the network budget (csrc/checked_alloc.c) ------
 
 def test_allocation_failure_is_out_of_memory_error(tmp_path):
