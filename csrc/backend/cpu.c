@@ -56,6 +56,23 @@ void cpu_activate_array(float *x, int n, ACTIVATION a)
     }
 }
 
+float *cpu_inference_weights(const layer *l, float *biases)
+{
+    float *weights;
+    if (!l->batch_normalize) {
+        memcpy(biases, l->biases, sizeof(float) * (size_t)l->n);
+        return l->weights;
+    }
+    weights = malloc(sizeof(float) * (size_t)l->nweights);  /* checked: fails through darknet_fail */
+    fold_batchnorm_weights(*l, weights, biases, BN_DENOMINATOR_CPU);
+    return weights;
+}
+
+void cpu_release_weights(const layer *l, float *weights)
+{
+    if (weights != l->weights) free(weights);
+}
+
 /* Bias and activation in one pass over each output map. */
 static void add_bias_activate(float *output, const float *biases, int batch, int n, int size, ACTIVATION a)
 {

@@ -21,4 +21,11 @@ void cpu_activate_with_bias(float *x, int n, float bias, ACTIVATION a);
 /* activate_array(), split over the threads when large. */
 void cpu_activate_array(float *x, int n, ACTIVATION a);
 
+/* A convolution's weights and biases as inference computes them, batch normalization
+ * folded in (darknet's CPU denominator), for backends that keep their own copy: writes
+ * the l->n biases into `biases` and returns the weights, l->weights itself or a folded
+ * copy to release with cpu_release_weights(). */
+float *cpu_inference_weights(const layer *l, float *biases);
+void cpu_release_weights(const layer *l, float *weights);
+
 #endif

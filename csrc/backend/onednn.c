@@ -20,6 +20,7 @@
 #include <omp.h>
 #endif
 
+#include "cpu.h"
 #include "onednn.h"
 
 #include "activations.h"
@@ -142,54 +143,39 @@ static dnnl_status_t new_reorder(dnnl_primitive_t *r, const_dnnl_memory_desc_t s
     return s;
 }
 
-static dnnl_status_t execute(dnnl_primitive_t p, dnnl_stream_t stream, int n, const dnnl_exec_arg_t *args)
-{
-    return dnnl_primitive_execute(p, stream, n, args);
-}
-
 /* The layer's weights and biases as the primitive computes with them: with the
  * batch normalization folded in (the CPU denominator, as darknet's forward pass). */
 static dnnl_status_t load_plan_weights(conv_plan *p, const layer *l, const_dnnl_memory_desc_t plain_md,
                                        const_dnnl_memory_desc_t chosen_md, dnnl_stream_t stream)
 {
-    float *weights = l->weights, *biases = l->biases;
+    float *weights = NULL, *biases;
     dnnl_memory_t plain = NULL;
     dnnl_primitive_t reorder = NULL;
+    dnnl_memory_desc_t bias_md;
+    dnnl_dims_t bias_dims = {l->n};
     dnnl_status_t s;
-    if (l->batch_normalize) {
-        weights = malloc(sizeof(float) * (size_t)l->nweights);
-        biases = malloc(sizeof(float) * (size_t)l->n);
-        if (!weights || !biases) { s = dnnl_out_of_memory; goto done; }
-        fold_batchnorm_weights(*l, weights, biases, BN_DENOMINATOR_CPU);
-    }
+    if ((s = dnnl_memory_desc_create_with_tag(&bias_md, 1, bias_dims, dnnl_f32, dnnl_x)) != dnnl_success) return s;
+    s = new_memory(&p->bias, bias_md, NULL);
+    dnnl_memory_desc_destroy(bias_md);
+    if (s != dnnl_success) return s;
+    if ((s = dnnl_memory_get_data_handle(p->bias, (void **)&biases)) != dnnl_success) return s;
+    weights = cpu_inference_weights(l, biases);
     if ((s = new_memory(&plain, plain_md, weights)) != dnnl_success) goto done;
     if ((s = new_memory(&p->weights, chosen_md, NULL)) != dnnl_success) goto done;
     if ((s = new_reorder(&reorder, plain_md, chosen_md)) != dnnl_success) goto done;
     if (reorder) {
         dnnl_exec_arg_t args[] = {{DNNL_ARG_FROM, plain}, {DNNL_ARG_TO, p->weights}};
-        if ((s = execute(reorder, stream, 2, args)) != dnnl_success) goto done;
+        if ((s = dnnl_primitive_execute(reorder, stream, 2, args)) != dnnl_success) goto done;
         if ((s = dnnl_stream_wait(stream)) != dnnl_success) goto done;
     } else {
         void *handle;
         if ((s = dnnl_memory_get_data_handle(p->weights, &handle)) != dnnl_success) goto done;
         memcpy(handle, weights, sizeof(float) * (size_t)l->nweights);
     }
-    {
-        dnnl_memory_desc_t bias_md;
-        dnnl_dims_t dims = {l->n};
-        void *handle;
-        if ((s = dnnl_memory_desc_create_with_tag(&bias_md, 1, dims, dnnl_f32, dnnl_x)) != dnnl_success) goto done;
-        s = new_memory(&p->bias, bias_md, NULL);
-        dnnl_memory_desc_destroy(bias_md);
-        if (s != dnnl_success) goto done;
-        if ((s = dnnl_memory_get_data_handle(p->bias, &handle)) != dnnl_success) goto done;
-        memcpy(handle, biases, sizeof(float) * (size_t)l->n);
-    }
 done:
     dnnl_primitive_destroy(reorder);
     dnnl_memory_destroy(plain);
-    if (weights != l->weights) free(weights);
-    if (biases != l->biases) free(biases);
+    cpu_release_weights(l, weights);
     return s;
 }
 
@@ -301,16 +287,16 @@ static void forward_onednn_convolutional(layer l, network net)
         fail(status, "set the layer's buffers", -1);
     if (p->to_blocked) {
         dnnl_exec_arg_t args[] = {{DNNL_ARG_FROM, p->input}, {DNNL_ARG_TO, p->src}};
-        if ((status = execute(p->to_blocked, s->stream, 2, args))) fail(status, "reorder the input", -1);
+        if ((status = dnnl_primitive_execute(p->to_blocked, s->stream, 2, args))) fail(status, "reorder the input", -1);
     }
     {
         dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, p->src}, {DNNL_ARG_WEIGHTS, p->weights},
                                   {DNNL_ARG_BIAS, p->bias}, {DNNL_ARG_DST, p->dst}};
-        if ((status = execute(p->conv, s->stream, 4, args))) fail(status, "run the convolution", -1);
+        if ((status = dnnl_primitive_execute(p->conv, s->stream, 4, args))) fail(status, "run the convolution", -1);
     }
     if (p->to_plain) {
         dnnl_exec_arg_t args[] = {{DNNL_ARG_FROM, p->dst}, {DNNL_ARG_TO, p->output}};
-        if ((status = execute(p->to_plain, s->stream, 2, args))) fail(status, "reorder the output", -1);
+        if ((status = dnnl_primitive_execute(p->to_plain, s->stream, 2, args))) fail(status, "reorder the output", -1);
     }
     if ((status = dnnl_stream_wait(s->stream))) fail(status, "finish the convolution", -1);
     if (s->darknet_activation) activate_array(l.output, l.outputs*l.batch, l.activation);

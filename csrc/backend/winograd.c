@@ -385,25 +385,18 @@ static void ensure_workspace(network *net, layer *l, size_t size)
     if (size > l->workspace_size) l->workspace_size = size;
 }
 
-/* The state of layer l with tile m: kernels and biases with batch normalization folded. */
+/* The state of layer l with tile m: kernels and biases with batch normalization folded.
+ * (Allocations are checked: a failure leaves through darknet_fail.) */
 static winograd_conv *make_state(const layer *l, int m)
 {
     winograd_conv *s = calloc(1, sizeof(*s));
-    float *weights = l->weights;
-    if (!s) malloc_error();
+    float *weights;
     s->m = m;
     s->kernels = calloc((size_t)(m + 2)*(m + 2)*l->n*l->c, sizeof(float));
     s->biases = calloc(l->n, sizeof(float));
-    if (l->batch_normalize) weights = calloc(l->nweights, sizeof(float));
-    if (!s->kernels || !s->biases || !weights) {
-        if (weights != l->weights) free(weights);
-        free_winograd_conv(s);
-        malloc_error();
-    }
-    if (l->batch_normalize) fold_batchnorm_weights(*l, weights, s->biases, BN_DENOMINATOR_CPU);
-    else memcpy(s->biases, l->biases, l->n*sizeof(float));
+    weights = cpu_inference_weights(l, s->biases);
     transform_kernels(l, m, weights, s->kernels);
-    if (weights != l->weights) free(weights);
+    cpu_release_weights(l, weights);
     return s;
 }
 
