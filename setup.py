@@ -24,6 +24,7 @@ import types
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import cuda_build
 from setuptools import Extension, setup
 from setuptools.errors import CompileError, LinkError
 from setuptools.command.build_ext import build_ext
@@ -71,6 +72,8 @@ BACKENDS = ("onednn", "openblas", "none")
 # CPU only and on GNU OpenMP, the runtime our own loops use. Wheels for Linux x86-64.
 ONEDNN_DISTRIBUTIONS = ("onednn-cpu-gomp", "onednn-devel-cpu-gomp")
 ONEDNN_PLATFORM = sys.platform.startswith("linux") and platform.machine().lower() in ("x86_64", "amd64")
+# GPU builds: Turing to Hopper, plus PTX of the newest for later GPUs (cuda_build.py).
+DEFAULT_CUDA_ARCH = "75;80;86;89;90"
 
 
 def build_module(name):
@@ -131,7 +134,7 @@ class BuildConfig:
         self.openmp_choice = os.environ.get("PYDARKNET_OPENMP", "auto").strip().lower() or "auto"
         self.openmp = False  # decided by resolve_openmp(), which needs the compiler
         self.gpu = flag("PYDARKNET_GPU")
-        self.cuda_arch = os.environ.get("PYDARKNET_CUDA_ARCH", "75;80;86;89;90")
+        self.cuda_arch = cuda_build.parse_architectures(os.environ.get("PYDARKNET_CUDA_ARCH", DEFAULT_CUDA_ARCH))
         self.sanitize = flag("PYDARKNET_SANITIZE")
         self.fuzzer_coverage = False  # decided by resolve_sanitize(), which needs the compiler
         self.backend = os.environ.get("PYDARKNET_BACKEND", "").strip().lower() or default_backend()
@@ -139,8 +142,9 @@ class BuildConfig:
             raise SystemExit(f"PYDARKNET_BACKEND={self.backend}: choose one of {', '.join(BACKENDS)}")
         self.openblas = find_openblas(self.backend) if self.backend != "none" else None
         self.onednn = find_onednn() if self.backend == "onednn" else None
-        if self.gpu:
-            self.check_cuda()
+        self.cuda = cuda_build.locate() if self.gpu else None
+        if self.cuda and self.sanitize:
+            raise SystemExit("PYDARKNET_SANITIZE=1 builds the CPU code only: build without PYDARKNET_GPU")
 
     def resolve_openmp(self, compiler, temp):
         """OpenMP threads for the CPU loops: on when asked, or in "auto" when the
@@ -197,7 +201,7 @@ class BuildConfig:
         blas = (["-DPDN_BLAS_SET_THREADS=scipy_openblas_set_num_threads",
                  "-DPDN_BLAS_GET_THREADS=scipy_openblas_get_num_threads", f"-I{self.openblas.get_include_dir()}"]
                 if self.openblas else [])
-        return blas + self.backend_flags() + self.openmp_flags() + self.sanitize_flags()
+        return blas + self.backend_flags() + self.openmp_flags() + self.cuda_flags() + self.sanitize_flags()
 
     def sanitize_flags(self):
         """Compile and link flags of a sanitizer build."""
@@ -207,24 +211,24 @@ class BuildConfig:
         """Compile and link flags of an OpenMP build."""
         return ["-fopenmp"] if self.openmp else []
 
-    def check_cuda(self):
-        cuda_home = Path(os.environ.get("CUDA_HOME", "/usr/local/cuda"))
-        nvcc = shutil.which("nvcc") or (cuda_home / "bin" / "nvcc" if (cuda_home / "bin" / "nvcc").exists() else None)
-        cublas = sorted(cuda_home.glob("lib*/libcublas.so*")) or sorted(cuda_home.glob("targets/*/lib/libcublas.so*"))
-        missing = [what for what, found in (("nvcc", nvcc), (f"cuBLAS under {cuda_home}", cublas)) if not found]
-        if missing:
-            raise SystemExit(
-                f"PYDARKNET_GPU=1 but {' and '.join(missing)} not found; install the CUDA toolkit "
-                "(set CUDA_HOME) or build without PYDARKNET_GPU for the CPU"
-            )
-        raise SystemExit("PYDARKNET_GPU=1: the CUDA build is not available in this version yet; "
-                         "build without PYDARKNET_GPU for the CPU")
+    def cuda_flags(self):
+        """C sources of a GPU build: upstream's GPU code paths and the CUDA headers."""
+        if not self.cuda:
+            return []
+        return ["-DGPU", "-DCUDNN", *(f"-I{d}" for d in self.cuda.include_dirs())]
+
+    def nvcc_command(self, tree):
+        """nvcc for upstream's kernels: the host side compiled like upstream's C."""
+        host = ["-fPIC", *VISIBILITY, "-O3"]
+        return [str(self.cuda.nvcc), "-O3", "-std=c++17", "-DGPU", "-DCUDNN", f"-I{tree / 'include'}",
+                f"-I{tree / 'src'}", *(f"-I{d}" for d in self.cuda.include_dirs()),
+                *self.cuda.gencode(self.cuda_arch), "-Xcompiler", ",".join(host)]
 
     def upstream_flags(self, tree):
         flags = ["-std=gnu11", "-fPIC", *OPTIMIZE, *VISIBILITY, *UPSTREAM_WARNINGS,
                  f"-I{CSRC / 'override'}", f"-I{CSRC / 'backend'}", f"-I{tree / 'include'}", f"-I{tree / 'src'}",
                  *(arg for header in FORCED_HEADERS for arg in ("-include", str(CSRC / header)))]
-        return flags + self.blas_flags() + self.openmp_flags() + self.sanitize_flags()
+        return flags + self.blas_flags() + self.openmp_flags() + self.cuda_flags() + self.sanitize_flags()
 
     def link_flags(self):
         flags = self.openmp_flags() + self.sanitize_flags()
@@ -237,10 +241,16 @@ class BuildConfig:
             # installed: the wheel's lib/ is {prefix}/lib, three levels above site-packages/pydarknet
             # (pydarknet loads it by its path first when that fails, e.g. in a source checkout)
             flags += [str(self.onednn.library), "-Wl,-rpath,$ORIGIN/../../.."]
+        if self.cuda:
+            # by their versioned names (no driver library: the extension imports without a GPU);
+            # found again through the run path, as the wheels install them beside pydarknet
+            flags += [str(library) for library in self.cuda.libraries()]
+            flags += [f"-Wl,-rpath,{path}" for path in self.cuda.run_paths()]
         return flags
 
     def features(self):
         return {"gpu": self.gpu, "openmp": self.openmp, "blas": self.blas, "backend": self.backend,
+                "cuda": self.cuda.versions() if self.cuda else None,
                 "onednn": self.onednn.version if self.onednn else None,
                 "cuda_arch": self.cuda_arch if self.gpu else None,
                 "sanitize": ("asan+ubsan+fuzzer-coverage" if self.fuzzer_coverage else "asan+ubsan")
@@ -271,7 +281,8 @@ class BuildDarknet(build_ext):
         ext.extra_compile_args = ["-std=gnu11", *OPTIMIZE, *VISIBILITY, "-Werror=incompatible-pointer-types",
                                   "-Werror=implicit-function-declaration", *config.glue_flags()]
         ext.extra_link_args = config.link_flags()
-        ext.libraries = ["m", "pthread"]
+        # nvcc's host code needs the C++ runtime (as upstream's Makefile links -lstdc++)
+        ext.libraries = ["m", "pthread"] + (["stdc++"] if config.cuda else [])
         super().build_extensions()
         built = Path(self.get_ext_fullpath("pydarknet._darknet"))
         trees = self.package_trees(tree)
@@ -297,9 +308,24 @@ class BuildDarknet(build_ext):
                                          extra_postargs=flags + extra,
                                          depends=[str(CSRC / h) for h in FORCED_HEADERS])[0]
 
+        kernels = sorted((tree / "src").glob("*.cu")) if config.cuda else []
+        nvcc = config.nvcc_command(tree) if config.cuda else None
+        headers = [*(tree / "include").glob("*.h"), *(tree / "src").glob("*.h")]
+
+        def compile_kernels(source):
+            target = obj_dir / source.stem / (source.name + ".o")
+            newest_input = max(p.stat().st_mtime for p in [source, *headers])
+            if not self.force and target.exists() and target.stat().st_mtime >= newest_input:
+                return target
+            target.parent.mkdir(parents=True, exist_ok=True)
+            done = subprocess.run([*nvcc, "-c", str(source), "-o", str(target)], capture_output=True, text=True)
+            if done.returncode != 0:
+                raise CompileError(f"nvcc failed on {source.name}:\n{done.stderr or done.stdout}")
+            return target
+
         obj_dir.mkdir(parents=True, exist_ok=True)
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-            return list(pool.map(compile_one, sources))
+            return list(pool.map(compile_one, sources)) + list(pool.map(compile_kernels, kernels))
 
     @staticmethod
     def compile_caffe_schema(temp):
@@ -383,8 +409,18 @@ class BuildDarknet(build_ext):
             os.replace(staging, package_dir / extension.name)
 
 
+# Run-time dependencies of every build; a GPU build adds NVIDIA's wheels it linked.
+DEPENDENCIES = ["cffi>=1.15", "numpy>=1.21", "protobuf>=4.21", "scipy-openblas32>=0.3.26",
+                "onednn-cpu-gomp==2023.2.0; sys_platform == 'linux' and platform_machine == 'x86_64'"]
+
+
+def dependencies():
+    return DEPENDENCIES + (cuda_build.locate().run_requirements() if flag("PYDARKNET_GPU") else [])
+
+
 if __name__ == "__main__":
     setup(
+        install_requires=dependencies(),
         ext_modules=[Extension("pydarknet._darknet", sources=[])],
         cmdclass={"build_ext": BuildDarknet},
     )

@@ -19,6 +19,12 @@
 #ifdef PDN_ONEDNN
 #include "backend/onednn.h"
 #endif
+#ifdef GPU
+#include "connected_layer.h"
+#include "convolutional_layer.h"
+#include "cuda.h"
+#include "deconvolutional_layer.h"
+#endif
 
 #include "stb_image.h"
 #include "stb_image_write.h"
@@ -86,8 +92,146 @@ static void reserve_blas_buffers(void)
 #endif
 }
 
+/* What a CUSTOM layer made by pydarknet keeps in layer.user. */
+typedef struct {
+    int id;          /* the Python side's handle for this layer */
+    char name[32];   /* the section name, for summaries and messages */
+} python_layer;
+
+int pdn_cuda_device_count(void)
+{
+#ifdef GPU
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {  /* no driver or no GPU: none to use */
+        cudaGetLastError();
+        return 0;
+    }
+    return n;
+#else
+    return 0;
+#endif
+}
+
+int pdn_cuda_device_name(int index, char *name, int size)
+{
+#ifdef GPU
+    struct cudaDeviceProp prop;
+    if (index < 0 || index >= pdn_cuda_device_count() || cudaGetDeviceProperties(&prop, index) != cudaSuccess) {
+        cudaGetLastError();
+        return -1;
+    }
+    snprintf(name, size, "%s", prop.name);
+    return prop.major * 10 + prop.minor;
+#else
+    (void)index; (void)name; (void)size;
+    return -1;
+#endif
+}
+
+int pdn_cuda_memory(int index, unsigned long long *free_bytes, unsigned long long *total_bytes)
+{
+    *free_bytes = *total_bytes = 0;
+#ifdef GPU
+    size_t free_now, total;
+    int current = 0;
+    if (index < 0 || index >= pdn_cuda_device_count() || cudaGetDevice(&current) != cudaSuccess
+        || cudaSetDevice(index) != cudaSuccess) {
+        cudaGetLastError();
+        return -1;
+    }
+    cudaError_t status = cudaMemGetInfo(&free_now, &total);
+    cudaSetDevice(current);
+    if (status != cudaSuccess) {
+        cudaGetLastError();
+        return -1;
+    }
+    *free_bytes = free_now;
+    *total_bytes = total;
+    return 0;
+#else
+    (void)index;
+    return -1;
+#endif
+}
+
+void pdn_cuda_versions(int *runtime, int *driver, int *cudnn)
+{
+    *runtime = *driver = *cudnn = 0;
+#ifdef GPU
+    if (cudaRuntimeGetVersion(runtime) != cudaSuccess) *runtime = 0;
+    if (cudaDriverGetVersion(driver) != cudaSuccess) *driver = 0;
+    cudaGetLastError();
+#ifdef CUDNN
+    *cudnn = (int)cudnnGetVersion();
+#endif
+#endif
+}
+
+int pdn_network_device(network *net)
+{
+#ifdef GPU
+    return net->gpu_index;
+#else
+    (void)net;
+    return -1;
+#endif
+}
+
+/* Where the parser puts the next network made on this thread (upstream's per-thread
+ * gpu_index, patch 0050): -1 the CPU, else that CUDA device, made current. */
+static void choose_device(int device)
+{
+#ifdef GPU
+    int count = pdn_cuda_device_count();
+    if (device >= count) {
+        if (!count) darknet_fail(DARKNET_ERR_DEVICE, "cuda:%d: no CUDA device is visible (no GPU, no driver, or "
+                                 "CUDA_VISIBLE_DEVICES hides them); load with device='cpu'", device);
+        darknet_fail(DARKNET_ERR_DEVICE, "cuda:%d: this machine has %d CUDA device%s (cuda:0 to cuda:%d)",
+                     device, count, count == 1 ? "" : "s", count - 1);
+    }
+    if (device >= 0) cuda_set_device(device);
+    else gpu_index = -1;
+#else
+    if (device >= 0) darknet_fail(DARKNET_ERR_DEVICE, "this pydarknet build has no CUDA, so cuda:%d cannot be "
+                                  "used: reinstall with PYDARKNET_GPU=1 pip install . (README, GPU)", device);
+#endif
+}
+
+/* A GPU network runs every layer's forward_gpu: refuse one without it. */
+static void check_gpu_layers(network *net)
+{
+#ifdef GPU
+    int i;
+    if (net->gpu_index < 0) return;
+    for (i = 0; i < net->n; ++i) {
+        layer l = net->layers[i];
+        if (l.type == CUSTOM) {
+            darknet_fail(DARKNET_ERR_DEVICE, "layer %d [%s] is defined in Python, which runs on the CPU only: "
+                         "load this network with device='cpu'", i, ((python_layer *)l.user)->name);
+        }
+        if (!l.forward_gpu) {
+            darknet_fail(DARKNET_ERR_DEVICE, "layer %d (%s) has no GPU implementation in Darknet: load this network "
+                         "with device='cpu'", i, get_layer_string(l.type));
+        }
+    }
+#else
+    (void)net;
+#endif
+}
+
+/* CUDA's current device is per thread: each call on a GPU network makes its device
+ * current first (cuDNN and cuBLAS handles are per device and thread). */
+static void use_device(network *net)
+{
+#ifdef GPU
+    if (net->gpu_index >= 0) cuda_set_device(net->gpu_index);
+#else
+    (void)net;
+#endif
+}
+
 int pdn_load(const char *cfg, const char *weights, int batch, int verbose, int finite_weights,
-             unsigned long long max_memory, network **out, pdn_error *err)
+             unsigned long long max_memory, int device, network **out, pdn_error *err)
 {
     /* volatile: read after longjmp, written between setjmp and it. */
     network *volatile net = NULL;
@@ -95,11 +239,13 @@ int pdn_load(const char *cfg, const char *weights, int batch, int verbose, int f
     darknet_finite_weights = finite_weights;
     PDN_GUARDED(verbose, err, { end_load(); if (net) free_network(net); }, {
         reserve_blas_buffers();  /* not charged to the network */
+        choose_device(device);
         pdn_alloc_budget = max_memory && max_memory < SIZE_MAX ? (size_t)max_memory : SIZE_MAX;
         /* with weights: no random initialisation of what the file replaces */
         net = weights ? parse_network_cfg_for_weights((char *)cfg, batch)
                       : parse_network_cfg_custom((char *)cfg, batch);
         if (weights) load_weights(net, (char *)weights);
+        check_gpu_layers(net);
     });
     end_load();
     *out = net;
@@ -129,12 +275,6 @@ void pdn_network_info_get(network *net, pdn_network_info *info)
     info->out_h = last.out_h;
     info->out_c = last.out_c;
 }
-
-/* What a CUSTOM layer made by pydarknet keeps in layer.user. */
-typedef struct {
-    int id;          /* the Python side's handle for this layer */
-    char name[32];   /* the section name, for summaries and messages */
-} python_layer;
 
 static int has_activation(LAYER_TYPE type)
 {
@@ -222,6 +362,19 @@ static void use_batch(network *net, int n)
     if (n != net->batch) set_batch_network(net, n);
 }
 
+/* After a failure: the network back at its own batch. On a GPU network that sets up
+ * cuDNN again, which can fail too (the device may be what failed): under a handler of
+ * its own, as no other is left to catch it, keeping the first failure's report. */
+static void restore_batch(network *net, int batch)
+{
+    darknet_handler handler;
+    darknet_error first = *darknet_last_error();
+    darknet_push_handler(&handler);
+    if (!setjmp(handler.env)) set_batch_network(net, batch);
+    darknet_pop_handler(&handler);
+    *(darknet_error *)darknet_last_error() = first;
+}
+
 /* PDN_GUARDED with the network run at batch n; the batch it was loaded with is
  * restored afterwards, on failure (before cleanup) as on success. On failure the whole
  * network struct is restored first: network_predict() points net->input at the
@@ -231,8 +384,10 @@ static void use_batch(network *net, int n)
 #define PDN_GUARDED_AT_BATCH(net, n, verbose, err, cleanup, ...)                          \
     do {                                                                                  \
         const network saved_ = *(net);  /* not written after setjmp: valid after longjmp */ \
-        PDN_GUARDED(verbose, err, { *(net) = saved_; set_batch_network(net, saved_.batch); cleanup; }, \
-                    use_batch(net, n); __VA_ARGS__; set_batch_network(net, saved_.batch));   \
+        PDN_GUARDED(verbose, err, { *(net) = saved_; if (n != saved_.batch) restore_batch(net, saved_.batch); \
+                                    cleanup; }, \
+                    use_device(net); use_batch(net, n); __VA_ARGS__;                          \
+                    if (n != saved_.batch) set_batch_network(net, saved_.batch));             \
     } while (0)
 
 int pdn_predict(network *net, const float *input, int n, float *output, double *layer_seconds,
@@ -247,11 +402,22 @@ int pdn_predict(network *net, const float *input, int n, float *output, double *
     return 0;
 }
 
-int pdn_layer_output(network *net, int index, int n, float *output)
+int pdn_layer_output(network *net, int index, int n, float *output, pdn_error *err)
 {
-    if (index < 0 || index >= net->n || n < 1 || n > net->batch) return -1;
-    layer l = net->layers[index];
-    memcpy(output, l.output, sizeof(float) * (size_t)l.outputs * n);
+    PDN_GUARDED(0, err, (void)0, {
+        if (index < 0 || index >= net->n || n < 1 || n > net->batch) {
+            darknet_fail(DARKNET_ERR_INTERNAL, "no output %d of %d images (%d layers, batch %d)", index, n, net->n, net->batch);
+        }
+        layer l = net->layers[index];
+#ifdef GPU
+        /* a GPU network keeps its outputs on the device (only the last is copied back) */
+        if (net->gpu_index >= 0 && l.output_gpu) {
+            use_device(net);
+            cuda_pull_array(l.output_gpu, l.output, (size_t)l.outputs * n);
+        }
+#endif
+        memcpy(output, l.output, sizeof(float) * (size_t)l.outputs * n);
+    });
     return 0;
 }
 
@@ -264,9 +430,31 @@ int pdn_save_weights(network *net, const char *path, int fold_bn, int verbose, p
     return 0;
 }
 
-int pdn_fold_batchnorm(network *net, int target)
+/* A GPU network's device copy of what folding changed. */
+static void push_folded(network *net)
 {
-    return fold_batchnorm_network(net, (bn_denominator)target);
+#ifdef GPU
+    int i;
+    if (net->gpu_index < 0) return;
+    use_device(net);
+    for (i = 0; i < net->n; ++i) {
+        layer l = net->layers[i];
+        if (l.type == CONVOLUTIONAL) push_convolutional_layer(l);
+        else if (l.type == DECONVOLUTIONAL) push_deconvolutional_layer(l);
+        else if (l.type == CONNECTED) push_connected_layer(l);
+    }
+#else
+    (void)net;
+#endif
+}
+
+int pdn_fold_batchnorm(network *net, int target, pdn_error *err)
+{
+    PDN_GUARDED(0, err, (void)0, {
+        fold_batchnorm_network(net, (bn_denominator)target);
+        push_folded(net);
+    });
+    return 0;
 }
 
 int pdn_has_onednn(void)
@@ -281,7 +469,7 @@ int pdn_has_onednn(void)
 int pdn_use_backend(network *net, int backend, int winograd, pdn_backend_use *use, pdn_error *err)
 {
     memset(use, 0, sizeof(*use));
-    if (backend == PDN_BACKEND_UPSTREAM) return 0;
+    if (backend == PDN_BACKEND_UPSTREAM || pdn_network_device(net) >= 0) return 0;  /* GPU: forward_gpu */
     PDN_GUARDED(0, err, (void)0, {
         use->cpu = cpu_network(net);
         if (winograd) use->winograd = winograd_network(net, backend == PDN_BACKEND_ONEDNN);

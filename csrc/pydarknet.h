@@ -39,9 +39,21 @@ typedef struct {
 } pdn_layer;
 
 /* finite_weights: refuse NaN/infinite weights; max_memory: bytes the network may
- * allocate while it is made and loaded (0: no limit). */
+ * allocate while it is made and loaded (0: no limit); device: -1 for the CPU, else the
+ * CUDA device the network lives on (GPU builds; others fail with DARKNET_ERR_DEVICE). */
 int pdn_load(const char *cfg, const char *weights, int batch, int verbose, int finite_weights,
-             unsigned long long max_memory, network **out, pdn_error *err);
+             unsigned long long max_memory, int device, network **out, pdn_error *err);
+/* The CUDA device a network lives on, -1 for the CPU. */
+int pdn_network_device(network *net);
+/* CUDA devices this process can use: 0 without a GPU, a driver or a GPU build. */
+int pdn_cuda_device_count(void);
+/* Device index's name and compute capability (major * 10 + minor); -1 if none. */
+int pdn_cuda_device_name(int index, char *name, int size);
+/* Free and total memory of a CUDA device in bytes; -1 if there is no such device. */
+int pdn_cuda_memory(int index, unsigned long long *free_bytes, unsigned long long *total_bytes);
+/* Versions as CUDA numbers them (12080 = 12.8), 0 where absent: the CUDA runtime
+ * loaded, the driver's CUDA version and cuDNN's. */
+void pdn_cuda_versions(int *runtime, int *driver, int *cudnn);
 void pdn_free(network *net);
 void pdn_network_info_get(network *net, pdn_network_info *info);
 int pdn_layer_get(network *net, int index, pdn_layer *out);
@@ -50,13 +62,13 @@ int pdn_layer_get(network *net, int index, pdn_layer *out);
 int pdn_predict(network *net, const float *input, int n, float *output, double *layer_seconds,
                 int verbose, pdn_error *err);
 /* After pdn_predict on n images: layer index's output, n * its outputs floats. */
-int pdn_layer_output(network *net, int index, int n, float *output);
+int pdn_layer_output(network *net, int index, int n, float *output, pdn_error *err);
 /* fold_bn < 0: as the network is; else layers with batch normalization are written
  * folded for runtime fold_bn (0 CPU, 1 GPU), and the network is unchanged. */
 int pdn_save_weights(network *net, const char *path, int fold_bn, int verbose, pdn_error *err);
 /* Folds batch normalization into the weights in place for runtime target (0 CPU,
- * 1 GPU) and turns it off in those layers; returns how many were folded. */
-int pdn_fold_batchnorm(network *net, int target);
+ * 1 GPU) and turns it off in those layers (a GPU network's device copy too). */
+int pdn_fold_batchnorm(network *net, int target, pdn_error *err);
 /* The forward functions a network runs with: upstream's own (UPSTREAM); our CPU
  * kernels (CPU), with Winograd convolutions where `winograd` is set and the layer suits
  * it; and also oneDNN primitives for the other convolutions (ONEDNN, only in builds

@@ -16,15 +16,15 @@ try:  # load the BLAS library the extension links to (found this way in a source
 except ImportError:
     pass
 
-from .errors import (CaffeError, CfgError, ConversionError, DarknetError, FileError, FoldError, ImageError,
-                     InternalError, OutOfMemoryError, WeightsError)
+from .errors import (CaffeError, CfgError, ConversionError, DarknetError, DeviceError, FileError, FoldError,
+                     ImageError, InternalError, OutOfMemoryError, WeightsError)
 
 __all__ = [
     "Network", "Layer", "load", "detect", "detect_batch", "classify", "Detection",
     "Classification", "load_image", "Image", "register_layer", "unregister_layer", "zoo",
     "samples", "convert", "build_info", "upstream_path", "set_num_threads", "get_num_threads",
-    "DarknetError", "FileError", "CfgError", "WeightsError", "ImageError",
-    "OutOfMemoryError", "InternalError", "CaffeError", "FoldError", "ConversionError",
+    "cuda_device_count", "DarknetError", "FileError", "CfgError", "WeightsError", "ImageError",
+    "OutOfMemoryError", "InternalError", "DeviceError", "CaffeError", "FoldError", "ConversionError",
 ]
 
 _DATA = _Path(__file__).with_name("darknet_data")
@@ -35,6 +35,7 @@ _LAZY = {
     "Detection": "inference", "Classification": "inference",
     "load_image": "images", "Image": "images",
     "register_layer": "layers", "unregister_layer": "layers",
+    "cuda_device_count": "devices",
 }
 
 

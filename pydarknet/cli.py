@@ -20,8 +20,9 @@ def _network(args, batch: int = 1):
     if args.cfg:
         if not args.weights:
             raise ValueError("--cfg needs --weights")
-        return Network(args.cfg, args.weights, batch=batch, names=args.names, verbose=args.verbose)
-    return zoo.load(args.model, weights=args.weights, batch=batch, verbose=args.verbose)
+        return Network(args.cfg, args.weights, batch=batch, names=args.names, verbose=args.verbose,
+                       device=args.device)
+    return zoo.load(args.model, weights=args.weights, batch=batch, verbose=args.verbose, device=args.device)
 
 
 def _progress(done: int, total: int) -> None:
@@ -102,8 +103,9 @@ def cmd_info(args) -> int:
         cfg = upstream_path(zoo.get(args.model).cfg)
     else:
         cfg = Path(args.model)
-    net = Network(cfg, args.weights, fold_bn=False)  # the layers as the files have them
-    print(f"{cfg}: input {'x'.join(map(str, net.input_shape))}, batch {net.batch}, {net.classes} classes")
+    net = Network(cfg, args.weights, fold_bn=False, device=args.device)  # the layers as the files have them
+    print(f"{cfg}: input {'x'.join(map(str, net.input_shape))}, batch {net.batch}, {net.classes} classes, "
+          f"on {_device_line(net.device)}")
     print(net.summary())
     size = 20 + 4 * net.n_params
     if args.weights:
@@ -111,6 +113,16 @@ def cmd_info(args) -> int:
     else:
         print(f"weights: a file for this cfg has {size} bytes")
     return 0
+
+
+def _device_line(device: str) -> str:
+    """The device with what this machine says of it."""
+    from .devices import cuda_devices, device_index
+
+    if device == "cpu":
+        return "cpu"
+    found = {d.index: d for d in cuda_devices()}.get(device_index(device))
+    return f"{device} ({found.name}, compute capability {found.capability})" if found else device
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -126,6 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
         group.add_argument("--names", help=".names or .data file with the class names")
         cmd.add_argument("--json", action="store_true", help="one JSON object per line")
         cmd.add_argument("--verbose", action="store_true", help="show Darknet's own output")
+        device_option(cmd)
+
+    def device_option(cmd):
+        cmd.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N (GPU builds)")
 
     detect = sub.add_parser("detect", help="find objects in images")
     detect.add_argument("images", nargs="+")
@@ -146,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="layer table, BFLOPs and weights check of a model")
     info.add_argument("model", help="zoo name or cfg path")
     info.add_argument("--weights", help="check that this weights file fits the cfg")
+    device_option(info)
     info.set_defaults(handler=cmd_info)
     return parser
 

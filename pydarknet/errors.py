@@ -62,9 +62,14 @@ class InternalError(DarknetError):
     """An internal consistency check in Darknet failed (please report with the cfg)."""
 
 
-# Indexed by darknet_error_code (include/darknet.h, patch 0001).
+class DeviceError(DarknetError):
+    """The device asked for cannot run the network: a build without CUDA, a GPU that is
+    not there, a layer with no GPU code, or an error the GPU or a CUDA library reported."""
+
+
+# Indexed by darknet_error_code (include/darknet.h, patches 0001 and 0049).
 _BY_CODE = {1: FileError, 2: CfgError, 3: WeightsError, 4: ImageError,
-            5: OutOfMemoryError, 6: InternalError}
+            5: OutOfMemoryError, 6: InternalError, 7: DeviceError}
 
 
 def from_c(err) -> Exception:

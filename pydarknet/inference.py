@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from . import limits, zoo
+from .devices import device_index, device_name
 from .images import Image, ImageSource, load_image
 from .network import Network
 
@@ -68,20 +69,25 @@ _zoo_lock = threading.Lock()
 
 
 @functools.lru_cache(maxsize=4)
-def _zoo_network(name: str) -> Network:
-    return zoo.load(name)
+def _zoo_network(name: str, device: str) -> Network:
+    return zoo.load(name, device=device)
 
 
-def resolve_model(model: ModelSpec) -> Network:
-    """A Network from a Network, a zoo name, or a (cfg, weights[, names]) tuple."""
+def resolve_model(model: ModelSpec, device: Optional[str] = None) -> Network:
+    """A Network from a Network, a zoo name, or a (cfg, weights[, names]) tuple; the
+    last two are loaded on ``device`` (default "cpu"), a Network must be on it."""
     if isinstance(model, Network):
+        if device is not None and device_name(device_index(device)) != model.device:
+            raise ValueError(f"device={device!r}, but this Network runs on {model.device}: load it there "
+                             "(Network(..., device=...)) or leave device out")
         return model
+    device = device_name(device_index("cpu" if device is None else device))
     if isinstance(model, str):
         with _zoo_lock:
-            return _zoo_network(model)
+            return _zoo_network(model, device)
     if isinstance(model, (tuple, list)) and 2 <= len(model) <= 3:
         cfg, weights, *names = model
-        return Network(cfg, weights, names=names[0] if names else None)
+        return Network(cfg, weights, names=names[0] if names else None, device=device)
     raise TypeError("model must be a Network, a zoo name (e.g. 'yolov3-tiny') "
                     "or a (cfg, weights, names) tuple")
 
@@ -99,30 +105,32 @@ def _detections(net: Network, image: Image, raw) -> List[Detection]:
 
 def detect_batch(model: ModelSpec, images: Sequence[ImageSource], *, thresh: float = 0.5,
                  hier_thresh: float = 0.5, nms: float = 0.45, channel_order: str = "RGB",
-                 annotate: Optional[Sequence[Optional[str]]] = None) -> List[List[Detection]]:
+                 annotate: Optional[Sequence[Optional[str]]] = None,
+                 device: Optional[str] = None) -> List[List[Detection]]:
     """Detections for each of several images (sizes may differ), run ``batch`` at a time.
 
     ``annotate[i]``, a path without extension, receives image i with upstream's boxes
-    and labels drawn, as JPEG (``path + ".jpg"``)."""
-    net = resolve_model(model)
+    and labels drawn, as JPEG (``path + ".jpg"``). ``device`` loads a zoo name or files
+    on "cuda"/"cuda:N" (GPU builds; default "cpu")."""
+    net = resolve_model(model, device)
     decoded = [load_image(image, channel_order) for image in images]
     raw = net.detect_raw(decoded, thresh, hier_thresh, nms, annotate)
     return [_detections(net, image, found) for image, found in zip(decoded, raw)]
 
 
 def detect(model: ModelSpec, image: ImageSource, *, thresh: float = 0.5, hier_thresh: float = 0.5,
-           nms: float = 0.45, channel_order: str = "RGB") -> List[Detection]:
+           nms: float = 0.45, channel_order: str = "RGB", device: Optional[str] = None) -> List[Detection]:
     """Objects in one image, as upstream's ``darknet detect`` finds them (letterbox,
     NMS-sort), sorted by confidence, boxes in the image's own pixels."""
     return detect_batch(model, [image], thresh=thresh, hier_thresh=hier_thresh, nms=nms,
-                        channel_order=channel_order)[0]
+                        channel_order=channel_order, device=device)[0]
 
 
 def classify(model: ModelSpec, image: ImageSource, *, top: int = 5,
-             channel_order: str = "RGB") -> List[Classification]:
+             channel_order: str = "RGB", device: Optional[str] = None) -> List[Classification]:
     """The ``top`` classes of a classifier cfg, as upstream's ``darknet classifier predict``."""
     top = limits.positive_int(top, "top")
-    net = resolve_model(model)
+    net = resolve_model(model, device)
     probs = net.classify_raw(load_image(image, channel_order))
     labels = net.labels
     order = sorted(range(len(probs)), key=lambda i: -probs[i])[:top]

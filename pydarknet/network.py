@@ -12,6 +12,7 @@ import numpy as np
 
 from . import atomic, errors, folding, layers, limits
 from ._extension import ffi, lib
+from .devices import device_index, device_name
 from .images import Image
 from .names import NamesSource, load_names
 
@@ -102,6 +103,12 @@ class Network:
     ``verbose=True``. Calls on one network are serialised by a lock and release the
     GIL while Darknet computes, so separate networks run in parallel threads.
 
+    ``device`` is "cpu" (the default), or "cuda" / "cuda:N" in a GPU build
+    (``PYDARKNET_GPU=1``): the network then lives on that GPU and every layer runs its
+    CUDA code (cuDNN convolutions in float arithmetic); ``backend`` and ``winograd``
+    apply to the CPU only. A build without CUDA, a device that is not there and layers
+    without GPU code (Python-defined ones) raise ``DeviceError``: never a silent CPU run.
+
     Untrusted files are safe to load: a cfg whose sizes overflow, a weights file with
     NaN or infinite values (refused with ``WeightsError`` unless ``finite_weights=False``,
     for inspecting a diverged training run) or a network larger than ``max_memory`` bytes
@@ -112,9 +119,10 @@ class Network:
     def __init__(self, cfg: PathLike, weights: Optional[PathLike] = None, *,
                  batch: int = 1, names: NamesSource = None, verbose: bool = False, fold_bn: bool = True,
                  backend: Optional[str] = None, winograd: bool = True, max_memory: Optional[int] = None,
-                 finite_weights: bool = True):
+                 finite_weights: bool = True, device: str = "cpu"):
         batch = limits.positive_int(batch, "batch")
         backend = _backend(backend)
+        gpu = device_index(device)
         budget = limits.network_memory() if max_memory is None else limits.positive_int(
             max_memory, "max_memory", 2**63 - 1)
         self.cfg_path = Path(os.fsdecode(_path_arg(cfg, "cfg")))
@@ -130,7 +138,7 @@ class Network:
         weights_arg = ffi.NULL if weights is None else _path_arg(weights, "weights")
         with layers.collecting() as created:
             failed = lib.pdn_load(_path_arg(cfg, "cfg"), weights_arg, batch, self.verbose, bool(finite_weights),
-                                  budget, handle, err)
+                                  budget, gpu, handle, err)
             #: cfg keys that no layer reads (often a misspelling), as "file:line: layer N: ..."
             self.warnings: List[str] = ffi.string(lib.pdn_warnings()).decode("utf-8", "replace").splitlines()
         self._python_layers = list(created)
@@ -138,6 +146,8 @@ class Network:
             layers.forget(self._python_layers)
             raise errors.from_c(err)
         self._net = handle[0]
+        #: where it runs: "cpu" or "cuda:N"
+        self.device: str = device_name(lib.pdn_network_device(self._net))
         info = ffi.new("pdn_network_info *")
         lib.pdn_network_info_get(self._net, info)
         self.batch = info.batch
@@ -153,8 +163,8 @@ class Network:
         if lib.pdn_use_backend(self._net, BACKENDS.index(backend), bool(winograd), use, err):
             self.close()
             raise errors.from_c(err)
-        #: the forward functions it runs with (see BACKENDS)
-        self.backend: str = backend
+        #: the forward functions it runs with (see BACKENDS), "cuda" on a GPU
+        self.backend: str = backend if self.device == "cpu" else "cuda"
         #: how many convolutional layers run as Winograd convolutions (Layer.winograd)
         self.winograd_layers: int = use.winograd
         #: how many convolutional layers run as oneDNN primitives (Layer.onednn)
@@ -240,7 +250,9 @@ class Network:
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"{len(self.layers)} layers"
-        return f"<pydarknet.Network {self.cfg_path.name} input={self.input_shape} batch={self.batch} {state}>"
+        where = "" if self.device == "cpu" else f" device={self.device}"
+        return (f"<pydarknet.Network {self.cfg_path.name} input={self.input_shape} batch={self.batch}{where} "
+                f"{state}>")
 
     # -- running -------------------------------------------------------------------
 
@@ -292,12 +304,14 @@ class Network:
         (N, *layer.output_shape) (flat for layers whose outputs are not c*h*w)."""
         images = self._one_batch(x, "layer_outputs")
         outputs = []
+        err = ffi.new("pdn_error *")
         with self._locked():
             self._forward(images, np.empty((len(images), self._outputs), dtype=np.float32))
             for layer in self.layers:
                 out = np.empty((len(images), layer.outputs), dtype=np.float32)
-                lib.pdn_layer_output(self._net, layer.index, len(images),
-                                     ffi.from_buffer("float[]", out, require_writable=True))
+                if lib.pdn_layer_output(self._net, layer.index, len(images),
+                                        ffi.from_buffer("float[]", out, require_writable=True), err):
+                    raise errors.from_c(err)
                 shape = layer.output_shape if int(np.prod(layer.output_shape)) == layer.outputs else (layer.outputs,)
                 outputs.append(out.reshape((len(images), *shape)))
         return outputs
@@ -308,6 +322,9 @@ class Network:
         ``tools/profile_layers.py`` prints it as a table."""
         if runs < 1:
             raise ValueError(f"runs must be at least 1, got {runs}")
+        if self.device != "cpu":
+            raise errors.DeviceError(f"layer_times times the CPU's layers; this network runs on {self.device} "
+                                     "(time predict() instead, or load it with device='cpu')")
         images = self._one_batch(x, "layer_times")
         seconds = np.zeros((runs + 1, len(self.layers)))
         result = np.empty((len(images), self._outputs), dtype=np.float32)
@@ -316,27 +333,37 @@ class Network:
                 self._forward(images, result, row)
         return np.median(seconds[1:], axis=0).tolist()
 
-    def fold_batchnorm(self, target: str = "cpu") -> List[int]:
+    @property
+    def _runtime(self) -> str:
+        """The fold target of this network's own device."""
+        return "cpu" if self.device == "cpu" else "gpu"
+
+    def fold_batchnorm(self, target: Optional[str] = None) -> List[int]:
         """Fold batch normalization into the weights of every convolutional,
         deconvolutional and connected layer, in memory, for the runtime ``target``
-        ("cpu", this build, or "gpu": their BN denominators differ), and turn it off
-        there: the same outputs with one pass less per layer. Returns the indices of
-        the folded layers. ``save_weights()`` then writes the cfg to match."""
-        code = folding.target_code(target)
+        ("cpu" or "gpu": their BN denominators differ; default: where this network
+        runs), and turn it off there: the same outputs with one pass less per layer.
+        Returns the indices of the folded layers. ``save_weights()`` then writes the
+        cfg to match."""
+        code = folding.target_code(self._runtime if target is None else target)
+        err = ffi.new("pdn_error *")
         with self._locked():
             folded = [layer.index for layer in self.layers if _foldable(layer)]
-            lib.pdn_fold_batchnorm(self._net, code)
+            failed = lib.pdn_fold_batchnorm(self._net, code, err)
             self.layers = [self._layer(i) for i in range(len(self.layers))]
+            if failed:
+                raise errors.from_c(err)
         self._folded.update(folded)
         return folded
 
-    def save_weights(self, path: PathLike, *, fold_bn: bool = False, target: str = "cpu",
+    def save_weights(self, path: PathLike, *, fold_bn: bool = False, target: Optional[str] = None,
                      cfg: Optional[PathLike] = None) -> Optional[Path]:
         """Write the weights (Darknet format 0.2.0) atomically: a temporary file in the
         same folder, renamed over ``path`` only once complete.
 
         ``fold_bn=True`` writes them with batch normalization folded in for runtime
-        ``target`` (the network itself is unchanged), together with their cfg: the
+        ``target`` ("cpu" or "gpu"; default: where this network runs; the network
+        itself is unchanged), together with their cfg: the
         loaded one with ``batch_normalize=0`` in the folded layers, written to ``cfg``
         (default: ``path`` with suffix .cfg), whose path is returned. A network whose
         batch normalization is already folded (at load, the default, or by
@@ -346,7 +373,7 @@ class Network:
         from .fold_darknet import cfg_without_bn
 
         target_path = Path(os.fsdecode(_path_arg(path, "path")))
-        fold_code = folding.target_code(target) if fold_bn else -1
+        fold_code = folding.target_code(self._runtime if target is None else target) if fold_bn else -1
         folded = set(self._folded)
         if fold_bn:
             folded.update(layer.index for layer in self.layers if _foldable(layer))

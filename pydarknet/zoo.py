@@ -151,10 +151,11 @@ def weights_path(name: str, weights: Optional[str] = None) -> Path:
     )
 
 
-def load(name: str, *, weights: Optional[str] = None, batch: int = 1, verbose: bool = False):
-    """The zoo model as a Network with its class names."""
+def load(name: str, *, weights: Optional[str] = None, batch: int = 1, verbose: bool = False,
+         device: str = "cpu"):
+    """The zoo model as a Network with its class names, on ``device`` (see Network)."""
     from . import Network, upstream_path
 
     model = get(name)
     return Network(upstream_path(model.cfg), weights_path(name, weights), batch=batch,
-                   names=upstream_path(model.names), verbose=verbose)
+                   names=upstream_path(model.names), verbose=verbose, device=device)

@@ -9,6 +9,7 @@ from conftest import REPO
 sys.path.insert(0, str(REPO))
 setup = pytest.importorskip("setup", reason="setup.py needs setuptools")
 import build_backend  # noqa: E402
+import cuda_build  # noqa: E402
 
 FIND_ONEDNN = setup.find_onednn
 
@@ -39,7 +40,7 @@ def test_default_is_a_cpu_build_on_onednn_and_openblas_without_fast_math(clean_e
     if not setup.ONEDNN_PLATFORM:
         pytest.skip("oneDNN's wheels are for Linux x86-64; elsewhere the default is openblas")
     config = setup.BuildConfig()  # OpenMP is decided with the compiler (tests below)
-    assert config.features() == {"gpu": False, "openmp": False, "cuda_arch": None, "sanitize": False,
+    assert config.features() == {"gpu": False, "openmp": False, "cuda": None, "cuda_arch": None, "sanitize": False,
                                  "backend": "onednn", "onednn": "2023.2.0",
                                  "blas": f"scipy-openblas32 {scipy_openblas32.__version__}"}
     flags = config.upstream_flags(tmp_path)
@@ -126,11 +127,76 @@ def test_openmp_missing_is_a_note_in_auto_and_an_error_when_asked(clean_env, tmp
         setup.BuildConfig().resolve_openmp(NoOpenMPCompiler(), tmp_path)
 
 
-def test_gpu_without_cuda_toolkit_is_a_build_error(clean_env, tmp_path):
+def no_wheels(monkeypatch):
+    """NVIDIA's wheels as if not installed (the GPU build's own environment has them)."""
+    import types
+
+    parts = {name: types.SimpleNamespace(**{**vars(part), "wheel": f"no-such-{part.wheel}"})
+             for name, part in cuda_build.PARTS.items()}
+    monkeypatch.setattr(cuda_build, "PARTS", parts)
+
+
+def fake_toolkit(root, parts):
+    """A CUDA_HOME holding the marker files and libraries of ``parts``."""
+    for name in parts:
+        part = cuda_build.PARTS[name]
+        for relative in part.files:
+            (root / relative).parent.mkdir(parents=True, exist_ok=True)
+            (root / relative).write_text("")
+        if getattr(part, "library", None):
+            (root / "lib64").mkdir(parents=True, exist_ok=True)
+            (root / "lib64" / part.library).write_bytes(b"")
+    return root
+
+
+def test_gpu_without_cuda_is_a_build_error_naming_the_wheels(clean_env, tmp_path):
+    no_wheels(clean_env)
     clean_env.setenv("PYDARKNET_GPU", "1")
     clean_env.setenv("CUDA_HOME", str(tmp_path / "no-cuda"))
-    clean_env.setenv("PATH", str(tmp_path))
-    with pytest.raises(SystemExit, match="nvcc and cuBLAS .* not found"):
+    with pytest.raises(SystemExit, match="nvcc, cccl, cudart, cublas, curand, cudnn not found in CUDA_HOME=.*"
+                                         "pip install no-such-nvidia-cuda-nvcc>=13,<14"):
+        setup.BuildConfig()
+
+
+def test_gpu_build_requirements_are_the_wheels_cuda_home_lacks(clean_env, tmp_path):
+    clean_env.setenv("PYDARKNET_GPU", "1")
+    clean_env.delenv("CUDA_HOME", raising=False)
+    wheels = build_backend._gpu_requirements({})
+    assert wheels == ["nvidia-cuda-nvcc>=13,<14", "nvidia-cuda-cccl>=13,<14", "nvidia-cuda-runtime>=13,<14",
+                      "nvidia-cublas>=13,<14", "nvidia-curand>=10,<11", "nvidia-cudnn-cu13>=9,<10"]
+    clean_env.setenv("CUDA_HOME", str(fake_toolkit(tmp_path / "cuda", ["nvcc", "cccl", "cudart"])))
+    assert build_backend._gpu_requirements({}) == wheels[3:]
+    assert build_backend._gpu_requirements({"gpu": "0"}) == []
+
+
+def test_gpu_build_from_a_toolkit_compiles_and_links_against_it(clean_env, tmp_path):
+    no_wheels(clean_env)
+    home = fake_toolkit(tmp_path / "cuda", cuda_build.PARTS)
+    clean_env.setenv("PYDARKNET_GPU", "1")
+    clean_env.setenv("CUDA_HOME", str(home))
+    clean_env.setenv("PYDARKNET_CUDA_ARCH", "90;80")
+    config = setup.BuildConfig()
+    assert config.cuda_arch == [80, 90]
+    assert {"-DGPU", "-DCUDNN", f"-I{home / 'include'}"} <= set(config.upstream_flags(tmp_path))
+    assert "-DGPU" in config.glue_flags()
+    link = config.link_flags()
+    assert str(home / "lib64" / "libcudart.so.13") in link and str(home / "lib64" / "libcudnn.so.9") in link
+    assert f"-Wl,-rpath,{home / 'lib64'}" in link and not any("libcuda.so" in f for f in link)  # no driver
+    nvcc = config.nvcc_command(tmp_path)
+    assert nvcc[0] == str(home / "bin" / "nvcc")
+    assert nvcc[nvcc.index("-gencode") + 1] == "arch=compute_80,code=sm_80"
+    assert "arch=compute_90,code=compute_90" in nvcc  # PTX of the newest for later GPUs
+    assert config.cuda.run_requirements() == []  # the toolkit's libraries, not wheels
+    (home / "include" / "cuda_runtime_api.h").write_text("#define CUDART_VERSION 13020\n")
+    features = config.features()
+    assert features["cuda_arch"] == [80, 90] and features["cuda"]["cuda_runtime"] == "13.2"
+    assert features["cuda"]["source"]["cudnn"] == f"CUDA_HOME ({home})"
+
+
+def test_cuda_architectures_must_be_compute_capabilities(clean_env):
+    clean_env.setenv("PYDARKNET_GPU", "1")
+    clean_env.setenv("PYDARKNET_CUDA_ARCH", "sm_90")
+    with pytest.raises(SystemExit, match="PYDARKNET_CUDA_ARCH='sm_90': give compute capabilities"):
         setup.BuildConfig()
 
 

@@ -31,7 +31,11 @@ def test_no_fast_math_and_features_reported():
     info = pydarknet.build_info()
     flags = info["compiler"]["upstream_flags"]
     assert not any(f in ("-Ofast", "-ffast-math", "-funsafe-math-optimizations") for f in flags)
-    assert info["features"]["gpu"] is False
+    features = info["features"]
+    if features["gpu"]:  # a PYDARKNET_GPU=1 build: what it was compiled for
+        assert features["cuda"]["cuda_runtime"] and features["cuda"]["cudnn"] and features["cuda_arch"]
+    else:
+        assert features["cuda"] is None and features["cuda_arch"] is None
     assert info["features"]["blas"].startswith("scipy-openblas32 ")  # the default build
     assert isinstance(info["features"]["openmp"], bool)
 

@@ -61,7 +61,7 @@ def test_flatten_cuda_kernels_compile_for_the_default_architectures(pristine, tm
     sys.path.insert(0, str(REPO))
     import setup
 
-    archs = setup.BuildConfig().cuda_arch.split(";")
+    archs = setup.BuildConfig().cuda_arch
     tree = patches.apply_series(pristine, patches.load_series(SERIES))
     source = tmp_path / "flatten_layer_kernels.cu"
     source.write_bytes(tree["src/flatten_layer_kernels.cu"])

@@ -26,9 +26,15 @@ def cfg_file(tmp_path, body, w=16, h=16, c=3, name="case.cfg"):
 
 
 def run_child(code: str, memory_mb: int = 0, timeout: int = 120) -> subprocess.CompletedProcess:
-    """``code`` in a fresh interpreter (address space capped at memory_mb if given)."""
-    prefix = "import resource\nresource.setrlimit(resource.RLIMIT_AS, ({0}, {0}))\n".format(
-        memory_mb * 2**20) if memory_mb else ""
+    """``code`` in a fresh interpreter; if memory_mb is given, its address space capped at
+    memory_mb more than pydarknet and its libraries take once imported (a GPU build maps
+    hundreds of MB of CUDA libraries before any network exists)."""
+    prefix = textwrap.dedent(f"""
+        import resource, pydarknet._extension
+        with open("/proc/self/status") as status:
+            mapped = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize:"))
+        resource.setrlimit(resource.RLIMIT_AS, (mapped + {memory_mb * 2**20}, mapped + {memory_mb * 2**20}))
+    """) if memory_mb else ""
     return subprocess.run([sys.executable, "-c", prefix + textwrap.dedent(code)], capture_output=True,
                           text=True, timeout=timeout)
 

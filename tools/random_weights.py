@@ -15,15 +15,16 @@ import pydarknet
 
 def write_random_weights(net: "pydarknet.Network", path: Path, seed: int = 0) -> Path:
     """A Darknet 0.2.0 weights file with random values laid out as formats.md says
-    (conv: biases, [scales, mean, variance], weights; connected: biases, weights,
-    [scales, mean, variance]; batchnorm: scales, mean, variance), with positive
+    (conv and deconv: biases, [scales, mean, variance], weights; connected: biases,
+    weights, [scales, mean, variance]; batchnorm: scales, mean, variance; local:
+    biases per output, weights), with positive
     variances so outputs stay finite."""
     rng = np.random.default_rng(seed)
     parts = [np.array([0, 2, 0], dtype="<i4").tobytes(), np.array([0], dtype="<u8").tobytes()]
     for layer in net.layers:
         n, bn = layer.filters, layer.batch_normalize
         norm = [rng.uniform(0.5, 1.5, n), rng.normal(0, 0.1, n), rng.uniform(0.5, 1.5, n)] if bn else []
-        if layer.type == "convolutional":
+        if layer.type in ("convolutional", "deconvolutional"):
             weights = rng.normal(0, math.sqrt(2 / (layer.n_weights / n)), layer.n_weights)
             arrays = [rng.normal(0, 0.1, n), *norm, weights]
         elif layer.type == "connected":
@@ -32,6 +33,9 @@ def write_random_weights(net: "pydarknet.Network", path: Path, seed: int = 0) ->
         elif layer.type == "batchnorm":
             c = layer.input_shape[0]
             arrays = [rng.uniform(0.5, 1.5, c), rng.normal(0, 0.1, c), rng.uniform(0.5, 1.5, c)]
+        elif layer.type == "local":  # a kernel per output position: fan-in = weights / outputs
+            size = layer.n_params - layer.outputs
+            arrays = [rng.normal(0, 0.1, layer.outputs), rng.normal(0, math.sqrt(2 * layer.outputs / size), size)]
         elif layer.n_params:
             raise NotImplementedError(f"random weights for {layer.type} layers")
         else:
