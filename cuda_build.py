@@ -29,6 +29,8 @@ PARTS = {
     "cudnn": SimpleNamespace(wheel="nvidia-cudnn-cu13", major=9,
                              files=("include/cudnn.h",), library="libcudnn.so.9"),
 }
+# The parts the extension links, in link order.
+LIBRARY_PARTS = ("cudart", "cublas", "curand", "cudnn")
 # Where a toolkit keeps its libraries, by distribution habit.
 TOOLKIT_LIBRARY_DIRS = ("lib64", "lib", "targets/x86_64-linux/lib", "targets/sbsa-linux/lib")
 
@@ -77,6 +79,21 @@ def requirements(home=None):
             if _in_toolkit(home, part) is None]
 
 
+def run_requirements(home=None):
+    """The wheels the installed package needs at run time: those of the libraries the
+    toolkit at home lacks, at least the release the build found installed (before the
+    build requirements are installed, any of the same major version)."""
+    wanted = []
+    for name in LIBRARY_PARTS:
+        part = PARTS[name]
+        if _in_toolkit(home, part) is not None:
+            continue
+        found = _in_wheel(part)
+        release = ".".join(found[2].version.split(".")[:2]) if found else str(part.major)
+        wanted.append(f"{part.wheel}>={release},<{part.major + 1}")
+    return wanted
+
+
 def locate():
     """Every part, or SystemExit naming what is missing and how to get it."""
     home = cuda_home()
@@ -117,20 +134,20 @@ class Toolkit:
 
     def include_dirs(self):
         dirs = []
-        for name in ("cudart", "cublas", "curand", "cudnn"):
+        for name in LIBRARY_PARTS:
             include = self.parts[name].root / "include"
             if include not in dirs:
                 dirs.append(include)
         return dirs
 
     def libraries(self):
-        return [self.parts[name].library for name in ("cudart", "cublas", "curand", "cudnn")]
+        return [self.parts[name].library for name in LIBRARY_PARTS]
 
     def run_paths(self, site_packages_relative="$ORIGIN/.."):
         """Run-path entries: a wheel's folder relative to the installed package (both in
         site-packages), a toolkit's folder as it is."""
         paths = []
-        for name in ("cudart", "cublas", "curand", "cudnn"):
+        for name in LIBRARY_PARTS:
             part = self.parts[name]
             if part.wheel is not None:
                 site = Path(part.wheel.locate_file("")).resolve()
@@ -140,16 +157,6 @@ class Toolkit:
             if path not in paths:
                 paths.append(path)
         return paths
-
-    def run_requirements(self):
-        """The wheels the installed package needs at run time (no toolkit's)."""
-        wanted = []
-        for name in ("cudart", "cublas", "curand", "cudnn"):
-            wheel = self.parts[name].wheel
-            if wheel is not None:
-                release = ".".join(wheel.version.split(".")[:2])
-                wanted.append(f"{wheel.metadata['Name']}>={release},<{PARTS[name].major + 1}")
-        return wanted
 
     def versions(self):
         """CUDA runtime and cuDNN versions of the headers built against."""

@@ -415,7 +415,7 @@ DEPENDENCIES = ["cffi>=1.15", "numpy>=1.21", "protobuf>=4.21", "scipy-openblas32
 
 
 def dependencies():
-    return DEPENDENCIES + (cuda_build.locate().run_requirements() if flag("PYDARKNET_GPU") else [])
+    return DEPENDENCIES + (cuda_build.run_requirements(cuda_build.cuda_home()) if flag("PYDARKNET_GPU") else [])
 
 
 if __name__ == "__main__":

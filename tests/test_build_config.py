@@ -156,6 +156,9 @@ def test_gpu_without_cuda_is_a_build_error_naming_the_wheels(clean_env, tmp_path
     with pytest.raises(SystemExit, match="nvcc, cccl, cudart, cublas, curand, cudnn not found in CUDA_HOME=.*"
                                          "pip install no-such-nvidia-cuda-nvcc>=13,<14"):
         setup.BuildConfig()
+    # the package's metadata is asked for before the build requirements are installed
+    assert cuda_build.run_requirements() == ["no-such-nvidia-cuda-runtime>=13,<14", "no-such-nvidia-cublas>=13,<14",
+                                             "no-such-nvidia-curand>=10,<11", "no-such-nvidia-cudnn-cu13>=9,<10"]
 
 
 def test_gpu_build_requirements_are_the_wheels_cuda_home_lacks(clean_env, tmp_path):
@@ -186,7 +189,7 @@ def test_gpu_build_from_a_toolkit_compiles_and_links_against_it(clean_env, tmp_p
     assert nvcc[0] == str(home / "bin" / "nvcc")
     assert nvcc[nvcc.index("-gencode") + 1] == "arch=compute_80,code=sm_80"
     assert "arch=compute_90,code=compute_90" in nvcc  # PTX of the newest for later GPUs
-    assert config.cuda.run_requirements() == []  # the toolkit's libraries, not wheels
+    assert cuda_build.run_requirements(home) == []  # the toolkit's libraries, not wheels
     (home / "include" / "cuda_runtime_api.h").write_text("#define CUDART_VERSION 13020\n")
     features = config.features()
     assert features["cuda_arch"] == [80, 90] and features["cuda"]["cuda_runtime"] == "13.2"
