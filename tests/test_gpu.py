@@ -8,6 +8,7 @@ the reason elsewhere; they compare the GPU against the CPU path of the same buil
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -124,6 +125,20 @@ def test_gpu_network_reports_its_device(tiny_cfg):
     assert versions["cuda_runtime"] and versions["cuda_driver"] and versions["cudnn"]
     with pytest.raises(pydarknet.DeviceError, match=f"cuda:{GPUS}: this machine has {GPUS} CUDA device"):
         pydarknet.Network(tiny_cfg, device=f"cuda:{GPUS}")
+
+
+@needs_gpu
+def test_cli_runs_on_the_gpu(official):
+    done = subprocess.run([sys.executable, "-m", "pydarknet.cli", "info", "yolov3-tiny", "--device", "cuda"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    gpu = devices.cuda_devices()[0]
+    assert f"on cuda:0 ({gpu.name}, compute capability {gpu.capability})" in done.stdout
+    done = subprocess.run([sys.executable, "-m", "pydarknet.cli", "detect", str(samples.path("dog.jpg")),
+                           "--device", "cuda:0", "--json"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert sorted(json.loads(row)["label"] for row in done.stdout.splitlines()) == \
+        ["bicycle", "car", "car", "dog", "truck"]
 
 
 @needs_gpu
