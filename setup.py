@@ -12,7 +12,6 @@ variables, or ``--config-settings`` keys that ``build_backend.py`` turns into th
   PYDARKNET_OFFLINE      offline      1: skip the network channels
 """
 
-import importlib
 import json
 import os
 import platform
@@ -25,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cuda_build
+from pydarknet.source import ffi_builder, patches, upstream
 from setuptools import Extension, setup
 from setuptools.errors import CompileError, LinkError
 from setuptools.command.build_ext import build_ext
@@ -74,16 +74,6 @@ ONEDNN_DISTRIBUTIONS = ("onednn-cpu-gomp", "onednn-devel-cpu-gomp")
 ONEDNN_PLATFORM = sys.platform.startswith("linux") and platform.machine().lower() in ("x86_64", "amd64")
 # GPU builds: Turing to Hopper, plus PTX of the newest for later GPUs (cuda_build.py).
 DEFAULT_CUDA_ARCH = "75;80;86;89;90"
-
-
-def build_module(name):
-    """Import pydarknet.<name> from this checkout without pydarknet/__init__.py,
-    which needs the extension this script is about to build."""
-    if "_pydarknet_build" not in sys.modules:
-        package = types.ModuleType("_pydarknet_build")
-        package.__path__ = [str(ROOT / "pydarknet")]
-        sys.modules["_pydarknet_build"] = package
-    return importlib.import_module(f"_pydarknet_build.{name}")
 
 
 def default_backend():
@@ -262,7 +252,6 @@ class BuildDarknet(build_ext):
     (in build_extensions, where the configured compiler exists)."""
 
     def build_extensions(self):
-        patches = build_module("patches")
         config = BuildConfig()
         temp = Path(self.build_temp).resolve()
         config.resolve_openmp(self.compiler, temp)
@@ -272,7 +261,8 @@ class BuildDarknet(build_ext):
         objects = self.compile_upstream(config, tree, temp / "obj")
         ext = self.extensions[0]
         self.write_build_info(config, stamp, temp)
-        ext.sources = [str(self.generate_cffi_source(temp)), *(str(CSRC / name) for name in GLUE_SOURCES)]
+        binding_source = ffi_builder.write_source(CSRC / "pydarknet.h", temp / "_darknet_cffi.c")
+        ext.sources = [str(binding_source), *(str(CSRC / name) for name in GLUE_SOURCES)]
         ext.include_dirs = [str(CSRC), str(temp), str(tree / "include"), str(tree / "src")]
         ext.extra_objects = [str(o) for o in objects]
         # Relink whenever upstream objects or the build info change (cffi leaves its
@@ -286,7 +276,7 @@ class BuildDarknet(build_ext):
         super().build_extensions()
         built = Path(self.get_ext_fullpath("pydarknet._darknet"))
         trees = self.package_trees(tree)
-        files = {"caffe.desc": self.compile_caffe_schema(temp)}
+        files = {"formats/caffe.desc": self.compile_caffe_schema(temp)}
         self.write_package_files(built.parent, trees, files)
         source_package = ROOT / "pydarknet"
         if built.parent.resolve() != source_package.resolve():
@@ -329,32 +319,21 @@ class BuildDarknet(build_ext):
 
     @staticmethod
     def compile_caffe_schema(temp):
-        """pydarknet/caffe.proto compiled by protoc (from grpcio-tools, a build
+        """pydarknet/formats/caffe.proto compiled by protoc (from grpcio-tools, a build
         requirement) into a FileDescriptorSet, which caffe_files.py loads with any
         protobuf runtime (generated _pb2 modules are tied to one protobuf version)."""
         try:
             import grpc_tools
             from grpc_tools import protoc
         except ImportError:
-            raise SystemExit("building pydarknet needs grpcio-tools (protoc for pydarknet/caffe.proto): "
+            raise SystemExit("building pydarknet needs grpcio-tools (protoc for pydarknet/formats/caffe.proto): "
                              "pip install grpcio-tools, or build with pip, which installs it") from None
         out = temp / "caffe.desc"
-        args = ["protoc", f"-I{ROOT / 'pydarknet'}", f"-I{Path(grpc_tools.__file__).parent / '_proto'}",
-                f"--descriptor_set_out={out}", str(ROOT / "pydarknet" / "caffe.proto")]
+        args = ["protoc", f"-I{ROOT / 'pydarknet' / 'formats'}", f"-I{Path(grpc_tools.__file__).parent / '_proto'}",
+                f"--descriptor_set_out={out}", str(ROOT / "pydarknet" / "formats" / "caffe.proto")]
         if protoc.main(args) != 0:
-            raise SystemExit("protoc could not compile pydarknet/caffe.proto (see the messages above)")
+            raise SystemExit("protoc could not compile pydarknet/formats/caffe.proto (see the messages above)")
         return out.read_bytes()
-
-    def generate_cffi_source(self, temp):
-        import cffi
-
-        ffi = cffi.FFI()
-        # pydarknet.h marks the callbacks into Python with PDN_CALLBACK (see there).
-        ffi.cdef((CSRC / "pydarknet.h").read_text().replace("PDN_CALLBACK", 'extern "Python+C"'))
-        ffi.set_source("pydarknet._darknet", '#define PDN_CALLBACK extern\n#include "pydarknet.h"')
-        target = temp / "_darknet_cffi.c"
-        ffi.emit_c_code(str(target))
-        return target
 
     def write_build_info(self, config, stamp, temp):
         cc = self.compiler.compiler_so[0] if getattr(self.compiler, "compiler_so", None) else "cc"
@@ -386,8 +365,7 @@ class BuildDarknet(build_ext):
     @staticmethod
     def package_trees(tree):
         """Files installed beside the extension: upstream cfgs, samples and licence from
-        the verified tree, and our patch series (for ``python -m pydarknet.patches``)."""
-        upstream = build_module("upstream")
+        the verified tree, and our patch series (for ``python -m pydarknet patches``)."""
         series = ROOT / "darknet_patches"
         return {
             "darknet_data": {p: d for p, d in upstream.read_directory(tree).items() if p.startswith(INSTALLED_DATA)},
@@ -396,7 +374,6 @@ class BuildDarknet(build_ext):
 
     @staticmethod
     def write_package_files(package_dir, trees, files, extension=None):
-        upstream = build_module("upstream")
         for name, contents in trees.items():
             upstream.write_tree(contents, package_dir / name)
         for name, data in files.items():

@@ -4,12 +4,15 @@
     >>> net = pydarknet.Network(pydarknet.upstream_path("cfg/yolov3-tiny.cfg"), "yolov3-tiny.weights")
     >>> out = net.predict(image_chw_float32)
 
+The package by stage: ``source`` (upstream's pinned tree and our patch series, used
+by the build), ``formats`` (Darknet cfg/weights, Caffe prototxt/caffemodel),
+``transforms`` (BatchNorm folding, Caffe to Darknet), ``binding`` (the compiled
+extension), ``runtime`` (networks, images, detection, the model zoo) and ``cli``.
 The names that need the compiled extension load on first use, so the pure-Python
-tools (``python -m pydarknet.patches``) also work in a source checkout before a build.
+tools (``pydarknet patches``) also work in a source checkout before a build.
 """
 
 import os as _os
-from pathlib import Path as _Path
 
 try:  # load the BLAS library the extension links to (found this way in a source checkout too)
     import scipy_openblas32  # noqa: F401
@@ -22,25 +25,38 @@ from .errors import (CaffeError, CfgError, ConversionError, DarknetError, Device
 __all__ = [
     "Network", "Layer", "load", "detect", "detect_batch", "classify", "Detection",
     "Classification", "load_image", "Image", "register_layer", "unregister_layer", "zoo",
-    "samples", "convert", "build_info", "upstream_path", "set_num_threads", "get_num_threads",
+    "samples", "convert", "build_info", "upstream_path", "set_num_threads", "get_num_threads", "__version__",
     "cuda_device_count", "DarknetError", "FileError", "CfgError", "WeightsError", "ImageError",
     "OutOfMemoryError", "InternalError", "DeviceError", "CaffeError", "FoldError", "ConversionError",
 ]
 
-_DATA = _Path(__file__).with_name("darknet_data")
-# name -> the module that defines it; all of them need the compiled extension
+# name -> the module that defines it; all but upstream_path need the compiled extension
 _LAZY = {
-    "Network": "network", "Layer": "network", "load": "network",
-    "detect": "inference", "detect_batch": "inference", "classify": "inference",
-    "Detection": "inference", "Classification": "inference",
-    "load_image": "images", "Image": "images",
-    "register_layer": "layers", "unregister_layer": "layers",
-    "cuda_device_count": "devices",
+    "Network": "runtime.network", "Layer": "runtime.network", "load": "runtime.network",
+    "detect": "runtime.inference", "detect_batch": "runtime.inference", "classify": "runtime.inference",
+    "Detection": "runtime.inference", "Classification": "runtime.inference",
+    "load_image": "runtime.images", "Image": "runtime.images",
+    "register_layer": "runtime.layers", "unregister_layer": "runtime.layers",
+    "cuda_device_count": "runtime.devices", "upstream_path": "runtime.samples",
 }
+# modules offered as attributes: pydarknet.zoo, .samples, .convert (Caffe to Darknet)
+_MODULES = {"zoo": "runtime.zoo", "samples": "runtime.samples", "convert": "transforms.caffe_to_darknet"}
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("pydarknet")
+    except metadata.PackageNotFoundError:  # a source checkout that was never installed
+        return "0+unknown"
+
+
+__version__ = _version()
 
 
 def _native():
-    from . import _extension
+    from . import binding
 
     global _threads_from_environment
     if _threads_from_environment:
@@ -51,8 +67,8 @@ def _native():
 
             if not threads.isdigit():
                 raise ValueError(f"PYDARKNET_NUM_THREADS={threads!r}: give a number of threads, 1 to {MAX_THREADS}")
-            _extension.lib.pdn_set_num_threads(positive_int(int(threads), "PYDARKNET_NUM_THREADS", MAX_THREADS))
-    return _extension
+            binding.lib.pdn_set_num_threads(positive_int(int(threads), "PYDARKNET_NUM_THREADS", MAX_THREADS))
+    return binding
 
 
 _threads_from_environment = True
@@ -80,11 +96,16 @@ def __getattr__(name):
     import importlib
 
     if name in _LAZY:
-        _native()
+        if name != "upstream_path":
+            _native()
         return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    if name in ("zoo", "samples", "convert"):
-        return importlib.import_module(f".{name}", __name__)
+    if name in _MODULES:
+        return importlib.import_module(f".{_MODULES[name]}", __name__)
     raise AttributeError(f"module 'pydarknet' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
 
 
 def build_info() -> dict:
@@ -94,15 +115,3 @@ def build_info() -> dict:
 
     native = _native()
     return json.loads(native.ffi.string(native.lib.pdn_build_info()).decode())
-
-
-def upstream_path(relative: str) -> _Path:
-    """A file from the verified upstream tree installed with pydarknet,
-    e.g. ``upstream_path("cfg/yolov3-tiny.cfg")`` or ``upstream_path("data/dog.jpg")``."""
-    path = _DATA / relative
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{relative!r} is not among the upstream files installed with pydarknet "
-            f"(cfg/*, data/*.jpg, data/*.names, data/*.list) in {_DATA}"
-        )
-    return path

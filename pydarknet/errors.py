@@ -65,29 +65,3 @@ class InternalError(DarknetError):
 class DeviceError(DarknetError):
     """The device asked for cannot run the network: a build without CUDA, a GPU that is
     not there, a layer with no GPU code, or an error the GPU or a CUDA library reported."""
-
-
-# Indexed by darknet_error_code (include/darknet.h, patches 0001 and 0049).
-_BY_CODE = {1: FileError, 2: CfgError, 3: WeightsError, 4: ImageError,
-            5: OutOfMemoryError, 6: InternalError, 7: DeviceError}
-
-
-def from_c(err) -> Exception:
-    """The exception for a filled ``pdn_error`` (see csrc/pydarknet.h); if a Python
-    layer raised, that exception itself, with Darknet's account added as a note."""
-    from . import layers
-    from ._extension import ffi
-
-    cls = _BY_CODE.get(err.code, InternalError)
-    darknet_error = cls(
-        ffi.string(err.message).decode("utf-8", "replace"),
-        file=ffi.string(err.file).decode("utf-8", "replace"),
-        section=err.section,
-        line=err.line,
-    )
-    raised = layers.take_error()
-    if raised is None:
-        return darknet_error
-    if hasattr(raised, "add_note"):  # Python 3.11+
-        raised.add_note(f"(in Darknet: {darknet_error})")
-    return raised

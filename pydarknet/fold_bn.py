@@ -1,97 +1,14 @@
-"""python -m pydarknet.fold_bn: fold batch normalization into the layer before it.
+"""python -m pydarknet.fold_bn: fold batch normalization into the layer before it; the same as ``pydarknet fold-bn``
+(pydarknet/cli/fold_bn.py says how)."""
 
-    python -m pydarknet.fold_bn yolov3-tiny.cfg yolov3-tiny.weights -o folded/yolov3-tiny
-    python -m pydarknet.fold_bn deploy.prototxt model.caffemodel -o folded/model --check
-
-Darknet models (.cfg + .weights) are folded for the runtime that will run them
-(--target cpu, the default, or gpu); Caffe models (.prototxt + .caffemodel) with each
-BatchNorm's own eps. --check runs the original and the folded model on the same
-random inputs (Darknet: this runtime; Caffe: OpenCV DNN) and fails above 1e-4 of the
-largest output.
-"""
-
-from __future__ import annotations
-
-import argparse
 import sys
-from pathlib import Path
 from typing import List, Optional
-
-from . import fold_caffe, fold_darknet, folding
-from .errors import DarknetError
-
-DARKNET, CAFFE = "darknet", "caffe"
-
-
-def model_kind(model: Path, weights: Path) -> str:
-    """Darknet or Caffe, from the file names or else the model's first character."""
-    if model.suffix == ".cfg" or weights.suffix == ".weights":
-        return DARKNET
-    if model.suffix in (".prototxt", ".pbtxt") or weights.suffix == ".caffemodel":
-        return CAFFE
-    try:
-        with open(model, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                stripped = line.strip()
-                if stripped and stripped[0] not in "#;":
-                    return DARKNET if stripped.startswith("[") else CAFFE
-    except OSError:
-        pass
-    return DARKNET
-
-
-def run(args: argparse.Namespace) -> folding.FoldReport:
-    kind = model_kind(args.model, args.weights)
-    if kind == DARKNET:
-        out_model, out_weights = folding.output_paths(args.output, (".cfg", ".weights"))
-        for path in (out_model, out_weights):
-            path.parent.mkdir(parents=True, exist_ok=True)
-        report = fold_darknet.fold(args.model, args.weights, out_model, out_weights,
-                                   target=args.target or "cpu", keep_unfoldable=args.keep_unfoldable)
-        if args.check:
-            if args.target == "gpu":
-                report.notes.append("--check runs the CPU runtime, whose denominator differs from the GPU's "
-                                    "the model was folded for: expect small differences")
-            report.check = fold_darknet.check(args.model, args.weights, out_model, out_weights)
-        return report
-    if args.target:
-        raise DarknetError("--target is for Darknet models: a folded Caffe model uses Caffe's own formula")
-    out_model, out_weights = folding.output_paths(args.output, (".prototxt", ".caffemodel"))
-    for path in (out_model, out_weights):
-        path.parent.mkdir(parents=True, exist_ok=True)
-    report = fold_caffe.fold(args.model, args.weights, out_model, out_weights)
-    if args.check:
-        report.check = fold_caffe.check(args.model, args.weights, out_model, out_weights)
-    return report
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pydarknet.fold_bn", description=__doc__.split("\n")[0],
-                                     epilog="Exit status: 0 done, 1 --check above tolerance, 2 bad input.")
-    parser.add_argument("model", type=Path, help=".cfg (Darknet) or .prototxt (Caffe)")
-    parser.add_argument("weights", type=Path, help=".weights (Darknet) or .caffemodel (Caffe)")
-    parser.add_argument("-o", "--output", nargs="+", required=True, metavar="OUT",
-                        help="OUT (writes OUT.cfg + OUT.weights, or OUT.prototxt + OUT.caffemodel) "
-                             "or the two paths")
-    parser.add_argument("--target", choices=("cpu", "gpu"),
-                        help="Darknet runtime that will run the result (default cpu)")
-    parser.add_argument("--check", action="store_true",
-                        help="compare original and folded outputs on random inputs")
-    parser.add_argument("--keep-unfoldable", action="store_true",
-                        help="Darknet: leave BN that cannot be folded (standalone [batchnorm], "
-                             "recurrent layers) instead of failing")
-    parser.add_argument("-q", "--quiet", action="store_true", help="print errors only")
-    args = parser.parse_args(argv)
-    if len(args.output) > 2:
-        parser.error("-o takes OUT or two paths")
-    try:
-        report = run(args)
-    except (DarknetError, OSError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if not args.quiet or (report.check and not report.check.ok):
-        print(report)
-    return 0 if report.check is None or report.check.ok else 1
+    from .cli import main as pydarknet
+
+    return pydarknet(["fold-bn", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

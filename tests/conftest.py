@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import pydarknet
-from pydarknet import upstream
+from pydarknet.source import upstream
 
 REPO = Path(__file__).resolve().parent.parent
 SERIES = REPO / "darknet_patches"
@@ -74,7 +74,7 @@ def tiny_weights(tiny_cfg, tmp_path) -> Path:
 @pytest.fixture(scope="session")
 def official():
     """yolov3-tiny with its official weights (cached by the zoo)."""
-    from pydarknet import zoo
+    from pydarknet.runtime import zoo
 
     return pydarknet.upstream_path("cfg/yolov3-tiny.cfg"), zoo.weights_path("yolov3-tiny")
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import pydarknet
-from pydarknet import patches, upstream
+from pydarknet.source import patches, upstream
 
 from conftest import SERIES, random_input
 

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 import pydarknet
-from pydarknet import caffe2darknet, convert, fold_caffe
-from pydarknet.caffe_files import messages
+from pydarknet import caffe2darknet
+from pydarknet.transforms import caffe_to_darknet as convert
+from pydarknet.transforms import fold_caffe
+from pydarknet.formats.caffe import messages
 from pydarknet.errors import CaffeError, ConversionError
 
 from caffe_models import NetBuilder, as_v1, resnet18, untransposed

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import pydarknet
-from pydarknet import samples, zoo
+from pydarknet.runtime import samples, zoo
 from conftest import random_input, write_model
 
 cv2 = pytest.importorskip("cv2")

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from google.protobuf import text_format
 
-from pydarknet import fold_bn, fold_caffe
-from pydarknet.caffe_files import messages, read_caffemodel, read_prototxt
+from pydarknet import fold_bn
+from pydarknet.transforms import fold_caffe
+from pydarknet.formats.caffe import messages, read_caffemodel, read_prototxt
 from pydarknet.errors import CaffeError, FileError
 
 from caffe_models import NetBuilder, as_v1, untransposed

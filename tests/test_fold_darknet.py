@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 
 import pydarknet
-from pydarknet import fold_bn, fold_darknet, folding, samples
-from pydarknet.darknet_files import Cfg, Weights
+from pydarknet import fold_bn
+from pydarknet.runtime import samples
+from pydarknet.transforms import fold_darknet, folding
+from pydarknet.formats.darknet import Cfg, Weights
 from pydarknet.errors import FoldError, WeightsError
 
 from conftest import TINY_CFG, random_input, write_model, write_random_weights

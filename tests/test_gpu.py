@@ -20,7 +20,7 @@ import pytest
 
 import pydarknet
 from conftest import random_input, write_model
-from pydarknet import devices, samples, zoo
+from pydarknet.runtime import devices, samples, zoo
 
 GPU_BUILD = pydarknet.build_info()["features"]["gpu"]
 GPUS = pydarknet.cuda_device_count()
@@ -65,7 +65,7 @@ def test_a_network_is_used_where_it_is(tiny_cfg, tiny_weights):
 def test_cli_device_option_reports_a_missing_gpu():
     if GPUS:
         pytest.skip("this machine has a GPU")
-    done = subprocess.run([sys.executable, "-m", "pydarknet.cli", "info", "yolov3-tiny", "--device", "cuda"],
+    done = subprocess.run([sys.executable, "-m", "pydarknet", "info", "yolov3-tiny", "--device", "cuda"],
                           capture_output=True, text=True)
     assert done.returncode == 2 and "pydarknet: error:" in done.stderr and "CUDA" in done.stderr
 
@@ -129,12 +129,12 @@ def test_gpu_network_reports_its_device(tiny_cfg):
 
 @needs_gpu
 def test_cli_runs_on_the_gpu(official):
-    done = subprocess.run([sys.executable, "-m", "pydarknet.cli", "info", "yolov3-tiny", "--device", "cuda"],
+    done = subprocess.run([sys.executable, "-m", "pydarknet", "info", "yolov3-tiny", "--device", "cuda"],
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     gpu = devices.cuda_devices()[0]
     assert f"on cuda:0 ({gpu.name}, compute capability {gpu.capability})" in done.stdout
-    done = subprocess.run([sys.executable, "-m", "pydarknet.cli", "detect", str(samples.path("dog.jpg")),
+    done = subprocess.run([sys.executable, "-m", "pydarknet", "detect", str(samples.path("dog.jpg")),
                            "--device", "cuda:0", "--json"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert sorted(json.loads(row)["label"] for row in done.stdout.splitlines()) == \

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import pydarknet
-from pydarknet import samples, zoo
+from pydarknet.runtime import samples, zoo
 
 PIL = pytest.importorskip("PIL.Image")
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import pydarknet
-from pydarknet import patches
+from pydarknet.source import patches
 
 from conftest import REPO, SERIES, random_input, write_random_weights
 

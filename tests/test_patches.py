@@ -7,13 +7,13 @@ import sys
 
 import pytest
 
-from pydarknet import patches, upstream
+from pydarknet.source import patches, upstream
 
 from conftest import SERIES
 
 
 def run_cli(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "pydarknet.patches", "--series", str(SERIES), *args],
+    return subprocess.run([sys.executable, "-m", "pydarknet", "patches", "--series", str(SERIES), *args],
                           capture_output=True, text=True, cwd=cwd)
 
 

@@ -30,7 +30,7 @@ def run_child(code: str, memory_mb: int = 0, timeout: int = 120) -> subprocess.C
     memory_mb more than pydarknet and its libraries take once imported (a GPU build maps
     hundreds of MB of CUDA libraries before any network exists)."""
     prefix = textwrap.dedent(f"""
-        import resource, pydarknet._extension
+        import resource, pydarknet.binding
         with open("/proc/self/status") as status:
             mapped = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize:"))
         resource.setrlimit(resource.RLIMIT_AS, (mapped + {memory_mb * 2**20}, mapped + {memory_mb * 2**20}))
@@ -287,7 +287,7 @@ def test_nan_in_weights_is_refused_with_the_layer(tmp_path, tiny_cfg, tiny_weigh
     assert caught.value.section is not None
     with pydarknet.Network(tiny_cfg, bad, finite_weights=False, fold_bn=False) as net:  # the opt-out
         assert not np.isfinite(net.predict(np.zeros(net.input_shape, np.float32))).all()
-    from pydarknet.fold_darknet import fold
+    from pydarknet.transforms.fold_darknet import fold
     with pytest.raises(pydarknet.WeightsError, match="NaN"):
         fold(tiny_cfg, bad, tmp_path / "f.cfg", tmp_path / "f.weights")
     assert not (tmp_path / "f.cfg").exists()
@@ -299,7 +299,7 @@ def test_wrapped_header_version_reads_the_same_in_c_and_python(tmp_path, tiny_cf
     header = np.array([-429496729, 0, 0], "<i4").tobytes() + (0).to_bytes(4, "little")
     bad = tmp_path / "wrapped.weights"
     bad.write_bytes(header + bytes(data[20:]))  # 4-byte seen, as Python's file layer reads it
-    from pydarknet.darknet_files import parse_header
+    from pydarknet.formats.darknet import parse_header
     assert parse_header(bad.read_bytes()).seen_bytes == 4
     pydarknet.Network(tiny_cfg, bad).close()
 
@@ -310,7 +310,7 @@ def test_nan_never_reaches_the_detection_arrays(official):
     cfg, weights = official
     code = f"""
         import numpy as np, pydarknet
-        from pydarknet.images import Image
+        from pydarknet.runtime.images import Image
         net = pydarknet.Network({str(cfg)!r}, {str(weights)!r})
         # NaN everywhere in the input: objectness NaN fails both the count and the fill
         image = Image(np.full((3, 64, 64), np.nan, np.float32))
@@ -483,7 +483,7 @@ def test_duplicate_cfg_key_folds_to_a_loadable_pair(tmp_path, tiny_cfg, tiny_wei
                                         "batch_normalize=1\nbatch_normalize=1\nfilters=8")
     dup = tmp_path / "dup.cfg"
     dup.write_text(text)
-    from pydarknet.fold_darknet import fold
+    from pydarknet.transforms.fold_darknet import fold
     fold(dup, tiny_weights, tmp_path / "f.cfg", tmp_path / "f.weights")
     with pydarknet.Network(tmp_path / "f.cfg", tmp_path / "f.weights") as net:
         assert net.layers[0].batch_normalize is False
@@ -493,7 +493,7 @@ def test_patches_apply_refuses_a_foreign_folder(tmp_path):
     target = tmp_path / "mine"
     target.mkdir()
     (target / "keep.txt").write_text("precious")
-    run = subprocess.run([sys.executable, "-m", "pydarknet.patches", "apply", str(target)],
+    run = subprocess.run([sys.executable, "-m", "pydarknet", "patches", "apply", str(target)],
                          capture_output=True, text=True)
     assert run.returncode != 0 and "not a patched tree" in run.stderr
     assert (target / "keep.txt").read_text() == "precious"
@@ -583,8 +583,8 @@ def test_malformed_caffe_models_give_caffe_errors(tmp_path, case):
     proto, model = b.write(tmp_path, case)
     if case == "empty":
         proto.write_text("# nothing but a comment\n")
-    from pydarknet import convert
-    from pydarknet.fold_caffe import fold
+    from pydarknet.transforms import caffe_to_darknet as convert
+    from pydarknet.transforms.fold_caffe import fold
     with pytest.raises((pydarknet.CaffeError, pydarknet.ConversionError)):
         convert.caffe_to_darknet(proto, model, tmp_path / "out")
     with pytest.raises((pydarknet.CaffeError, pydarknet.ConversionError)):
@@ -593,7 +593,7 @@ def test_malformed_caffe_models_give_caffe_errors(tmp_path, case):
 
 
 def test_absurd_blob_dims_are_a_caffe_error():
-    from pydarknet.caffe_files import blob_array, messages
+    from pydarknet.formats.caffe import blob_array, messages
 
     blob = messages().BlobProto()
     blob.shape.dim.extend([2**40, 2**40])
@@ -606,7 +606,7 @@ def test_absurd_blob_dims_are_a_caffe_error():
 
 
 def test_nan_counts_as_the_worst_difference():
-    from pydarknet import folding
+    from pydarknet.transforms import folding
 
     pairs = [("a", np.ones(4), np.ones(4) + 1e-3), ("b", np.ones(4), np.full(4, np.nan))]
     worst = folding.compare(pairs, "test", 1)

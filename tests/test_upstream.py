@@ -5,7 +5,7 @@ import tarfile
 
 import pytest
 
-from pydarknet import upstream
+from pydarknet.source import upstream
 
 
 def test_manifest_covers_every_compiled_source(pristine):

@@ -11,7 +11,7 @@ import statistics
 
 import pydarknet
 from bench_forward import interleaved_times
-from pydarknet import samples, zoo
+from pydarknet.runtime import samples, zoo
 
 
 def main() -> None:

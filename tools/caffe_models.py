@@ -10,7 +10,7 @@ from typing import Dict, Optional, Sequence, Tuple
 import numpy as np
 from google.protobuf import text_format
 
-from pydarknet.caffe_files import blob_array, messages, read_caffemodel, read_prototxt, set_blob
+from pydarknet.formats.caffe import blob_array, messages, read_caffemodel, read_prototxt, set_blob
 
 
 class NetBuilder:

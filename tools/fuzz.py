@@ -183,8 +183,8 @@ def target_weights(data: bytes) -> None:
 
 
 def _convert(prototxt: Path, caffemodel: Path) -> None:
-    from pydarknet import convert
-    from pydarknet.fold_caffe import fold
+    from pydarknet.transforms import caffe_to_darknet as convert
+    from pydarknet.transforms.fold_caffe import fold
 
     out = _scratch() / "converted"
     convert.caffe_to_darknet(prototxt, caffemodel, out)
@@ -384,9 +384,9 @@ def fuzz(target: str, libfuzzer_args) -> int:
 
     with atheris.instrument_imports(include=["pydarknet"]):
         import pydarknet  # noqa: F401
-        import pydarknet.convert  # noqa: F401
-        import pydarknet.fold_caffe  # noqa: F401
-        import pydarknet.inference  # noqa: F401
+        import pydarknet.transforms.caffe_to_darknet  # noqa: F401
+        import pydarknet.transforms.fold_caffe  # noqa: F401
+        import pydarknet.runtime.inference  # noqa: F401
     run = functools.partial(run_one, target)
     # libFuzzer runs this script again with its own flags alone (-merge=1, -fork=N)
     os.environ[TARGET_VARIABLE] = target

@@ -1,7 +1,7 @@
 """Regenerate one patch of the series from an edited upstream tree.
 
-    python -m pydarknet.patches apply --upto 0003-foo.patch /tmp/tree   # or a new name:
-    python -m pydarknet.patches apply /tmp/tree                          # whole series
+    python -m pydarknet patches apply --upto 0003-foo.patch /tmp/tree   # or a new name:
+    python -m pydarknet patches apply /tmp/tree                          # whole series
     ... edit /tmp/tree ...
     python tools/refresh_patch.py 0003-foo.patch /tmp/tree
     python tools/refresh_patch.py 0005-new.patch /tmp/tree --description "Summary
@@ -11,7 +11,7 @@ TREE must hold the series up to and including NAME (for a new NAME: the whole se
 plus your edits. The patch becomes the difference between pristine upstream with the
 patches before NAME and TREE. An existing patch keeps its DEP-3 header with
 Last-Update set to today; a new one is appended to the series. Run
-``python -m pydarknet.patches check`` afterwards: later patches must still apply.
+``python -m pydarknet patches check`` afterwards: later patches must still apply.
 """
 
 import argparse
@@ -22,10 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from setup import build_module  # noqa: E402  (loads pydarknet.* without the extension)
-
-patches = build_module("patches")
-upstream = build_module("upstream")
+from pydarknet.source import patches, upstream  # noqa: E402  (no extension needed)
 
 
 def main() -> int:

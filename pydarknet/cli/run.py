@@ -1,21 +1,20 @@
-"""The ``pydarknet`` command: detect, classify, info."""
+"""``pydarknet detect``, ``classify`` and ``info``: running models."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from .errors import DarknetError
-from .zoo import ZooError
+from .. import limits
 
 
 def _network(args, batch: int = 1):
-    from . import Network, zoo
+    from ..runtime import zoo
+    from ..runtime.network import Network
 
     if args.cfg:
         if not args.weights:
@@ -47,7 +46,7 @@ def _annotated_paths(images: Sequence[str], out: Optional[Path]) -> List[Optiona
 
 
 def cmd_detect(args) -> int:
-    from . import detect_batch
+    from ..runtime.inference import detect_batch
 
     net = _network(args, batch=args.batch)
     annotated = _annotated_paths(args.images, Path(args.out) if args.out else None)
@@ -80,8 +79,10 @@ def _print_detections(args, image, found, elapsed_ms, written) -> None:
 
 
 def cmd_classify(args) -> int:
-    from . import classify
+    from ..runtime.inference import classify
 
+    if not args.cfg:
+        raise ValueError("classify needs --cfg, --weights and --names (there is no zoo classifier yet)")
     net = _network(args)
     for done, image in enumerate(args.images, 1):
         results = classify(net, image, top=args.top)
@@ -97,7 +98,9 @@ def cmd_classify(args) -> int:
 
 
 def cmd_info(args) -> int:
-    from . import Network, upstream_path, zoo
+    from ..runtime import zoo
+    from ..runtime.network import Network
+    from ..runtime.samples import upstream_path
 
     if args.model in zoo.MODELS and not Path(args.model).exists():
         cfg = upstream_path(zoo.get(args.model).cfg)
@@ -117,7 +120,7 @@ def cmd_info(args) -> int:
 
 def _device_line(device: str) -> str:
     """The device with what this machine says of it."""
-    from .devices import cuda_devices, device_index
+    from ..runtime.devices import cuda_devices, device_index
 
     if device == "cpu":
         return "cpu"
@@ -125,15 +128,25 @@ def _device_line(device: str) -> str:
     return f"{device} ({found.name}, compute capability {found.capability})" if found else device
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pydarknet", description="Darknet models from the command line.")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    sub = parser.add_subparsers(dest="command", required=True)
+def _checked(check):
+    """An argparse type from one of limits' checks (which raise ValueError)."""
+    def parse(text: str):
+        try:
+            return check(float(text) if check is limits.probability else int(text), "value")
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
+    parse.__name__ = check.__name__
+    return parse
+
+
+def add_commands(sub, formatter) -> None:
+    """detect, classify and info as subcommands of the pydarknet parser."""
+    probability, count = _checked(limits.probability), _checked(limits.positive_int)
 
     def model_options(cmd, zoo_default):
         group = cmd.add_argument_group("model (a zoo name, or cfg + weights + names)")
-        group.add_argument("--model", default=zoo_default, help=f"zoo model name (default: {zoo_default})")
-        group.add_argument("--cfg")
+        group.add_argument("--model", default=zoo_default, help="zoo model name")
+        group.add_argument("--cfg", help="Darknet .cfg (with --weights and --names)")
         group.add_argument("--weights", help="weights file (with --model: a local copy of the zoo weights)")
         group.add_argument("--names", help=".names or .data file with the class names")
         cmd.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -141,44 +154,27 @@ def build_parser() -> argparse.ArgumentParser:
         device_option(cmd)
 
     def device_option(cmd):
-        cmd.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N (GPU builds)")
+        cmd.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (GPU builds)")
 
-    detect = sub.add_parser("detect", help="find objects in images")
+    detect = sub.add_parser("detect", help="find objects in images", formatter_class=formatter)
     detect.add_argument("images", nargs="+")
     model_options(detect, "yolov3-tiny")
-    detect.add_argument("--thresh", type=float, default=0.5)
-    detect.add_argument("--hier-thresh", type=float, default=0.5)
-    detect.add_argument("--nms", type=float, default=0.45)
-    detect.add_argument("--batch", type=int, default=1, help="images per forward pass")
+    detect.add_argument("--thresh", type=probability, default=0.5, help="report boxes above this confidence")
+    detect.add_argument("--hier-thresh", type=probability, default=0.5,
+                        help="class-tree threshold (hierarchical models such as yolo9000)")
+    detect.add_argument("--nms", type=probability, default=0.45, help="overlap (IoU) above which NMS drops a box")
+    detect.add_argument("--batch", type=count, default=1, help="images per forward pass")
     detect.add_argument("--out", help="folder for annotated images (IMAGE-stem.jpg)")
     detect.set_defaults(handler=cmd_detect)
 
-    classify = sub.add_parser("classify", help="top classes of images")
+    classify = sub.add_parser("classify", help="top classes of images", formatter_class=formatter)
     classify.add_argument("images", nargs="+")
     model_options(classify, None)
-    classify.add_argument("--top", type=int, default=5)
+    classify.add_argument("--top", type=count, default=5, help="how many classes to print")
     classify.set_defaults(handler=cmd_classify)
 
-    info = sub.add_parser("info", help="layer table, BFLOPs and weights check of a model")
+    info = sub.add_parser("info", help="layer table, BFLOPs and weights check of a model", formatter_class=formatter)
     info.add_argument("model", help="zoo name or cfg path")
     info.add_argument("--weights", help="check that this weights file fits the cfg")
     device_option(info)
     info.set_defaults(handler=cmd_info)
-    return parser
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        if args.command == "classify" and not args.cfg:
-            raise ValueError("classify needs --cfg, --weights and --names (there is no zoo classifier yet)")
-        return args.handler(args)
-    except (DarknetError, ZooError, OSError, ValueError, TypeError) as exc:
-        if args.debug:
-            raise
-        print(f"pydarknet: error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import List, Optional, Sequence, Union
 
-from .errors import FileError
+from ..errors import FileError
 
 NamesSource = Optional[Union[str, "os.PathLike[str]", Sequence[str]]]
 

@@ -12,10 +12,10 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from . import errors
-from ._extension import ffi, lib
-from .errors import ImageError
-from .limits import INT_MAX, MAX_IMAGE_PIXELS, positive_int
+from .. import binding, errors
+from ..binding import ffi, lib
+from ..errors import ImageError
+from ..limits import INT_MAX, MAX_IMAGE_PIXELS, positive_int
 
 ImageSource = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, np.ndarray, Any]
 CHANNEL_ORDERS = ("RGB", "BGR")
@@ -47,7 +47,7 @@ def _decoded(call, *args, max_pixels: int) -> Image:
     raw = ffi.new("pdn_image *")
     err = ffi.new("pdn_error *")
     if call(*args, max_pixels, raw, err):
-        raise errors.from_c(err)
+        raise binding.error(err)
     try:
         count = raw.c * raw.h * raw.w
         array = np.frombuffer(ffi.buffer(raw.data, 4 * count), dtype=np.float32).copy()

@@ -8,12 +8,11 @@ a patch that no longer fits upstream fails loudly instead of landing somewhere e
 Trees are handled in memory (``{relative path: bytes}``); only the finished tree is
 written, atomically, with a stamp saying what it was made from.
 
-Command line: ``python -m pydarknet.patches {list,check,apply,status,lint}``.
+Command line: ``pydarknet patches {list,check,apply,status,lint}`` (cli/patches.py).
 """
 
 from __future__ import annotations
 
-import argparse
 import difflib
 import hashlib
 import json
@@ -282,7 +281,7 @@ def read_stamp(tree: Path) -> Optional[Dict[str, object]]:
         return None
 
 
-def _same_inputs(a: Optional[Dict[str, object]], b: Dict[str, object]) -> bool:
+def same_inputs(a: Optional[Dict[str, object]], b: Dict[str, object]) -> bool:
     keys = ("upstream_manifest_sha256", "patches")
     return a is not None and all(a.get(k) == b[k] for k in keys)
 
@@ -294,7 +293,7 @@ def prepare_tree(dest: Path, series_dir: Path, work: Path, log: upstream.Log = u
     """
     patches = load_series(series_dir)
     existing = read_stamp(dest)
-    if _same_inputs(existing, stamp_for(patches, "")):
+    if same_inputs(existing, stamp_for(patches, "")):
         log(f"pydarknet: reusing patched tree {dest}")
         return existing
     pristine, channel = upstream.resolve(work, log)
@@ -396,7 +395,7 @@ def lint(series_dir: Path) -> List[str]:
 # --- command line ---------------------------------------------------------------------
 
 
-def _pristine(source: Optional[str], work: Path) -> Files:
+def pristine_files(source: Optional[str], work: Path) -> Files:
     if source is None:
         return upstream.resolve(work, lambda msg: None)[0]
     files = upstream.read_source(Path(source))
@@ -405,103 +404,3 @@ def _pristine(source: Optional[str], work: Path) -> Files:
     except upstream.UpstreamError as exc:
         print(f"warning: {exc}", file=sys.stderr)
     return files
-
-
-def _cmd_list(args) -> int:
-    for patch in load_series(args.series):
-        touched = ", ".join(d.path for d in patch.files)
-        print(f"{patch.name}  {patch.sha256[:12]}  {patch.summary}\n    {touched}")
-    return 0
-
-
-def _cmd_check(args) -> int:
-    patches = load_series(args.series)
-    with tempfile.TemporaryDirectory() as work:
-        files = _pristine(args.source, Path(work))
-    for patch in patches:
-        files = apply_patch(files, patch)
-        print(f"ok    {patch.name}")
-    print(f"all {len(patches)} patches apply exactly")
-    return 0
-
-
-def _cmd_apply(args) -> int:
-    target = Path(args.dir)
-    # only a tree this command wrote (it has our stamp), or an empty folder, is replaced
-    if target.is_symlink() or target.exists() and not (
-            target.is_dir() and (not any(target.iterdir()) or (target / STAMP_NAME).is_file())):
-        raise PatchError(f"{target} exists and is not a patched tree written by this command "
-                         f"(no {STAMP_NAME}); give a new or empty folder")
-    patches = load_series(args.series)
-    if args.upto:
-        names = [p.name for p in patches]
-        if args.upto not in names:
-            raise PatchError(f"--upto {args.upto}: not in the series ({', '.join(names)})")
-        patches = patches[:names.index(args.upto) + 1]
-    with tempfile.TemporaryDirectory() as work:
-        files = apply_series(_pristine(args.source, Path(work)), patches)
-    stamp = stamp_for(patches, args.source or "resolved")
-    files[STAMP_NAME] = (json.dumps(stamp, indent=2) + "\n").encode()
-    upstream.write_tree(files, Path(args.dir))
-    print(f"wrote patched tree ({len(patches)} patches) to {args.dir}")
-    return 0
-
-
-def _cmd_status(args) -> int:
-    tree = Path(args.dir)
-    patches = load_series(args.series)
-    stamp = read_stamp(tree)
-    if stamp is None:
-        print(f"{tree}: no {STAMP_NAME}: not made by pydarknet")
-    elif not _same_inputs(stamp, stamp_for(patches, "")):
-        print(f"{tree}: stale: made from other upstream files or patches than the series now")
-    with tempfile.TemporaryDirectory() as work:
-        expected = apply_series(_pristine(args.source, Path(work)), patches)
-    actual = upstream.read_directory(tree)
-    differ = sorted(p for p in set(expected) | set(actual) if expected.get(p) != actual.get(p))
-    for path in differ:
-        print(f"differs: {path}")
-    if stamp is not None and not differ and _same_inputs(stamp, stamp_for(patches, "")):
-        print(f"{tree}: clean: upstream {upstream.COMMIT[:8]} + {len(patches)} patches")
-        return 0
-    return 1
-
-
-def _cmd_lint(args) -> int:
-    problems = lint(args.series)
-    for problem in problems:
-        print(problem)
-    if not problems:
-        print(f"series in {args.series} is consistent")
-    return 1 if problems else 0
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pydarknet.patches", description=__doc__.split("\n")[0])
-    parser.add_argument("--series", type=Path, default=None,
-                        help="folder with the series file (default: ./darknet_patches, else the installed copy)")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="the series in order")
-    for name, text in (("check", "apply every patch to the pristine tree in memory"),
-                       ("apply", "write pristine + series into DIR"),
-                       ("status", "compare DIR with pristine + series")):
-        cmd = sub.add_parser(name, help=text)
-        if name != "check":
-            cmd.add_argument("dir")
-        cmd.add_argument("--source", help="upstream directory or tarball instead of the usual channels")
-        if name == "apply":
-            cmd.add_argument("--upto", metavar="NAME", help="stop after this patch (to edit and refresh it)")
-    sub.add_parser("lint", help="series and patch files agree; DEP-3 headers present")
-    args = parser.parse_args(argv)
-    args.series = args.series or default_series_dir()
-    handler = {"list": _cmd_list, "check": _cmd_check, "apply": _cmd_apply,
-               "status": _cmd_status, "lint": _cmd_lint}[args.command]
-    try:
-        return handler(args)
-    except (PatchError, upstream.UpstreamError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

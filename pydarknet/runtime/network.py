@@ -10,8 +10,10 @@ from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from . import atomic, errors, folding, layers, limits
-from ._extension import ffi, lib
+from .. import atomic, binding, errors, limits
+from ..binding import ffi, lib
+from ..transforms import folding
+from . import layers
 from .devices import device_index, device_name
 from .images import Image
 from .names import NamesSource, load_names
@@ -144,7 +146,7 @@ class Network:
         self._python_layers = list(created)
         if failed:
             layers.forget(self._python_layers)
-            raise errors.from_c(err)
+            raise binding.error(err)
         self._net = handle[0]
         #: where it runs: "cpu" or "cuda:N"
         self.device: str = device_name(lib.pdn_network_device(self._net))
@@ -162,7 +164,7 @@ class Network:
         use = ffi.new("pdn_backend_use *")
         if lib.pdn_use_backend(self._net, BACKENDS.index(backend), bool(winograd), use, err):
             self.close()
-            raise errors.from_c(err)
+            raise binding.error(err)
         #: the forward functions it runs with (see BACKENDS), "cuda" on a GPU
         self.backend: str = backend if self.device == "cpu" else "cuda"
         #: how many convolutional layers run as Winograd convolutions (Layer.winograd)
@@ -283,7 +285,7 @@ class Network:
         timing = ffi.NULL if seconds is None else ffi.from_buffer("double[]", seconds, require_writable=True)
         if lib.pdn_predict(self._net, ffi.from_buffer("float[]", chunk), len(chunk),
                            ffi.from_buffer("float[]", result, require_writable=True), timing, self.verbose, err):
-            raise errors.from_c(err)
+            raise binding.error(err)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Forward pass on float32 input shaped (C,H,W) or (N,C,H,W).
@@ -311,7 +313,7 @@ class Network:
                 out = np.empty((len(images), layer.outputs), dtype=np.float32)
                 if lib.pdn_layer_output(self._net, layer.index, len(images),
                                         ffi.from_buffer("float[]", out, require_writable=True), err):
-                    raise errors.from_c(err)
+                    raise binding.error(err)
                 shape = layer.output_shape if int(np.prod(layer.output_shape)) == layer.outputs else (layer.outputs,)
                 outputs.append(out.reshape((len(images), *shape)))
         return outputs
@@ -345,14 +347,14 @@ class Network:
         runs), and turn it off there: the same outputs with one pass less per layer.
         Returns the indices of the folded layers. ``save_weights()`` then writes the
         cfg to match."""
-        code = folding.target_code(self._runtime if target is None else target)
+        code = binding.FOLD_TARGETS[folding.check_target(self._runtime if target is None else target)]
         err = ffi.new("pdn_error *")
         with self._locked():
             folded = [layer.index for layer in self.layers if _foldable(layer)]
             failed = lib.pdn_fold_batchnorm(self._net, code, err)
             self.layers = [self._layer(i) for i in range(len(self.layers))]
             if failed:
-                raise errors.from_c(err)
+                raise binding.error(err)
         self._folded.update(folded)
         return folded
 
@@ -370,10 +372,11 @@ class Network:
         ``fold_batchnorm()``) no longer fits its loaded cfg: it needs ``cfg=`` or
         ``fold_bn=True`` (load with ``fold_bn=False`` to save the trained layout).
         """
-        from .fold_darknet import cfg_without_bn
+        from ..transforms.fold_darknet import cfg_without_bn
 
         target_path = Path(os.fsdecode(_path_arg(path, "path")))
-        fold_code = folding.target_code(self._runtime if target is None else target) if fold_bn else -1
+        fold_code = (binding.FOLD_TARGETS[folding.check_target(self._runtime if target is None else target)]
+                     if fold_bn else -1)
         folded = set(self._folded)
         if fold_bn:
             folded.update(layer.index for layer in self.layers if _foldable(layer))
@@ -396,7 +399,7 @@ class Network:
             with self._locked():
                 # Created by Darknet's fopen, so the file gets the usual permissions.
                 if lib.pdn_save_weights(self._net, os.fsencode(temps[0]), fold_code, self.verbose, err):
-                    raise errors.from_c(err)
+                    raise binding.error(err)
         return cfg_path
 
     def detect_raw(self, images: Sequence[Image], thresh: float = 0.5, hier_thresh: float = 0.5,
@@ -407,7 +410,7 @@ class Network:
         prob > thresh in upstream's order. ``annotate``, one path without extension (or
         None) per image, receives image i drawn by upstream's draw_detections() as
         ``annotate[i] + ".jpg"``, written to a temporary file and renamed once complete."""
-        from . import upstream_path  # the label glyphs installed with us
+        from .samples import upstream_path  # the label glyphs installed with us
 
         thresh = limits.probability(thresh, "thresh")
         hier_thresh = limits.probability(hier_thresh, "hier_thresh")
@@ -430,7 +433,7 @@ class Network:
                     paths = ffi.new("char *[]", keep) if targets else ffi.NULL
                     if lib.pdn_detect(self._net, structs, len(chunk), thresh, hier_thresh, nms, names, glyphs,
                                       paths, out, count, self.verbose, err):
-                        raise errors.from_c(err)
+                        raise binding.error(err)
                     try:  # freed before the renames, which can fail
                         for d in out[0][0:count[0]]:
                             results[start + d.image].append(
@@ -448,7 +451,7 @@ class Network:
         with self._locked():
             if lib.pdn_classify(self._net, image._struct, ffi.from_buffer("float[]", probs, require_writable=True),
                                 self.verbose, err):
-                raise errors.from_c(err)
+                raise binding.error(err)
         return probs
 
     # -- lifetime ------------------------------------------------------------------

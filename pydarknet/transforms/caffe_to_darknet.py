@@ -19,10 +19,11 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from . import atomic, folding
-from .caffe_files import blob_array, blobs_by_layer, read_caffemodel, read_prototxt
-from .darknet_files import CURRENT_HEADER, Weights, cfg_text
-from .errors import CaffeError, ConversionError
+from .. import atomic
+from ..errors import CaffeError, ConversionError
+from ..formats.caffe import blob_array, blobs_by_layer, read_caffemodel, read_prototxt
+from ..formats.darknet import CURRENT_HEADER, Weights, cfg_text
+from . import folding
 from .fold_caffe import (FoldPlan, Graph, bn_statistics, describe, fold_net, input_shape, opencv_errors, opencv_net,
                          plan_folds, with_blobs)
 
@@ -521,7 +522,7 @@ def convert_net(structure, weights, *, input_shape_chw: Optional[Shape] = None, 
 
 def _check_runtime_shapes(conversion: Conversion, cfg: PathLike, weights: PathLike) -> None:
     """Load the written files and compare every layer's shape with Caffe's."""
-    from .network import Network
+    from ..runtime.network import Network
 
     with Network(cfg, weights, fold_bn=False) as net:  # shapes only: no folding work
         for layer, expected in zip(net.layers, conversion.layers):
@@ -561,7 +562,7 @@ def verify(prototxt: PathLike, caffemodel: PathLike, cfg: PathLike, weights: Pat
            inputs: int = 2, seed: int = 0) -> folding.CheckResult:
     """The Caffe model on OpenCV DNN and the converted one on pydarknet, same random
     inputs: the network output, and every mapped layer whose output both expose."""
-    from .network import Network
+    from ..runtime.network import Network
 
     x = np.random.default_rng(seed).random((inputs, *conversion.input_shape), dtype=np.float32)
     with opencv_errors(prototxt):  # OpenCV builds its layers on the first forward

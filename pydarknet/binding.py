@@ -1,4 +1,11 @@
-"""The compiled extension, loaded once for every module: ``from ._extension import ffi, lib``."""
+"""The binding: the compiled extension, loaded once for every module (``from ..binding
+import ffi, lib``), and the conversion of the C side's errors into exceptions. The
+error codes and fold targets are the C headers' own constants, compiled in through
+cffi (source/ffi_builder.py)."""
+
+import threading
+
+from . import errors
 
 # Libraries the extension may link from wheels, with the wheel of each, in an order
 # that loads each one's own needs first. Installed, the extension's run path finds
@@ -59,3 +66,37 @@ def _import():
 
 _darknet = _import()
 ffi, lib = _darknet.ffi, _darknet.lib
+
+# darknet_error_code (include/darknet.h, patches 0001 and 0049) -> exception class
+_ERRORS = {lib.DARKNET_ERR_FILE: errors.FileError, lib.DARKNET_ERR_CFG: errors.CfgError,
+           lib.DARKNET_ERR_WEIGHTS: errors.WeightsError, lib.DARKNET_ERR_IMAGE: errors.ImageError,
+           lib.DARKNET_ERR_MEMORY: errors.OutOfMemoryError, lib.DARKNET_ERR_INTERNAL: errors.InternalError,
+           lib.DARKNET_ERR_DEVICE: errors.DeviceError}
+# bn_denominator (patch 0014): the runtimes a Darknet fold can be made for
+FOLD_TARGETS = {"cpu": lib.BN_DENOMINATOR_CPU, "gpu": lib.BN_DENOMINATOR_GPU}
+
+_pending = threading.local()
+
+
+def keep_exception(exc: BaseException) -> None:
+    """Keep what a Python callback raised inside a C call on this thread: the C side
+    reports only that it failed, and error() gives this exception back."""
+    _pending.exception = exc
+
+
+def error(err) -> Exception:
+    """The exception for a filled ``pdn_error`` (see csrc/pydarknet.h); if a Python
+    layer raised during the call, that exception itself, with Darknet's account added
+    as a note."""
+    darknet_error = _ERRORS.get(err.code, errors.InternalError)(
+        ffi.string(err.message).decode("utf-8", "replace"),
+        file=ffi.string(err.file).decode("utf-8", "replace"),
+        section=err.section,
+        line=err.line,
+    )
+    raised, _pending.exception = getattr(_pending, "exception", None), None
+    if raised is None:
+        return darknet_error
+    if hasattr(raised, "add_note"):  # Python 3.11+
+        raised.add_note(f"(in Darknet: {darknet_error})")
+    return raised

@@ -12,9 +12,10 @@ from typing import Sequence, Union
 
 import numpy as np
 
-from . import atomic, folding
-from .darknet_files import Cfg, Weights, join_affine, split_affine
-from .errors import FoldError
+from .. import atomic
+from ..errors import FoldError
+from ..formats.darknet import Cfg, Weights, join_affine, split_affine
+from . import folding
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -46,9 +47,9 @@ def fold(cfg_path: PathLike, weights_path: PathLike, out_cfg: PathLike, out_weig
     """Write ``out_cfg`` + ``out_weights``: the model with BN folded for ``target``
     ("cpu" or "gpu" Darknet). Layers with BN that cannot be folded (standalone
     [batchnorm], recurrent layers) raise FoldError unless ``keep_unfoldable``."""
-    from .network import Network
+    from ..runtime.network import Network
 
-    folding.target_code(target)  # checked before any work
+    folding.check_target(target)  # before any work
     with Network(cfg_path, batch=1) as net:  # the runtime's own reading of the cfg
         layers = net.layers
     cfg = Cfg.read(cfg_path)
@@ -87,7 +88,7 @@ def check(cfg_a: PathLike, weights_a: PathLike, cfg_b: PathLike, weights_b: Path
           inputs: int = 2, seed: int = 0) -> folding.CheckResult:
     """Run both models on the same random inputs with the bound runtime and compare
     every layer's output."""
-    from .network import Network
+    from ..runtime.network import Network
 
     with Network(cfg_a, weights_a, batch=inputs, fold_bn=False) as a, \
             Network(cfg_b, weights_b, batch=inputs, fold_bn=False) as b:

@@ -12,7 +12,8 @@ import threading
 from dataclasses import dataclass
 from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 
-from . import limits, zoo
+from .. import limits
+from . import zoo
 from .devices import device_index, device_name
 from .images import Image, ImageSource, load_image
 from .network import Network

@@ -18,22 +18,21 @@ import numpy as np
 CPU_EPSILON = float(np.float32(1e-6))
 # Darknet layer types whose batch normalization folds (patch 0014's can_fold_batchnorm).
 FOLDABLE = ("convolutional", "deconvolutional", "connected")
-# The runtimes a Darknet fold can be made for; the index is patch 0014's bn_denominator.
+# The runtimes a Darknet fold can be made for (their BN denominators differ).
 TARGETS = ("cpu", "gpu")
 
 
-def target_code(target: str) -> int:
-    """``target`` checked, as the C side's bn_denominator value."""
+def check_target(target: str) -> str:
     if target not in TARGETS:
         raise ValueError(f"target must be 'cpu' or 'gpu', not {target!r}")
-    return TARGETS.index(target)
+    return target
 
 
 def darknet_denominator(variance: np.ndarray, target: str) -> np.ndarray:
     """D of upstream Darknet: sqrt(var) + 1e-6 on the CPU (normalize_cpu),
     sqrt(var + 1e-5) on the GPU (normalize_kernel)."""
     var = np.asarray(variance, dtype=np.float64)
-    if TARGETS[target_code(target)] == "gpu":
+    if check_target(target) == "gpu":
         return np.sqrt(var + 0.00001)
     return np.sqrt(var) + CPU_EPSILON
 

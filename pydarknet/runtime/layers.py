@@ -23,7 +23,7 @@ from typing import Callable, Dict, List, Tuple
 
 import numpy as np
 
-from ._extension import ffi, lib
+from ..binding import ffi, keep_exception, lib
 
 Shape = Tuple[int, int, int]
 
@@ -46,7 +46,7 @@ _specs: Dict[str, _Spec] = {}
 _instances: Dict[int, _Instance] = {}
 _ids = itertools.count()
 _lock = threading.Lock()
-_state = threading.local()  # .error: the exception a callback raised; .created: ids of this load
+_state = threading.local()  # .created: ids of the Python layers this load made
 
 
 def register_layer(name: str, *, output_shape: Callable, forward: Callable) -> None:
@@ -67,12 +67,6 @@ def unregister_layer(name: str) -> None:
         if _specs.pop(name, None) is None:
             raise ValueError(f"no Python layer [{name}] is registered")
         lib.pdn_unregister_python_section(name.encode())
-
-
-def take_error():
-    """The exception a callback raised on this thread since the last call, or None."""
-    error, _state.error = getattr(_state, "error", None), None
-    return error
 
 
 class collecting:
@@ -118,7 +112,7 @@ def pdn_python_parse(section, c, h, w, batch, keys, values, n, out_shape):
         out_shape[0:3] = shape
         return layer_id
     except BaseException as exc:  # reported to the caller by Network
-        _state.error = exc
+        keep_exception(exc)
         return -1
 
 
@@ -138,5 +132,5 @@ def pdn_python_forward(layer_id, batch, input_ptr, output_ptr):
         out[:] = y.reshape(-1)
         return 0
     except BaseException as exc:  # reported to the caller by Network.predict
-        _state.error = exc
+        keep_exception(exc)
         return -1

@@ -17,8 +17,8 @@ from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
-from . import atomic
-from .errors import CaffeError, FileError
+from .. import atomic
+from ..errors import CaffeError, FileError
 
 PathLike = Union[str, "os.PathLike[str]"]
 _DESCRIPTOR = Path(__file__).with_name("caffe.desc")

@@ -17,8 +17,8 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from . import atomic
-from .errors import CfgError, FileError, WeightsError
+from .. import atomic
+from ..errors import CfgError, FileError, WeightsError
 
 PathLike = Union[str, "os.PathLike[str]"]
 _WHITESPACE = re.compile(r"\s+")

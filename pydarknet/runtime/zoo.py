@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional
 
-from . import upstream
+from ..source import upstream
 
 NETWORK_TIMEOUT_S = 15
 
@@ -154,7 +154,8 @@ def weights_path(name: str, weights: Optional[str] = None) -> Path:
 def load(name: str, *, weights: Optional[str] = None, batch: int = 1, verbose: bool = False,
          device: str = "cpu"):
     """The zoo model as a Network with its class names, on ``device`` (see Network)."""
-    from . import Network, upstream_path
+    from .network import Network
+    from .samples import upstream_path
 
     model = get(name)
     return Network(upstream_path(model.cfg), weights_path(name, weights), batch=batch,

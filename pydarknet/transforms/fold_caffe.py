@@ -16,10 +16,11 @@ from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
-from . import atomic, folding
-from .caffe_files import (blob_array, blobs_by_layer, in_phase, messages, read_caffemodel, read_prototxt,
+from .. import atomic
+from . import folding
+from ..formats.caffe import (blob_array, blobs_by_layer, in_phase, messages, read_caffemodel, read_prototxt,
                           set_blob)
-from .errors import CaffeError
+from ..errors import CaffeError
 
 PathLike = Union[str, "os.PathLike[str]"]
 PRODUCERS = ("Convolution", "Deconvolution", "InnerProduct")

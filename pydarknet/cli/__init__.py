@@ -1,0 +1,53 @@
+"""The ``pydarknet`` command: detect | classify | info | fold-bn | convert | patches.
+
+One convention for all of them: a user error (bad input, a missing file, a model that
+does not fit) is one line on stderr, ``pydarknet: error: ...``, and exit status 2; a
+failed check (``--check``, ``--verify``, ``patches check``) exits 1; ``--debug`` shows
+the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Optional, Sequence
+
+from ..errors import DarknetError
+from ..runtime.zoo import ZooError
+from ..source.patches import PatchError
+from ..source.upstream import UpstreamError
+from . import convert, fold_bn, patches, run
+
+USER_ERRORS = (DarknetError, ZooError, UpstreamError, OSError, ValueError, TypeError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    formatter = argparse.ArgumentDefaultsHelpFormatter
+    parser = argparse.ArgumentParser(prog="pydarknet", description="Darknet models from the command line.")
+    parser.add_argument("--version", action="version", version=f"pydarknet {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run.add_commands(sub, formatter)
+    fold_bn.add_command(sub, formatter)
+    convert.add_command(sub, formatter)
+    patches.add_command(sub, formatter)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except PatchError as exc:  # a patch that does not apply: the check failed
+        return _report(args, exc, 1)
+    except USER_ERRORS as exc:
+        return _report(args, exc, 2)
+
+
+def _report(args, exc: Exception, status: int) -> int:
+    if args.debug:
+        raise exc
+    print(f"pydarknet: error: {exc}", file=sys.stderr)
+    return status
