@@ -32,7 +32,7 @@ __all__ = [
 
 # name -> the module that defines it; all but upstream_path need the compiled extension
 _LAZY = {
-    "Network": "runtime.network", "Layer": "runtime.network", "load": "runtime.network",
+    "Network": "runtime.network", "Layer": "runtime.layer_info", "load": "runtime.network",
     "detect": "runtime.inference", "detect_batch": "runtime.inference", "classify": "runtime.inference",
     "Detection": "runtime.inference", "Classification": "runtime.inference",
     "load_image": "runtime.images", "Image": "runtime.images",

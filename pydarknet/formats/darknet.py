@@ -100,6 +100,14 @@ class Cfg:
         return f"{self.path or '<cfg>'}:{section.line + 1} [{section.name}]"
 
 
+def cfg_without_bn(cfg_path: PathLike, layer_indices: Sequence[int]) -> Cfg:
+    """The cfg with batch_normalize=0 in the given layers (everything else as it was)."""
+    cfg = Cfg.read(cfg_path)
+    for index in layer_indices:
+        cfg.set(cfg.layers[index], "batch_normalize", "0")
+    return cfg
+
+
 def cfg_text(sections: Sequence[Tuple[str, Dict[str, object]]]) -> str:
     """A cfg from (section name, options) pairs, [net] first, one blank line apart."""
     blocks = ["\n".join([f"[{name}]"] + [f"{key}={value}" for key, value in options.items()])

@@ -24,6 +24,7 @@ from typing import Callable, Dict, List, Tuple
 import numpy as np
 
 from ..binding import ffi, keep_exception, lib
+from ..errors import InternalError
 
 Shape = Tuple[int, int, int]
 
@@ -66,7 +67,8 @@ def unregister_layer(name: str) -> None:
     with _lock:
         if _specs.pop(name, None) is None:
             raise ValueError(f"no Python layer [{name}] is registered")
-        lib.pdn_unregister_python_section(name.encode())
+        if lib.pdn_unregister_python_section(name.encode()) != 0:
+            raise InternalError(f"[{name}] was registered here but Darknet's section registry does not have it")
 
 
 class collecting:

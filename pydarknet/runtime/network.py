@@ -6,16 +6,18 @@ import contextlib
 import os
 import threading
 from pathlib import Path
-from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from .. import atomic, binding, errors, limits
+from ..formats.darknet import cfg_without_bn
 from ..binding import ffi, lib
 from ..transforms import folding
 from . import layers
 from .devices import device_index, device_name
 from .images import Image
+from .layer_info import Layer, RawDetection, layer_table, read_layer
 from .names import NamesSource, load_names
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -43,42 +45,6 @@ def _backend(name: Optional[str]) -> str:
 
 # Labels are drawn into a fixed 4 KiB buffer upstream: keep each one short.
 _DRAWN_LABEL_BYTES = 40
-
-
-class RawDetection(NamedTuple):
-    """One class of one box as upstream's detector reports it (relative coordinates)."""
-
-    class_id: int
-    prob: float
-    objectness: float
-    x: float
-    y: float
-    w: float
-    h: float
-
-
-class Layer(NamedTuple):
-    """One row of a network's layer summary. Shapes are (channels, height, width)."""
-
-    index: int
-    type: str
-    input_shape: Shape
-    output_shape: Shape
-    filters: int
-    size: int
-    stride: int
-    pad: int
-    groups: int
-    batch_normalize: bool
-    activation: str
-    n_weights: int  # weights proper (no biases, no batchnorm values)
-    n_params: int  # floats this layer takes from a weights file
-    bflops: float
-    inputs: int = 0  # floats per image in
-    outputs: int = 0  # floats per image out
-    partial_load: bool = False  # dontload, dontloadscales, numload or flipped is set
-    winograd: int = 0  # Winograd output tile m (F(m x m, 3 x 3)); 0: im2col + GEMM
-    onednn: bool = False  # runs as a oneDNN primitive
 
 
 def _path_arg(value, what: str) -> bytes:
@@ -184,29 +150,7 @@ class Network:
             )
 
     def _layer(self, index: int) -> Layer:
-        raw = ffi.new("pdn_layer *")
-        lib.pdn_layer_get(self._net, index, raw)
-        return Layer(
-            index=index,
-            type=ffi.string(raw.type).decode(),
-            input_shape=(raw.c, raw.h, raw.w),
-            output_shape=(raw.out_c, raw.out_h, raw.out_w),
-            filters=raw.filters,
-            size=raw.size,
-            stride=raw.stride,
-            pad=raw.pad,
-            groups=raw.groups,
-            batch_normalize=bool(raw.batch_normalize),
-            activation=ffi.string(raw.activation).decode(),
-            n_weights=raw.n_weights,
-            n_params=raw.n_params,
-            bflops=raw.bflops,
-            inputs=raw.inputs,
-            outputs=raw.outputs,
-            partial_load=bool(raw.partial_load),
-            winograd=raw.winograd,
-            onednn=bool(raw.onednn),
-        )
+        return read_layer(self._net, index)
 
     # -- inspection ----------------------------------------------------------------
 
@@ -227,28 +171,7 @@ class Network:
 
     def summary(self) -> str:
         """The layer table: index, type, input and output shapes, BFLOPs."""
-        rows = [f"{'#':>4}  {'type':<15} {'input (c,h,w)':>18}  {'output (c,h,w)':>18}  "
-                f"{'BFLOPs':>7}  details"]
-        for layer in self.layers:
-            details = []
-            if layer.filters:
-                details.append(f"{layer.filters} filters")
-            if layer.size:
-                details.append(f"{layer.size}x{layer.size}/{layer.stride}")
-            if layer.batch_normalize:
-                details.append("bn")
-            if layer.activation:
-                details.append(layer.activation)
-            if layer.winograd:
-                details.append(f"winograd F({layer.winograd}x{layer.winograd},3x3)")
-            if layer.onednn:
-                details.append("onednn")
-            rows.append(
-                f"{layer.index:>4}  {layer.type:<15} {'x'.join(map(str, layer.input_shape)):>18}  "
-                f"{'x'.join(map(str, layer.output_shape)):>18}  {layer.bflops:>7.3f}  {' '.join(details)}"
-            )
-        rows.append(f"total {self.bflops:.3f} BFLOPs, {self.n_params} parameters")
-        return "\n".join(rows)
+        return layer_table(self.layers, self.bflops, self.n_params)
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"{len(self.layers)} layers"
@@ -372,7 +295,6 @@ class Network:
         ``fold_batchnorm()``) no longer fits its loaded cfg: it needs ``cfg=`` or
         ``fold_bn=True`` (load with ``fold_bn=False`` to save the trained layout).
         """
-        from ..transforms.fold_darknet import cfg_without_bn
 
         target_path = Path(os.fsdecode(_path_arg(path, "path")))
         fold_code = (binding.FOLD_TARGETS[folding.check_target(self._runtime if target is None else target)]

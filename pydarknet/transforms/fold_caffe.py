@@ -9,60 +9,21 @@ too when it alone reads the BatchNorm's output. Anything else stays, with a reas
 
 from __future__ import annotations
 
-import contextlib
 import os
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple, Union
+from typing import List, Optional, Tuple, Union
 
 import numpy as np
 
 from .. import atomic
-from . import folding
-from ..formats.caffe import (blob_array, blobs_by_layer, in_phase, messages, read_caffemodel, read_prototxt,
-                          set_blob)
 from ..errors import CaffeError
+from ..formats.caffe import blob_array, blobs_by_layer, messages, read_caffemodel, read_prototxt, set_blob
+from ..formats.caffe_graph import Graph, bn_statistics, describe, input_shape, with_blobs
+from . import folding
+from .opencv_reference import opencv_errors, opencv_net
 
 PathLike = Union[str, "os.PathLike[str]"]
 PRODUCERS = ("Convolution", "Deconvolution", "InnerProduct")
-
-
-@dataclass
-class Graph:
-    """Who reads what: blob versions are (producer position, name); position -1 is a
-    network input."""
-
-    layers: list  # the TEST-phase layers, in order
-    indices: List[int]  # their positions in net.layer
-    reads: List[List[Tuple[int, str]]]  # per layer, the versions of its bottoms
-    readers: Dict[Tuple[int, str], List[int]]  # version -> positions of its readers
-
-    @classmethod
-    def build(cls, net) -> "Graph":
-        TEST = messages().NetState().phase
-        indices = [i for i, layer in enumerate(net.layer) if in_phase(layer, TEST)]
-        layers = [net.layer[i] for i in indices]
-        latest: Dict[str, int] = {}
-        reads, readers = [], {}
-        for position, layer in enumerate(layers):
-            versions = [(latest.get(name, -1), name) for name in layer.bottom]
-            reads.append(versions)
-            for version in versions:
-                readers.setdefault(version, []).append(position)
-            for name in layer.top:
-                latest[name] = position
-        return cls(layers, indices, reads, readers)
-
-    def only_reader(self, position: int) -> Optional[int]:
-        """The one layer reading the single top of the layer at ``position``, if so."""
-        layer = self.layers[position]
-        if len(layer.top) != 1:
-            return None
-        found = self.readers.get((position, layer.top[0]), [])
-        return found[0] if len(found) == 1 else None
-
-
-def describe(layer) -> str:
-    return f"{layer.type} '{layer.name}'"
 
 
 def _scale_outputs(producer, weights: np.ndarray, k: np.ndarray) -> np.ndarray:
@@ -95,17 +56,6 @@ def _check_sizes(producer, weights: np.ndarray, bias: Optional[np.ndarray], bn, 
                          f"{params.num_output}, weights {weights.shape} and "
                          f"{'no bias' if bias is None else f'{bias.size} biases'}; "
                          "the caffemodel does not belong to this prototxt")
-
-
-def bn_statistics(bn, arrays) -> Tuple[np.ndarray, np.ndarray]:
-    """mean and variance as Caffe's BatchNorm ``bn`` uses them at test time, from its
-    three blobs (accumulated mean and variance, and the moving-average factor)."""
-    mean, variance, factor = (np.asarray(a, dtype=np.float64).ravel() for a in arrays[:3])
-    if mean.size != variance.size or factor.size != 1:
-        raise CaffeError(f"{describe(bn)} has blobs of {mean.size}, {variance.size} and {factor.size} values "
-                         "(expected C, C and 1)")
-    scale = 0.0 if factor[0] == 0 else 1.0 / factor[0]
-    return mean * scale, variance * scale
 
 
 def _why_not(graph: Graph, bn_position: int, blobs) -> Tuple[Optional[str], Optional[int]]:
@@ -225,22 +175,6 @@ def absorbed(graph: Graph, plan: FoldPlan) -> str:
     return names + (f" + {describe(graph.layers[plan.scale])}" if plan.scale is not None else "")
 
 
-def with_blobs(structure, blobs, skip=()):
-    """A copy of ``structure`` with each layer's blobs attached (layers at net.layer
-    positions in ``skip`` left out)."""
-    out = messages().NetParameter()
-    out.CopyFrom(structure)
-    del out.layer[:]
-    for index, layer in enumerate(structure.layer):
-        if index in skip:
-            continue
-        copy = out.layer.add()
-        copy.CopyFrom(layer)
-        del copy.blobs[:]
-        copy.blobs.extend(blobs.get(layer.name, []))
-    return out
-
-
 def fold_net(structure, weights) -> Tuple[object, folding.FoldReport]:
     """The folded network (structure with blobs attached, ready to write as both
     prototxt and caffemodel) and the report."""
@@ -288,38 +222,6 @@ def fold(prototxt: PathLike, caffemodel: PathLike, out_prototxt: PathLike,
     return report
 
 
-def _cv2():
-    try:
-        import cv2
-    except ImportError:
-        raise CaffeError("running Caffe models (--check, --verify) needs OpenCV DNN: "
-                         "pip install 'opencv-python-headless<5'") from None
-    return cv2
-
-
-def opencv_net(prototxt: PathLike, caffemodel: PathLike, x: np.ndarray):
-    """The model loaded in OpenCV DNN (the reference Caffe runtime here) with input x,
-    run layer by layer as written: OpenCV's own BatchNorm fusion is off (it computes
-    grouped Deconvolution + BatchNorm wrongly). Returns (cv2, net)."""
-    cv2 = _cv2()
-    net = cv2.dnn.readNetFromCaffe(os.fspath(prototxt), os.fspath(caffemodel))
-    net.enableFusion(False)
-    net.setInput(x)
-    return cv2, net
-
-
-@contextlib.contextmanager
-def opencv_errors(prototxt: PathLike):
-    """OpenCV's own errors (it builds the layers on the first forward) as CaffeError."""
-    cv2 = _cv2()
-    try:
-        yield
-    except cv2.error as exc:
-        reason = (str(exc).strip().splitlines() or ["no reason given"])[-1]
-        raise CaffeError(f"OpenCV DNN, the reference runtime for --check/--verify, cannot run this model: "
-                         f"{reason}", file=os.fspath(prototxt)) from None
-
-
 def check(prototxt_a: PathLike, caffemodel_a: PathLike, prototxt_b: PathLike, caffemodel_b: PathLike,
           inputs: int = 2, seed: int = 0) -> folding.CheckResult:
     """Run both models on the same random inputs with OpenCV DNN (a Caffe runtime
@@ -337,13 +239,3 @@ def check(prototxt_a: PathLike, caffemodel_a: PathLike, prototxt_b: PathLike, ca
     return folding.compare(pairs, f"OpenCV DNN {cv2.__version__}", inputs)
 
 
-def input_shape(net) -> Tuple[int, ...]:
-    """The first input's shape: from input_shape, input_dim or an Input layer."""
-    if net.input_shape:
-        return tuple(net.input_shape[0].dim)
-    if net.input_dim:
-        return tuple(net.input_dim[:4])
-    for layer in net.layer:
-        if layer.type == "Input" and layer.input_param.shape:
-            return tuple(layer.input_param.shape[0].dim)
-    raise CaffeError("the prototxt declares no input shape (input_shape, input_dim or an Input layer)")

@@ -8,7 +8,7 @@ the cfg stays line for line, and every other layer's floats are copied as they a
 from __future__ import annotations
 
 import os
-from typing import Sequence, Union
+from typing import Union
 
 import numpy as np
 
@@ -18,14 +18,6 @@ from ..formats.darknet import Cfg, Weights, join_affine, split_affine
 from . import folding
 
 PathLike = Union[str, "os.PathLike[str]"]
-
-
-def cfg_without_bn(cfg_path: PathLike, layer_indices: Sequence[int]) -> Cfg:
-    """The cfg with batch_normalize=0 in the given layers (everything else as it was)."""
-    cfg = Cfg.read(cfg_path)
-    for index in layer_indices:
-        cfg.set(cfg.layers[index], "batch_normalize", "0")
-    return cfg
 
 
 def fold_layer(layer, floats: np.ndarray, target: str, transposed: bool) -> np.ndarray:

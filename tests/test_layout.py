@@ -1,0 +1,113 @@
+"""The package's shape, read from its source: no import circle (also through imports
+inside functions), no module over 500 lines, every name imported from the module that
+defines it."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+from typing import Dict, List, Set
+
+from conftest import REPO
+
+PACKAGE = REPO / "pydarknet"
+MAX_LINES = 500
+EXTENSION = "pydarknet._darknet"  # compiled: binding.py imports it
+BUILT = ("darknet_data", "darknet_patches")  # copied in by the build (upstream's files, the series)
+
+
+def sources() -> List[Path]:
+    return [p for p in PACKAGE.rglob("*.py") if p.relative_to(PACKAGE).parts[0] not in BUILT]
+
+
+def modules() -> Dict[str, Path]:
+    """Dotted name -> file, for every module of the package (a package is its __init__)."""
+    found = {}
+    for path in sources():
+        parts = path.relative_to(REPO).with_suffix("").parts
+        found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return found
+
+
+def _base(name: str, path: Path, node: ast.ImportFrom) -> str:
+    """The module a ``from ... import`` names, with relative levels resolved."""
+    if not node.level:
+        return node.module or ""
+    package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+    package = package[:len(package) - node.level + 1]
+    return ".".join(package + ([node.module] if node.module else []))
+
+
+def imports(name: str, path: Path, known: Dict[str, Path]) -> Dict[str, Set[str]]:
+    """Modules of the package that ``name`` imports, anywhere in it -> the names it takes
+    from each (empty for ``import x``)."""
+    found: Dict[str, Set[str]] = {}
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name in known:
+                    found.setdefault(alias.name, set())
+        elif isinstance(node, ast.ImportFrom):
+            base = _base(name, path, node)
+            for alias in node.names:
+                if f"{base}.{alias.name}" == EXTENSION:
+                    continue
+                if f"{base}.{alias.name}" in known:  # a submodule
+                    found.setdefault(f"{base}.{alias.name}", set())
+                elif base in known:
+                    found.setdefault(base, set()).add(alias.name)
+    return found
+
+
+def defined_names(path: Path) -> Set[str]:
+    """Names a module binds at top level other than by importing them."""
+    names = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                names.update(n.id for n in ast.walk(target) if isinstance(n, ast.Name))
+    return names
+
+
+def test_no_import_circle():
+    known = modules()
+    graph = {name: set(imports(name, path, known)) - {name} for name, path in known.items()}
+    circles: List[List[str]] = []
+    state: Dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(name: str, trail: List[str]) -> None:
+        state[name] = 1
+        for other in sorted(graph[name]):
+            if state.get(other) == 1:
+                circles.append(trail[trail.index(other):] + [other])
+            elif other not in state:
+                visit(other, trail + [other])
+        state[name] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])
+    assert not circles, "import circles: " + "; ".join(" -> ".join(c) for c in circles)
+
+
+def test_no_module_over_500_lines():
+    long = {str(p.relative_to(REPO)): n for p in sources()
+            if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert not long, f"modules over {MAX_LINES} lines: {long}"
+
+
+def test_names_are_imported_from_where_they_are_defined():
+    known = modules()
+    borrowed = []
+    for name, path in known.items():
+        for module, names in imports(name, path, known).items():
+            missing = names - defined_names(known[module])
+            borrowed += [f"{name} takes {n} from {module}" for n in sorted(missing)]
+    assert not borrowed, "; ".join(borrowed)
+
+
+def test_the_stages_are_packages():
+    assert {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()} == \
+        {"source", "formats", "transforms", "runtime", "cli"}
