@@ -58,7 +58,8 @@ FUZZER_COVERAGE = "-fsanitize=fuzzer-no-link"
 # there; ASan and the other UBSan checks stay on.
 SANITIZE_PER_FILE = {"image.c": ["-fno-sanitize=shift"]}
 # Our C, compiled into the extension beside the cffi source.
-GLUE_SOURCES = ("pydarknet.c", "console.c", "checked_alloc.c")
+GLUE_SOURCES = ("glue.c", "network.c", "devices.c", "detection.c", "python_layers.c", "console.c",
+                "checked_alloc.c")
 # Included into every upstream source: quiet console, checked allocations.
 FORCED_HEADERS = ("console.h", "checked_alloc.h")
 # Our C compiled like upstream's sources (it uses their headers): darknet's error
@@ -267,7 +268,8 @@ class BuildDarknet(build_ext):
         ext.extra_objects = [str(o) for o in objects]
         # Relink whenever upstream objects or the build info change (cffi leaves its
         # generated source untouched when identical, so sources alone would not tell).
-        ext.depends = ext.extra_objects + [str(temp / "pydarknet_build_info.h"), str(CSRC / "pydarknet.h")]
+        ext.depends = ext.extra_objects + [str(temp / "pydarknet_build_info.h"), str(CSRC / "pydarknet.h"),
+                                           str(CSRC / "glue.h")]
         ext.extra_compile_args = ["-std=gnu11", *OPTIMIZE, *VISIBILITY, "-Werror=incompatible-pointer-types",
                                   "-Werror=implicit-function-declaration", *config.glue_flags()]
         ext.extra_link_args = config.link_flags()

@@ -6,6 +6,7 @@
 #include "parallel.h"
 
 #include "activations.h"
+#include "batchnorm_layer.h"
 #include "blas.h"
 #include "convolutional_layer.h"
 #include "gemm.h"

@@ -1,0 +1,249 @@
+/* Images in and detections out: decoding, upstream's detector and classifier paths. */
+#include <errno.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "glue.h"
+#include "network.h"
+#include "option_list.h"
+#include "stb_image.h"
+#include "stb_image_write.h"
+
+static image as_image(const pdn_image *im)
+{
+    image out = {im->w, im->h, im->c, im->data};
+    return out;
+}
+
+static void set_pdn_image(pdn_image *out, image im)
+{
+    out->w = im.w; out->h = im.h; out->c = im.c; out->data = im.data;
+}
+
+/* A header that declares more than max_pixels is refused before anything is decoded
+ * (a 1 MB PNG can declare 18000 x 18000: 4 GB as floats). A header stb cannot read
+ * is left for the decoder to report. */
+static void check_pixels(int known, int w, int h, long long max_pixels)
+{
+    if (known && (long long)w * h > max_pixels) {
+        darknet_fail(DARKNET_ERR_IMAGE, "the image is %d x %d = %lld pixels, more than the limit of %lld; "
+                     "pass a larger max_pixels if you trust it", w, h, (long long)w * h, max_pixels);
+    }
+}
+
+int pdn_image_load(const char *path, long long max_pixels, pdn_image *out, pdn_error *err)
+{
+    int w, h, c;
+    PDN_GUARDED(0, err, (void)0, {
+        int known = stbi_info(path, &w, &h, &c);
+        check_pixels(known, w, h, max_pixels);
+        set_pdn_image(out, load_image_color((char *)path, 0, 0));
+    });
+    return 0;
+}
+
+int pdn_image_decode(const unsigned char *data, int size, long long max_pixels, pdn_image *out, pdn_error *err)
+{
+    int w, h, c;
+    PDN_GUARDED(0, err, (void)0, {
+        int known = stbi_info_from_memory(data, size, &w, &h, &c);
+        check_pixels(known, w, h, max_pixels);
+        set_pdn_image(out, load_image_memory(data, size, 3));
+    });
+    return 0;
+}
+
+void pdn_image_free(pdn_image *im)
+{
+    free_image(as_image(im));
+    im->data = NULL;
+}
+
+static int is_detection_layer(LAYER_TYPE type)
+{
+    return type == YOLO || type == REGION || type == DETECTION;
+}
+
+int pdn_detection_classes(network *net)
+{
+    int i;
+    for (i = net->n - 1; i >= 0; --i) {
+        if (is_detection_layer(net->layers[i].type)) return net->layers[i].classes;
+    }
+    return -1;
+}
+
+/* get_network_boxes() reads batch item 0 of each detection layer, and yolo/region
+ * layers with batch == 2 average it with a flipped copy (upstream's test-time
+ * augmentation). To read item b alone, point the layers at item b and tell them
+ * batch 1 (enter), then undo both (leave). */
+static void enter_batch_item(network *net, int b, int *saved_batch)
+{
+    int i;
+    for (i = 0; i < net->n; ++i) {
+        layer *l = &net->layers[i];
+        if (!is_detection_layer(l->type)) continue;
+        l->output += (long)b * l->outputs;
+        saved_batch[i] = l->batch;
+        l->batch = 1;
+    }
+}
+
+static void leave_batch_item(network *net, int b, const int *saved_batch)
+{
+    int i;
+    for (i = 0; i < net->n; ++i) {
+        layer *l = &net->layers[i];
+        if (!is_detection_layer(l->type)) continue;
+        l->output -= (long)b * l->outputs;
+        l->batch = saved_batch[i];
+    }
+}
+
+/* The glyphs are read once per process (761 small PNGs), on first annotation. */
+static image **alphabet;
+static pthread_mutex_t alphabet_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static image **get_alphabet(const char *dir)
+{
+    pthread_mutex_lock(&alphabet_lock);
+    if (!alphabet) alphabet = load_alphabet_from(dir);
+    pthread_mutex_unlock(&alphabet_lock);
+    return alphabet;
+}
+
+static void collect(detection *dets, int nboxes, int classes, int image_index, float thresh,
+                    pdn_detection *out, int *count)
+{
+    int i, j;
+    for (i = 0; i < nboxes; ++i) {
+        for (j = 0; j < classes; ++j) {
+            if (dets[i].prob[j] <= thresh) continue;
+            pdn_detection *d = &out[(*count)++];
+            d->image = image_index;
+            d->class_id = j;
+            d->prob = dets[i].prob[j];
+            d->objectness = dets[i].objectness;
+            d->x = dets[i].bbox.x; d->y = dets[i].bbox.y;
+            d->w = dets[i].bbox.w; d->h = dets[i].bbox.h;
+        }
+    }
+}
+
+typedef struct {
+    FILE *file;
+    int failed;
+} jpeg_output;
+
+static void write_jpeg_bytes(void *context, void *data, int size)
+{
+    jpeg_output *out = context;
+    if (fwrite(data, 1, size, out->file) != (size_t)size) out->failed = 1;
+}
+
+/* upstream's save_image_options() for JPEG at quality 90 (the CLI's), with the path as
+ * given (upstream's copies it into a 256-byte buffer) and every write checked
+ * (stbi_write_jpg() reports success for a file cut short by a full disk). */
+static int save_jpeg(image im, const char *path)
+{
+    size_t pixels = (size_t)im.w * im.h, i;
+    unsigned char *data = malloc(pixels * im.c);
+    int k;
+    for (k = 0; k < im.c; ++k) {
+        for (i = 0; i < pixels; ++i) data[i * im.c + k] = (unsigned char)(255 * im.data[i + k * pixels]);
+    }
+    errno = 0;
+    jpeg_output out = {fopen(path, "wb"), 0};
+    if (!out.file) {
+        free(data);
+        return 0;
+    }
+    int encoded = stbi_write_jpg_to_func(write_jpeg_bytes, &out, im.w, im.h, im.c, data, 90);
+    free(data);
+    if (fclose(out.file)) out.failed = 1;
+    return encoded && !out.failed;
+}
+
+int pdn_detect(network *net, const pdn_image *images, int n, float thresh, float hier_thresh,
+               float nms, char **names, const char *labels_dir, const char **annotate,
+               pdn_detection **out, int *count, int verbose, pdn_error *err)
+{
+    int classes = pdn_detection_classes(net);
+    /* volatile: freed by the cleanup after a longjmp, assigned after setjmp. */
+    float *volatile input = NULL;
+    detection *volatile dets = NULL;
+    volatile int nboxes = 0;
+    pdn_detection *volatile found = NULL;
+    int *volatile saved_batch = NULL;
+    volatile int inside = -1;  /* the batch item the detection layers point at */
+    *out = NULL;
+    *count = 0;
+    PDN_GUARDED_AT_BATCH(net, n, verbose, err, {
+        if (inside >= 0) leave_batch_item(net, inside, saved_batch);
+        if (dets) free_detections(dets, nboxes);
+        free(input); free(found); free(saved_batch);
+    }, {
+        if (classes < 0) darknet_fail(DARKNET_ERR_CFG, "this network has no detection layer ([yolo], [region] or [detection])");
+        int b, allocated = 0;
+        input = calloc((size_t)net->inputs * n, sizeof(float));
+        saved_batch = calloc(net->n, sizeof(int));
+        for (b = 0; b < n; ++b) {
+            image sized = letterbox_image(as_image(&images[b]), net->w, net->h);
+            memcpy(input + (size_t)b * net->inputs, sized.data, sizeof(float) * net->inputs);
+            free_image(sized);
+        }
+        network_predict(net, input);
+        for (b = 0; b < n; ++b) {
+            enter_batch_item(net, b, saved_batch);
+            inside = b;
+            int boxes = 0;
+            dets = get_network_boxes(net, images[b].w, images[b].h, thresh, hier_thresh, 0, 1, &boxes);
+            nboxes = boxes;
+            leave_batch_item(net, b, saved_batch);
+            inside = -1;
+            if (nms) do_nms_sort(dets, nboxes, classes, nms);
+            allocated += nboxes * classes;
+            pdn_detection *grown = realloc(found, sizeof(pdn_detection) * (allocated ? allocated : 1));
+            if (!grown) darknet_fail(DARKNET_ERR_MEMORY, "out of memory for %d detections", allocated);
+            found = grown;
+            collect(dets, nboxes, classes, b, thresh, found, count);
+            if (annotate && annotate[b]) {
+                image drawn = copy_image(as_image(&images[b]));
+                draw_detections(drawn, dets, nboxes, thresh, names, get_alphabet(labels_dir), classes);
+                int saved = save_jpeg(drawn, annotate[b]);
+                free_image(drawn);
+                if (!saved) darknet_fail(DARKNET_ERR_FILE, "cannot write the annotated image %s: %s", annotate[b],
+                                         errno ? strerror(errno) : "write failed");
+            }
+            free_detections(dets, nboxes);
+            dets = NULL;
+        }
+        free(input); free(saved_batch);
+        input = NULL; saved_batch = NULL;
+    });
+    *out = found;
+    return 0;
+}
+
+void pdn_detections_free(pdn_detection *dets)
+{
+    free(dets);
+}
+
+int pdn_classify(network *net, const pdn_image *im, float *probs, int verbose, pdn_error *err)
+{
+    image *volatile sized = NULL;
+    image local;
+    PDN_GUARDED_AT_BATCH(net, 1, verbose, err, if (sized) free_image(*sized), {
+        local = letterbox_image(as_image(im), net->w, net->h);
+        sized = &local;
+        float *predictions = network_predict(net, local.data);
+        if (net->hierarchy) hierarchy_predictions(predictions, net->outputs, net->hierarchy, 1, 1);
+        memcpy(probs, predictions, sizeof(float) * net->outputs);
+        free_image(local);
+        sized = NULL;
+    });
+    return 0;
+}
