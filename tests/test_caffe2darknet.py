@@ -11,7 +11,7 @@ import pydarknet
 from pydarknet import caffe2darknet
 from pydarknet.transforms import caffe_to_darknet as convert
 from pydarknet.transforms import fold_caffe
-from pydarknet.formats.caffe import messages
+from pydarknet.formats.caffe import messages, write_model
 from pydarknet.errors import CaffeError, ConversionError
 
 from caffe_models import NetBuilder, as_v1, resnet18, untransposed
@@ -244,7 +244,7 @@ def test_input_forms_and_v1_files(tmp_path, input_style):
     converted(b, tmp_path)
     if input_style == "input_dim":  # the same network in V1 form (no Input layer type in V1)
         v1 = as_v1(b)
-        (tmp_path / "model.caffemodel").write_bytes(v1.SerializeToString())
+        write_model(v1, tmp_path / "v1.prototxt", tmp_path / "model.caffemodel")
         (tmp_path / "v1").mkdir()
         b.write = lambda directory: (tmp_path / "model.prototxt", tmp_path / "model.caffemodel")
         converted(b, tmp_path / "v1")

@@ -4,11 +4,10 @@ original and the folded files must give the same outputs there."""
 import cv2  # noqa: F401  (a test dependency: OpenCV DNN is the reference Caffe runtime)
 import numpy as np
 import pytest
-from google.protobuf import text_format
 
 from pydarknet import fold_bn
 from pydarknet.transforms import fold_caffe
-from pydarknet.formats.caffe import messages, read_caffemodel, read_prototxt
+from pydarknet.formats.caffe import messages, read_caffemodel, read_prototxt, write_model
 from pydarknet.errors import CaffeError, FileError
 
 from caffe_models import NetBuilder, as_v1, untransposed
@@ -165,12 +164,7 @@ def test_v1_files_are_upgraded(tmp_path):
     b.inner_product("fc", "c1", "fc", 5, legacy=True)
     v1 = as_v1(b)
     prototxt, caffemodel = tmp_path / "v1.prototxt", tmp_path / "v1.caffemodel"
-    structure = messages().NetParameter()
-    structure.CopyFrom(v1)
-    for layer in structure.layers:
-        del layer.blobs[:]
-    prototxt.write_text(text_format.MessageToString(structure))
-    caffemodel.write_bytes(v1.SerializeToString())
+    write_model(v1, prototxt, caffemodel)
     assert "layers {" in prototxt.read_text() and "CONVOLUTION" in prototxt.read_text()
     out = tmp_path / "o.prototxt", tmp_path / "o.caffemodel"
     fold_caffe.fold(prototxt, caffemodel, *out)

@@ -14,7 +14,8 @@ from pydarknet.runtime import samples, zoo
 PIL = pytest.importorskip("PIL.Image")
 
 # Upstream's `darknet detect cfg/yolov3-tiny.cfg yolov3-tiny.weights data/dog.jpg`
-# (shared/docs/models.md): label, prob, x, y, w, h relative to the image.
+# (printed by upstream's own unpatched build): label, prob,
+# x, y, w, h relative to the image.
 UPSTREAM_DOG = [
     ("dog", 0.570732, 0.324, 0.611, 0.312, 0.574),
     ("car", 0.517267, 0.752, 0.219, 0.115, 0.109),

@@ -111,3 +111,38 @@ def test_names_are_imported_from_where_they_are_defined():
 def test_the_stages_are_packages():
     assert {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()} == \
         {"source", "formats", "transforms", "runtime", "cli"}
+
+
+def run(*args):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, cwd=REPO)
+
+
+def test_every_entry_point_answers():
+    import pydarknet
+
+    version = run("pydarknet", "--version")
+    assert version.returncode == 0 and version.stdout.strip() == f"pydarknet {pydarknet.__version__}"
+    assert {"Network", "detect", "zoo", "upstream_path", "__version__"} <= set(dir(pydarknet))
+    for module, command in (("pydarknet.fold_bn", "fold-bn"), ("pydarknet.caffe2darknet", "convert")):
+        done = run(module, "--help")
+        assert done.returncode == 0 and f"pydarknet {command}" in done.stdout
+    for command in ("detect", "classify", "info", "fold-bn", "convert", "patches"):
+        assert run("pydarknet", command, "--help").returncode == 0
+    assert run("pydarknet", "patches", "lint").returncode == 0
+
+
+def test_cli_refuses_out_of_range_options_before_any_work():
+    for option, value in (("--thresh", "1.5"), ("--nms", "-0.1"), ("--batch", "0")):
+        done = run("pydarknet", "detect", "missing.jpg", option, value)
+        assert done.returncode == 2 and f"argument {option}" in done.stderr, done.stderr
+    shown = " ".join(run("pydarknet", "detect", "--help").stdout.split())
+    assert "(default: None)" not in shown and "(default: 0.5)" in shown and "(default: 0.45)" in shown
+
+
+def test_one_error_convention():
+    missing = run("pydarknet", "fold-bn", "missing.cfg", "missing.weights", "-o", "out")
+    assert missing.returncode == 2 and missing.stderr.startswith("pydarknet: error: ")
+    assert len(missing.stderr.strip().splitlines()) == 1

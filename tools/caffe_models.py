@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
-from google.protobuf import text_format
 
-from pydarknet.formats.caffe import blob_array, messages, read_caffemodel, read_prototxt, set_blob
+from pydarknet.formats.caffe import blob_array, messages, read_caffemodel, set_blob, write_model
 
 
 class NetBuilder:
@@ -120,12 +119,7 @@ class NetBuilder:
 
     def write(self, directory: Path, stem: str = "model") -> Tuple[Path, Path]:
         prototxt, caffemodel = directory / f"{stem}.prototxt", directory / f"{stem}.caffemodel"
-        structure = messages().NetParameter()
-        structure.CopyFrom(self.net)
-        for layer in structure.layer:
-            del layer.blobs[:]
-        prototxt.write_text(text_format.MessageToString(structure))
-        caffemodel.write_bytes(self.net.SerializeToString())
+        write_model(self.net, prototxt, caffemodel)
         return prototxt, caffemodel
 
 
@@ -153,16 +147,15 @@ def untransposed(prototxt, caffemodel, stem):
     """The same network with InnerProduct weights stored (N, K): OpenCV DNN 4.x
     ignores `transpose: true` (it reads the blob as (N, K) anyway), so a transposed
     model is checked in this equivalent form."""
-    for path in (prototxt, caffemodel):
-        net = read_prototxt(path) if path == prototxt else read_caffemodel(path)
-        for layer in net.layer:
-            if layer.type == "InnerProduct" and layer.inner_product_param.transpose:
-                layer.inner_product_param.transpose = False
-                if layer.blobs:
-                    set_blob(layer.blobs[0], blob_array(layer.blobs[0]).T.copy())
-        out = path.with_name(stem + path.suffix)
-        out.write_bytes(text_format.MessageToString(net).encode() if path == prototxt else net.SerializeToString())
-        yield out
+    net = read_caffemodel(caffemodel)  # the builder's caffemodel holds the whole network
+    for layer in net.layer:
+        if layer.type == "InnerProduct" and layer.inner_product_param.transpose:
+            layer.inner_product_param.transpose = False
+            if layer.blobs:
+                set_blob(layer.blobs[0], blob_array(layer.blobs[0]).T.copy())
+    out = prototxt.with_name(stem + ".prototxt"), caffemodel.with_name(stem + ".caffemodel")
+    write_model(net, *out)
+    return out
 
 
 def resnet18(width=8, classes=1000, size=64):

@@ -11,16 +11,17 @@ from pathlib import Path
 import numpy as np
 
 import pydarknet
+from pydarknet.formats.darknet import CURRENT_HEADER, Weights
 
 
 def write_random_weights(net: "pydarknet.Network", path: Path, seed: int = 0) -> Path:
-    """A Darknet 0.2.0 weights file with random values laid out as formats.md says
-    (conv and deconv: biases, [scales, mean, variance], weights; connected: biases,
-    weights, [scales, mean, variance]; batchnorm: scales, mean, variance; local:
-    biases per output, weights), with positive
-    variances so outputs stay finite."""
+    """A Darknet 0.2.0 weights file, written by the format layer, with random values
+    laid out as Darknet reads them (conv and deconv: biases, [scales, mean, variance],
+    weights; connected: biases, weights, [scales, mean, variance]; batchnorm: scales,
+    mean, variance; local: biases per output, weights), with positive variances so
+    outputs stay finite."""
     rng = np.random.default_rng(seed)
-    parts = [np.array([0, 2, 0], dtype="<i4").tobytes(), np.array([0], dtype="<u8").tobytes()]
+    layers = []
     for layer in net.layers:
         n, bn = layer.filters, layer.batch_normalize
         norm = [rng.uniform(0.5, 1.5, n), rng.normal(0, 0.1, n), rng.uniform(0.5, 1.5, n)] if bn else []
@@ -39,10 +40,10 @@ def write_random_weights(net: "pydarknet.Network", path: Path, seed: int = 0) ->
         elif layer.n_params:
             raise NotImplementedError(f"random weights for {layer.type} layers")
         else:
-            continue
+            arrays = []
         assert sum(a.size for a in arrays) == layer.n_params
-        parts += [a.astype("<f4").tobytes() for a in arrays]
-    path.write_bytes(b"".join(parts))
+        layers.append(np.concatenate(arrays).astype(np.float32) if arrays else np.zeros(0, np.float32))
+    Weights(CURRENT_HEADER, layers).write(path)
     assert path.stat().st_size == 20 + 4 * net.n_params
     return path
 

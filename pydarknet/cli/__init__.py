@@ -21,10 +21,19 @@ from . import convert, fold_bn, patches, run
 USER_ERRORS = (DarknetError, ZooError, UpstreamError, OSError, ValueError, TypeError)
 
 
+class _ShownDefaults(argparse.ArgumentDefaultsHelpFormatter):
+    """Help with each option's default, where it has one worth showing."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False) or action.default is argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
 
-    formatter = argparse.ArgumentDefaultsHelpFormatter
+    formatter = _ShownDefaults
     parser = argparse.ArgumentParser(prog="pydarknet", description="Darknet models from the command line.")
     parser.add_argument("--version", action="version", version=f"pydarknet {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")

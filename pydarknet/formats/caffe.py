@@ -167,17 +167,19 @@ def read_caffemodel(path: PathLike):
     return upgrade_v1(net, path)
 
 
-def write_prototxt(net, path: PathLike) -> None:
+def write_model(net, prototxt: PathLike, caffemodel: PathLike, inputs=()) -> None:
+    """A NetParameter as its two files, all or nothing (``atomic.replacing``, which also
+    refuses to overwrite ``inputs``): the prototxt holds its structure (blobs left out,
+    V1 ``layers`` too), the caffemodel all of it."""
     from google.protobuf import text_format
 
-    text = text_format.MessageToString(net)
-    with atomic.replacing(path) as (temp,):
-        temp.write_text(text, encoding="utf-8")
-
-
-def write_caffemodel(net, path: PathLike) -> None:
-    with atomic.replacing(path) as (temp,):
-        temp.write_bytes(net.SerializeToString())
+    structure = messages().NetParameter()
+    structure.CopyFrom(net)
+    for layer in [*structure.layer, *structure.layers]:
+        del layer.blobs[:]
+    with atomic.replacing(prototxt, caffemodel, inputs=inputs) as (text_temp, model_temp):
+        text_temp.write_text(text_format.MessageToString(structure), encoding="utf-8")
+        model_temp.write_bytes(net.SerializeToString())
 
 
 # -- V1 ---------------------------------------------------------------------------

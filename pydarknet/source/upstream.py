@@ -69,13 +69,6 @@ def load_manifest(path: Path = MANIFEST_PATH) -> Dict[str, str]:
     return manifest
 
 
-def format_manifest(files: Files) -> str:
-    """The manifest text for a tree (what ``tools/make_manifest.py`` writes)."""
-    return "".join(
-        f"{sha256_bytes(files[p])}  {p}\n" for p in sorted(files) if belongs_in_manifest(p)
-    )
-
-
 def manifest_hash(path: Path = MANIFEST_PATH) -> str:
     return sha256_bytes(path.read_bytes())
 

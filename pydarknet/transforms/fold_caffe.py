@@ -15,9 +15,9 @@ from typing import List, Optional, Tuple, Union
 
 import numpy as np
 
-from .. import atomic
 from ..errors import CaffeError
-from ..formats.caffe import blob_array, blobs_by_layer, messages, read_caffemodel, read_prototxt, set_blob
+from ..formats.caffe import (blob_array, blobs_by_layer, messages, read_caffemodel, read_prototxt, set_blob,
+                             write_model)
 from ..formats.caffe_graph import Graph, bn_statistics, describe, input_shape, with_blobs
 from . import folding
 from .opencv_reference import opencv_errors, opencv_net
@@ -203,21 +203,13 @@ def fold_net(structure, weights) -> Tuple[object, folding.FoldReport]:
 def fold(prototxt: PathLike, caffemodel: PathLike, out_prototxt: PathLike,
          out_caffemodel: PathLike) -> folding.FoldReport:
     """Write the folded ``out_prototxt`` (text, blobs left out) and ``out_caffemodel``."""
-    from google.protobuf import text_format
-
     structure = read_prototxt(prototxt)
     weights = read_caffemodel(caffemodel)
     try:
         folded, report = fold_net(structure, weights)
     except CaffeError as e:
         raise CaffeError(e.message, file=e.file or os.fspath(caffemodel)) from None
-    text_net = messages().NetParameter()
-    text_net.CopyFrom(folded)
-    for layer in text_net.layer:
-        del layer.blobs[:]
-    with atomic.replacing(out_prototxt, out_caffemodel, inputs=(prototxt, caffemodel)) as (text_temp, model_temp):
-        text_temp.write_text(text_format.MessageToString(text_net), encoding="utf-8")
-        model_temp.write_bytes(folded.SerializeToString())
+    write_model(folded, out_prototxt, out_caffemodel, inputs=(prototxt, caffemodel))
     report.outputs = [os.fspath(out_prototxt), os.fspath(out_caffemodel)]
     return report
 
