@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import pydarknet
-from conftest import random_input, write_model
+from conftest import random_input, write_model, write_random_weights
 from pydarknet.runtime import devices, samples, zoo
 
 GPU_BUILD = pydarknet.build_info()["features"]["gpu"]
@@ -276,3 +276,22 @@ def test_two_networks_in_two_threads(official):
     for slot in range(2):
         assert [[(d.label, round(d.confidence, 4)) for d in image] for image in found[slot]] == \
                [[(d.label, round(d.confidence, 4)) for d in image] for image in expected]
+
+
+@needs_gpu
+@pytest.mark.parametrize("name", ["yolov4-tiny-3l", "yolov4-csp", "yolov4-csp-swish", "yolov7"])
+def test_fork_cfgs_on_the_gpu(tmp_path, name):
+    """route groups, scale_x_y, new_coords, mish and swish in the GPU kernels (patches
+    0053-0056): each [yolo] head's input as on the CPU."""
+    from test_modern_cfgs import CFGS, small
+
+    cfg = small(CFGS / f"{name}.cfg", 160, tmp_path)
+    with pydarknet.Network(cfg) as net:
+        weights = write_random_weights(net, tmp_path / "w.weights", seed=7, gain=0.7)
+    x = random_input((2, 3, 160, 160), seed=9)
+    cpu, gpu = both(cfg, weights, batch=2)
+    with cpu, gpu:
+        heads = [layer.index - 1 for layer in cpu.layers if layer.type == "yolo"]
+        a, b = cpu.layer_outputs(x), gpu.layer_outputs(x)
+        for k in heads:
+            assert_close_to_range(b[k], a[k], 1e-3)

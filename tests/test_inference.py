@@ -100,7 +100,7 @@ def test_detect_batch_equals_single_calls(batch):
 def test_zoo_name_and_paths_as_model(yolo):
     by_name = pydarknet.detect("yolov3-tiny", samples.path("eagle.jpg"))
     model = zoo.get("yolov3-tiny")
-    by_paths = pydarknet.detect((pydarknet.upstream_path(model.cfg), zoo.weights_path("yolov3-tiny"),
+    by_paths = pydarknet.detect((model.cfg_path(), zoo.weights_path("yolov3-tiny"),
                                  pydarknet.upstream_path(model.names)), samples.path("eagle.jpg"))
     assert as_tuples(by_name) == as_tuples(by_paths) == as_tuples(pydarknet.detect(yolo, samples.path("eagle.jpg")))
     assert by_name[0].label == "bird"

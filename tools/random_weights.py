@@ -14,19 +14,20 @@ import pydarknet
 from pydarknet.formats.darknet import CURRENT_HEADER, Weights
 
 
-def write_random_weights(net: "pydarknet.Network", path: Path, seed: int = 0) -> Path:
+def write_random_weights(net: "pydarknet.Network", path: Path, seed: int = 0, gain: float = 1.0) -> Path:
     """A Darknet 0.2.0 weights file, written by the format layer, with random values
     laid out as Darknet reads them (conv and deconv: biases, [scales, mean, variance],
     weights; connected: biases, weights, [scales, mean, variance]; batchnorm: scales,
     mean, variance; local: biases per output, weights), with positive variances so
-    outputs stay finite."""
+    outputs stay finite. ``gain`` scales the weights' spread (He's at 1): below 1 for
+    deep networks, whose activations would otherwise grow layer by layer."""
     rng = np.random.default_rng(seed)
     layers = []
     for layer in net.layers:
         n, bn = layer.filters, layer.batch_normalize
         norm = [rng.uniform(0.5, 1.5, n), rng.normal(0, 0.1, n), rng.uniform(0.5, 1.5, n)] if bn else []
         if layer.type in ("convolutional", "deconvolutional"):
-            weights = rng.normal(0, math.sqrt(2 / (layer.n_weights / n)), layer.n_weights)
+            weights = rng.normal(0, gain * math.sqrt(2 / (layer.n_weights / n)), layer.n_weights)
             arrays = [rng.normal(0, 0.1, n), *norm, weights]
         elif layer.type == "connected":
             weights = rng.normal(0, math.sqrt(1 / (layer.n_weights / n)), layer.n_weights)

