@@ -8,7 +8,8 @@ Models, with the same weights in every runtime:
   as Caffe (OpenCV DNN), converted with pydarknet's caffe2darknet (pydarknet, upstream)
   and written as ONNX from the same folded graph (onnxruntime);
 - yolov3-tiny at 416x416 with the official weights: pydarknet, OpenCV DNN's Darknet
-  importer, upstream;
+  importer, upstream; yolov4-tiny at 416x416 (official weights), without upstream,
+  which cannot run it;
 each at batch 1 and batch 8. The in-process runtimes take turns call by call (a busy
 spell of a shared machine hits them all alike). Prints the median ms per image after warm-up,
 pydarknet's time divided by each peer's (the median over the turns of that ratio within
@@ -211,9 +212,12 @@ def main() -> None:
         tmp = Path(tmp)
         prototxt, caffemodel, resnet_cfg, resnet_weights = resnet18_files(tmp)
         yolo_cfg, yolo_weights = pydarknet.upstream_path("cfg/yolov3-tiny.cfg"), zoo.weights_path("yolov3-tiny")
-        models = [("ResNet-18 224", resnet_cfg, resnet_weights, (3, 224, 224)),
-                  ("yolov3-tiny 416", yolo_cfg, yolo_weights, (3, 416, 416))]
-        for name, cfg, weights, shape in models:
+        # the last field: whether unpatched upstream can run it (yolov4-tiny needs route groups)
+        models = [("ResNet-18 224", resnet_cfg, resnet_weights, (3, 224, 224), True),
+                  ("yolov3-tiny 416", yolo_cfg, yolo_weights, (3, 416, 416), True),
+                  ("yolov4-tiny 416", zoo.get("yolov4-tiny").cfg_path(), zoo.weights_path("yolov4-tiny"),
+                   (3, 416, 416), False)]
+        for name, cfg, weights, shape, upstream_runs in models:
             for batch in (1, 8):
                 x = np.random.default_rng(0).random((batch, *shape), dtype=np.float32)
                 row = {"model": name, "batch": batch}
@@ -242,7 +246,7 @@ def main() -> None:
                     row[runtime] = statistics.median(times[runtime]) * 1000
                     row[f"{runtime} ratio"] = paired_ratio(times["pydarknet"], times[runtime])
                 net.close()
-                if lib is not None:
+                if lib is not None and upstream_runs:
                     result = upstream_ms(lib, cfg, weights, batch, max(3, args.runs // 5), int(np.prod(shape)))
                     row["upstream"], row["upstream load s"] = result["ms"], result["load_s"]
                 rows.append(row)
