@@ -166,6 +166,19 @@ static int save_jpeg(image im, const char *path)
     return encoded && !out.failed;
 }
 
+/* The NMS the network's last detection layer asks for: a [yolo] head may choose DIoU
+ * (nms_kind, patch 0058); everything else is upstream's IoU. */
+static void apply_nms(network *net, detection *dets, int n, int classes, float thresh)
+{
+    int i;
+    for (i = net->n - 1; i >= 0 && !is_detection_layer(net->layers[i].type); --i) continue;
+    if (i >= 0 && net->layers[i].type == YOLO && net->layers[i].nms_beta >= 0) {
+        do_nms_diou(dets, n, classes, thresh, net->layers[i].nms_beta);
+    } else {
+        do_nms_sort(dets, n, classes, thresh);
+    }
+}
+
 int pdn_detect(network *net, const pdn_image *images, int n, float thresh, float hier_thresh,
                float nms, char **names, const char *labels_dir, const char **annotate,
                pdn_detection **out, int *count, int verbose, pdn_error *err)
@@ -190,7 +203,8 @@ int pdn_detect(network *net, const pdn_image *images, int n, float thresh, float
         input = calloc((size_t)net->inputs * n, sizeof(float));
         saved_batch = calloc(net->n, sizeof(int));
         for (b = 0; b < n; ++b) {
-            image sized = letterbox_image(as_image(&images[b]), net->w, net->h);
+            image sized = net->letter_box ? letterbox_image(as_image(&images[b]), net->w, net->h)
+                                          : resize_image(as_image(&images[b]), net->w, net->h);
             memcpy(input + (size_t)b * net->inputs, sized.data, sizeof(float) * net->inputs);
             free_image(sized);
         }
@@ -199,11 +213,13 @@ int pdn_detect(network *net, const pdn_image *images, int n, float thresh, float
             enter_batch_item(net, b, saved_batch);
             inside = b;
             int boxes = 0;
-            dets = get_network_boxes(net, images[b].w, images[b].h, thresh, hier_thresh, 0, 1, &boxes);
+            /* resized (letter_box=0): the boxes relative to the input are relative to the image */
+            int box_w = net->letter_box ? images[b].w : net->w, box_h = net->letter_box ? images[b].h : net->h;
+            dets = get_network_boxes(net, box_w, box_h, thresh, hier_thresh, 0, 1, &boxes);
             nboxes = boxes;
             leave_batch_item(net, b, saved_batch);
             inside = -1;
-            if (nms) do_nms_sort(dets, nboxes, classes, nms);
+            if (nms) apply_nms(net, dets, nboxes, classes, nms);
             allocated += nboxes * classes;
             pdn_detection *grown = realloc(found, sizeof(pdn_detection) * (allocated ? allocated : 1));
             if (!grown) darknet_fail(DARKNET_ERR_MEMORY, "out of memory for %d detections", allocated);

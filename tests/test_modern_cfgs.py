@@ -68,13 +68,14 @@ def test_yolov4_tiny_official_weights_match_opencv(yolov4_tiny, backend):
             assert difference <= 1e-4, f"{image}, [yolo] layer {head}: {difference:.2e} of the range"
 
 
-def opencv_detections(cfg, weights, image, thresh):
+def opencv_detections(cfg, weights, image, thresh, size=(416, 416)):
     """OpenCV's decoded yolo rows above thresh: (class, confidence, box in pixels).
     OpenCV DNN 4.x applies a head's scale_x_y to the box centre twice (measured: the
     centres it decodes are s * c - (s - 1) / 2 of the centres AlexeyAB's formula gives,
     with c already scaled once); that second scaling is undone here."""
     net = cv2.dnn.readNetFromDarknet(str(cfg), str(weights))
     net.setInput(cv2.dnn.blobFromImage(image, 1 / 255, (416, 416), swapRB=True))
+    scale = np.array([size[0], size[1], size[0], size[1]], dtype=np.float64)
     heads = [layer for layer in Cfg.read(cfg).layers if layer.name == "yolo"]
     found = []
     for head, rows in zip(heads, net.forward(net.getUnconnectedOutLayersNames())):
@@ -89,7 +90,7 @@ def opencv_detections(cfg, weights, image, thresh):
             x = (cell_x + (row[0] * side - cell_x + (s - 1) / 2) / s) / side
             y = (cell_y + (row[1] * side - cell_y + (s - 1) / 2) / s) / side
             w, h = row[2], row[3]
-            found.append((cls, float(row[5 + cls]), tuple(416 * v for v in (x - w / 2, y - h / 2, x + w / 2, y + h / 2))))
+            found.append((cls, float(row[5 + cls]), tuple(scale * (x - w / 2, y - h / 2, x + w / 2, y + h / 2))))
     return found
 
 
@@ -106,6 +107,36 @@ def test_yolov4_tiny_detections_are_opencvs(yolov4_tiny):
             match = [t for t in theirs if t[0] == d.class_id and abs(t[1] - d.confidence) < 1e-4
                      and np.allclose(t[2], d.box, atol=0.05)]
             assert match, f"{name}: {d} is not among OpenCV's rows"
+
+
+def test_letter_box_0_resizes_as_opencvs_users_do(yolov4_tiny, tmp_path):
+    """[net] letter_box=0 (patch 0059): the image is resized, not letterboxed, and the
+    boxes map back to it; OpenCV's blobFromImage resizes the same way (with its own
+    resampling: confidences agree to 0.05, boxes to 4 pixels). Letterboxed, the
+    boxes of this 768x576 image land elsewhere."""
+    cfg = tmp_path / "resize.cfg"
+    cfg.write_text(yolov4_tiny[0].read_text().replace("[net]\n", "[net]\nletter_box=0\n", 1))
+    image = cv2.imread(str(samples.path("dog.jpg")))
+    height, width = image.shape[:2]
+    theirs = opencv_detections(cfg, yolov4_tiny[1], image, 0.3, size=(width, height))
+    ours = pydarknet.detect((cfg, yolov4_tiny[1]), image[:, :, ::-1].copy())
+    assert ours
+    for d in ours:
+        assert [t for t in theirs if t[0] == d.class_id and abs(t[1] - d.confidence) < 0.05
+                and np.allclose(t[2], d.box, atol=4)], f"{d} is not among OpenCV's rows"
+    letterboxed = pydarknet.detect((yolov4_tiny[0], yolov4_tiny[1]), image[:, :, ::-1].copy())
+    assert max(abs(a - b) for a, b in zip(letterboxed[0].box, ours[0].box)) > 4
+
+
+def test_nms_kind_is_read(yolov4_tiny, tmp_path):
+    """nms_kind (patch 0058): greedynms and diounms load, anything else is a cfg error."""
+    text = yolov4_tiny[0].read_text()
+    for kind in ("diounms", "cornersnms"):
+        (tmp_path / f"{kind}.cfg").write_text(text.replace("nms_kind=greedynms", f"nms_kind={kind}"))
+        assert pydarknet.Network(tmp_path / f"{kind}.cfg").warnings == []
+    (tmp_path / "bad.cfg").write_text(text.replace("nms_kind=greedynms", "nms_kind=softnms"))
+    with pytest.raises(pydarknet.CfgError, match="nms_kind=softnms: choose greedynms, diounms or cornersnms"):
+        pydarknet.Network(tmp_path / "bad.cfg")
 
 
 # yolov4-tiny's training keys are known: nothing unread remains
