@@ -23,7 +23,7 @@ from .errors import (CaffeError, CfgError, ConversionError, DarknetError, Device
                      ImageError, InternalError, OutOfMemoryError, WeightsError)
 
 __all__ = [
-    "Network", "Layer", "load", "detect", "detect_batch", "classify", "Detection",
+    "Network", "Layer", "load", "detect", "detect_batch", "classify", "Detection", "export_onnx",
     "Classification", "load_image", "Image", "register_layer", "unregister_layer", "zoo",
     "samples", "convert", "build_info", "upstream_path", "set_num_threads", "get_num_threads", "__version__",
     "cuda_device_count", "DarknetError", "FileError", "CfgError", "WeightsError", "ImageError",
@@ -38,6 +38,7 @@ _LAZY = {
     "load_image": "runtime.images", "Image": "runtime.images",
     "register_layer": "runtime.layers", "unregister_layer": "runtime.layers",
     "cuda_device_count": "runtime.devices", "upstream_path": "runtime.samples",
+    "export_onnx": "transforms.darknet_to_onnx",
 }
 # modules offered as attributes: pydarknet.zoo, .samples, .convert (Caffe to Darknet)
 _MODULES = {"zoo": "runtime.zoo", "samples": "runtime.samples", "convert": "transforms.caffe_to_darknet"}

@@ -282,7 +282,7 @@ def test_two_networks_in_two_threads(official):
 @pytest.mark.parametrize("name", ["yolov4-tiny-3l", "yolov4-csp", "yolov4-csp-swish", "yolov7"])
 def test_fork_cfgs_on_the_gpu(tmp_path, name):
     """route groups, scale_x_y, new_coords, mish and swish in the GPU kernels (patches
-    0053-0056): each [yolo] head's input as on the CPU."""
+    0053-0056): each [yolo] head's input and output as on the CPU."""
     from test_modern_cfgs import CFGS, small
 
     cfg = small(CFGS / f"{name}.cfg", 160, tmp_path)
@@ -291,7 +291,7 @@ def test_fork_cfgs_on_the_gpu(tmp_path, name):
     x = random_input((2, 3, 160, 160), seed=9)
     cpu, gpu = both(cfg, weights, batch=2)
     with cpu, gpu:
-        heads = [layer.index - 1 for layer in cpu.layers if layer.type == "yolo"]
+        heads = [k for layer in cpu.layers if layer.type == "yolo" for k in (layer.index - 1, layer.index)]
         a, b = cpu.layer_outputs(x), gpu.layer_outputs(x)
         for k in heads:
             assert_close_to_range(b[k], a[k], 1e-3)

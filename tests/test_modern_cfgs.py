@@ -13,7 +13,6 @@ import pytest
 
 import pydarknet
 from conftest import write_random_weights
-from pydarknet.formats.darknet import Cfg
 from pydarknet.runtime import samples, zoo
 
 cv2 = pytest.importorskip("cv2")
@@ -69,27 +68,16 @@ def test_yolov4_tiny_official_weights_match_opencv(yolov4_tiny, backend):
 
 
 def opencv_detections(cfg, weights, image, thresh, size=(416, 416)):
-    """OpenCV's decoded yolo rows above thresh: (class, confidence, box in pixels).
-    OpenCV DNN 4.x applies a head's scale_x_y to the box centre twice (measured: the
-    centres it decodes are s * c - (s - 1) / 2 of the centres AlexeyAB's formula gives,
-    with c already scaled once); that second scaling is undone here."""
+    """OpenCV's decoded yolo rows above thresh: (class, confidence, box in pixels of an
+    image of ``size``)."""
     net = cv2.dnn.readNetFromDarknet(str(cfg), str(weights))
     net.setInput(cv2.dnn.blobFromImage(image, 1 / 255, (416, 416), swapRB=True))
     scale = np.array([size[0], size[1], size[0], size[1]], dtype=np.float64)
-    heads = [layer for layer in Cfg.read(cfg).layers if layer.name == "yolo"]
     found = []
-    for head, rows in zip(heads, net.forward(net.getUnconnectedOutLayersNames())):
-        s = float(head.options["scale_x_y"].value) if "scale_x_y" in head.options else 1.0
-        anchors = len(head.options["mask"].value.split(","))
-        side = int(round((len(rows) / anchors) ** 0.5))
-        for index, row in enumerate(rows):
-            cls = int(np.argmax(row[5:]))
-            if row[5 + cls] <= thresh:
-                continue
-            cell_y, cell_x = divmod(index // anchors, side)
-            x = (cell_x + (row[0] * side - cell_x + (s - 1) / 2) / s) / side
-            y = (cell_y + (row[1] * side - cell_y + (s - 1) / 2) / s) / side
-            w, h = row[2], row[3]
+    for row in np.concatenate(net.forward(net.getUnconnectedOutLayersNames())):
+        cls = int(np.argmax(row[5:]))
+        if row[5 + cls] > thresh:
+            x, y, w, h = (float(v) for v in row[:4])
             found.append((cls, float(row[5 + cls]), tuple(scale * (x - w / 2, y - h / 2, x + w / 2, y + h / 2))))
     return found
 
@@ -137,6 +125,29 @@ def test_nms_kind_is_read(yolov4_tiny, tmp_path):
     (tmp_path / "bad.cfg").write_text(text.replace("nms_kind=greedynms", "nms_kind=softnms"))
     with pytest.raises(pydarknet.CfgError, match="nms_kind=softnms: choose greedynms, diounms or cornersnms"):
         pydarknet.Network(tmp_path / "bad.cfg")
+
+
+@pytest.mark.parametrize("name", ["yolov4-tiny", "yolov4-csp"])
+def test_every_backend_runs_the_yolo_variants(tmp_path, yolov4_tiny, name):
+    """scale_x_y (yolov4-tiny) and new_coords (yolov4-csp) in each backend's [yolo]
+    forward pass: the same outputs as upstream's own code (patches 0054, 0055)."""
+    if name == "yolov4-tiny":
+        cfg, weights, size = *yolov4_tiny, 416
+    else:
+        cfg = small(CFGS / f"{name}.cfg", 160, tmp_path)
+        with pydarknet.Network(cfg) as net:
+            weights = write_random_weights(net, tmp_path / "w.weights", seed=7, gain=0.7)
+        size = 160
+    x = np.random.default_rng(3).random((1, 3, size, size), dtype=np.float32)
+    outputs = {}
+    for backend in ("upstream", "cpu", None):
+        with pydarknet.Network(cfg, weights, backend=backend) as net:
+            heads = [layer.index for layer in net.layers if layer.type == "yolo"]
+            everything = net.layer_outputs(x)
+            outputs[backend] = [everything[i] for i in heads]
+    for backend in ("cpu", None):
+        for ours, reference in zip(outputs[backend], outputs["upstream"]):
+            assert np.abs(ours - reference).max() <= 1e-4 * (reference.max() - reference.min()), backend
 
 
 # yolov4-tiny's training keys are known: nothing unread remains

@@ -263,11 +263,13 @@ static void forward_cpu_upsample(layer l, network net)
     }
 }
 
-/* [yolo] in inference: upstream's copy and logistic activations (on the threads), without
- * zeroing the deltas, which only training reads. */
+/* [yolo] in inference: upstream's forward_yolo_layer() on the threads, without zeroing
+ * the deltas, which only training reads: the logistic activations (none with new_coords,
+ * whose convolution applied them, patch 0055), then scale_x_y on the centres (0054). */
 static void forward_cpu_yolo(layer l, network net)
 {
     const int map = l.w*l.h, entries = 4 + 1 + l.classes;  /* x, y, w, h, objectness, classes */
+    const float scale = l.scale_x_y, shift = -.5f*(l.scale_x_y - 1);
     int m;
     if (net.train) {
         forward_yolo_layer(l, net);
@@ -276,10 +278,13 @@ static void forward_cpu_yolo(layer l, network net)
     memcpy(l.output, net.input, (size_t)l.outputs*l.batch*sizeof(float));
     #pragma omp parallel for num_threads(darknet_threads()) schedule(static) if((size_t)l.outputs*l.batch > PARALLEL_MIN)
     for (m = 0; m < l.batch*l.n*entries; ++m) {  /* one map of one entry of one anchor */
-        int entry = m % entries;
+        int entry = m % entries, i;
+        float *x = l.output + (size_t)(m/(l.n*entries))*l.outputs + (size_t)(m%(l.n*entries))*map;
         if (entry == 2 || entry == 3) continue;  /* w and h stay raw */
-        cpu_activate_with_bias(l.output + (size_t)(m/(l.n*entries))*l.outputs + (size_t)(m%(l.n*entries))*map,
-                               map, 0, LOGISTIC);
+        if (!l.new_coords) cpu_activate_with_bias(x, map, 0, LOGISTIC);
+        if (entry < 2 && scale != 1) {
+            for (i = 0; i < map; ++i) x[i] = x[i]*scale + shift;
+        }
     }
 }
 

@@ -1,4 +1,4 @@
-"""The ``pydarknet`` command: detect | classify | info | fold-bn | convert | patches.
+"""The ``pydarknet`` command: detect | classify | info | fold-bn | convert | to-onnx | patches.
 
 One convention for all of them: a user error (bad input, a missing file, a model that
 does not fit) is one line on stderr, ``pydarknet: error: ...``, and exit status 2; a
@@ -16,7 +16,7 @@ from ..errors import DarknetError
 from ..runtime.zoo import ZooError
 from ..source.patches import PatchError
 from ..source.upstream import UpstreamError
-from . import convert, fold_bn, patches, run
+from . import convert, fold_bn, patches, run, to_onnx
 
 USER_ERRORS = (DarknetError, ZooError, UpstreamError, OSError, ValueError, TypeError)
 
@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_commands(sub, formatter)
     fold_bn.add_command(sub, formatter)
     convert.add_command(sub, formatter)
+    to_onnx.add_command(sub, formatter)
     patches.add_command(sub, formatter)
     return parser
 

@@ -1,0 +1,56 @@
+"""``pydarknet to-onnx`` (also ``python -m pydarknet.darknet2onnx``): export a Darknet
+model to ONNX.
+
+    pydarknet to-onnx yolov3-tiny.cfg yolov3-tiny.weights -o yolov3-tiny.onnx --verify
+
+The graph is built with the onnx package's helpers, batch normalization folded, the
+batch dimension dynamic unless --batch fixes it; ONNX's checker runs on every export.
+One output per [yolo]/[region] layer (else the last layer), named after it, holding the
+tensor the runtime holds there. --verify runs the file on onnxruntime against pydarknet
+on random inputs and fails above 1e-4 of an output's range.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..transforms import darknet_to_onnx
+
+TOLERANCE = 1e-4  # of each output's range: float32 sums in another order stay far below
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number from 1")
+    return int(text)
+
+
+def add_command(sub, formatter) -> None:
+    cmd = sub.add_parser("to-onnx", help="export a Darknet model to ONNX", formatter_class=formatter,
+                         description=__doc__.split("\n\n")[0].split(": ", 1)[1].strip(),
+                         epilog="Exit status: 0 done, 1 --verify above tolerance, 2 bad input.")
+    cmd.add_argument("cfg", type=Path)
+    cmd.add_argument("weights", type=Path)
+    cmd.add_argument("-o", "--output", required=True, type=Path, metavar="OUT.onnx")
+    cmd.add_argument("--opset", type=_positive, default=darknet_to_onnx.DEFAULT_OPSET, help="ONNX opset")
+    cmd.add_argument("--batch", type=_positive, help="a fixed batch size (default: dynamic)")
+    cmd.add_argument("--verify", action="store_true", help="compare with pydarknet on onnxruntime")
+    cmd.add_argument("-q", "--quiet", action="store_true", help="print errors only")
+    cmd.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    outputs = darknet_to_onnx.export(args.cfg, args.weights, args.output, opset=args.opset, batch=args.batch)
+    if not args.quiet:
+        print(f"wrote {args.output}: outputs {', '.join(outputs)}")
+    if not args.verify:
+        return 0
+    differences = darknet_to_onnx.verify(args.cfg, args.weights, args.output,
+                                         batches=(args.batch,) if args.batch else (1, 2))
+    failed = max(differences.values()) > TOLERANCE
+    if not args.quiet or failed:
+        for name, difference in differences.items():
+            print(f"  {name}: {difference:.2e} of the range" + (" (above 1e-4)" if difference > TOLERANCE else ""))
+    return 1 if failed else 0

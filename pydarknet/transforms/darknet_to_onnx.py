@@ -1,0 +1,337 @@
+"""Darknet -> ONNX: a cfg + weights as an ONNX graph built with the ``onnx`` package's
+own helpers (``pip install ".[onnx]"``), batch normalization folded (the CPU's formula),
+the batch dimension dynamic unless fixed.
+
+Each output is named after its layer and holds the tensor the runtime holds there: every
+[yolo] / [region] layer's, else the last layer's. A cfg with any layer that cannot be
+exported exactly is an error listing every such layer, and nothing is written.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Union
+
+import numpy as np
+
+from .. import atomic
+from ..errors import ConversionError
+from ..formats.darknet import Cfg, Weights, split_affine
+from . import fold_darknet
+
+PathLike = Union[str, "os.PathLike[str]"]
+DEFAULT_OPSET = 13
+OUTPUT_LAYERS = ("yolo", "region", "detection")
+
+
+def _onnx():
+    try:
+        import onnx
+        from onnx import helper, numpy_helper
+    except ImportError:
+        raise ConversionError("exporting to ONNX needs the onnx package: pip install onnx "
+                              "(or pip install \".[onnx]\")") from None
+    return onnx, helper, numpy_helper
+
+
+@dataclass
+class _Graph:
+    """The nodes and constants so far; ``tensor[i]`` names layer i's output."""
+
+    helper: object
+    numpy_helper: object
+    nodes: list = field(default_factory=list)
+    initializers: list = field(default_factory=list)
+    tensor: Dict[int, str] = field(default_factory=dict)
+    count: int = 0
+
+    def name(self, hint: str) -> str:
+        self.count += 1
+        return f"{hint}_{self.count}"
+
+    def constant(self, hint: str, array) -> str:
+        name = self.name(hint)
+        self.initializers.append(self.numpy_helper.from_array(np.asarray(array), name))
+        return name
+
+    def node(self, op: str, inputs: List[str], hint: Optional[str] = None, **attributes) -> str:
+        out = self.name(hint or op.lower())
+        self.nodes.append(self.helper.make_node(op, inputs, [out], name=out, **attributes))
+        return out
+
+
+def _activation(g: _Graph, x: str, activation: str) -> str:
+    """Darknet's activation of x (activations.h), as ONNX operators."""
+    if activation in ("linear", ""):
+        return x
+    if activation == "leaky":
+        return g.node("LeakyRelu", [x], alpha=0.1)
+    if activation == "relu":
+        return g.node("Relu", [x])
+    if activation == "logistic":
+        return g.node("Sigmoid", [x])
+    if activation == "tanh":
+        return g.node("Tanh", [x])
+    if activation == "elu":
+        return g.node("Elu", [x], alpha=1.0)
+    if activation == "selu":
+        return g.node("Selu", [x], alpha=1.6732, gamma=1.0507)
+    if activation == "hardtan":
+        return g.node("Clip", [x, g.constant("lo", np.float32(-1)), g.constant("hi", np.float32(1))])
+    if activation == "loggy":  # 2 logistic(x) - 1
+        doubled = g.node("Mul", [g.node("Sigmoid", [x]), g.constant("two", np.float32(2))])
+        return g.node("Sub", [doubled, g.constant("one", np.float32(1))])
+    if activation == "mish":  # x tanh(softplus(x))
+        return g.node("Mul", [x, g.node("Tanh", [g.node("Softplus", [x])])])
+    if activation == "swish":  # x logistic(x)
+        return g.node("Mul", [x, g.node("Sigmoid", [x])])
+    raise _Unexportable(f"activation={activation} has no exact ONNX form here")
+
+
+class _Unexportable(Exception):
+    pass
+
+
+def _option(section, key: str, default: str) -> str:
+    option = section.options.get(key)
+    return option.value if option else default
+
+
+def _affine(g: _Graph, layer, floats: np.ndarray, transposed: bool):
+    """(weights, biases) with batch normalization folded (the CPU's formula)."""
+    if layer.batch_normalize:
+        floats = fold_darknet.fold_layer(layer, floats, "cpu", transposed)
+    inputs = layer.input_shape[0] if layer.type == "deconvolutional" else layer.inputs
+    params = split_affine(layer.type, floats, layer.filters, inputs, False, transposed)
+    return params.weights, params.biases
+
+
+def _resampled(g: _Graph, x: str, source, target) -> str:
+    """Upstream's shortcut_cpu() between layers of different sizes: the source sampled
+    every stride-th pixel, on the channels both have; the others get nothing added."""
+    (c1, h1, w1), (c2, h2, w2) = source, target
+    stride = max(w1 // w2, 1)
+    if w2 // w1 > 1 or h1 // h2 != w1 // w2:
+        raise _Unexportable("shortcut from a smaller layer (upstream scatters it) or with unequal strides")
+    minc, minh, minw = min(c1, c2), min(h1, h2), min(w1, w2)
+    sliced = g.node("Slice", [x, g.constant("start", np.array([0, 0, 0], np.int64)),
+                              g.constant("end", np.array([minc, minh * stride, minw * stride], np.int64)),
+                              g.constant("axes", np.array([1, 2, 3], np.int64)),
+                              g.constant("steps", np.array([1, stride, stride], np.int64))])
+    if (minc, minh, minw) == (c2, h2, w2):
+        return sliced
+    pads = np.array([0, 0, 0, 0, 0, c2 - minc, h2 - minh, w2 - minw], np.int64)
+    return g.node("Pad", [sliced, g.constant("pads", pads)])
+
+
+def _yolo_like(g: _Graph, x: str, layer, section, region: bool) -> str:
+    """[yolo] / [region]: logistic on x, y, objectness (and classes for yolo; softmax
+    over them for region), w and h raw, per anchor, as the layer's forward pass leaves
+    them."""
+    c, h, w = layer.input_shape
+    classes = int(_option(section, "classes", "20"))
+    coords = int(_option(section, "coords", "4")) if region else 4
+    entries = coords + 1 + classes
+    anchors = c // entries
+    if region and (int(_option(section, "background", "0")) or int(_option(section, "softmax", "0")) != 1
+                   or "tree" in section.options):
+        raise _Unexportable("[region] exports with softmax=1 and no background or class tree only")
+    grid = g.node("Reshape", [x, g.constant("shape", np.array([-1, anchors, entries, h, w], np.int64))])
+
+    def part(start, end):
+        return g.node("Slice", [grid, g.constant("start", np.array([start], np.int64)),
+                                g.constant("end", np.array([end], np.int64)), g.constant("axis", np.array([2], np.int64))])
+
+    new_coords = not region and int(_option(section, "new_coords", "0"))
+    xy = part(0, 2) if new_coords else g.node("Sigmoid", [part(0, 2)])
+    scale = 1.0 if region else float(_option(section, "scale_x_y", "1"))
+    if scale != 1:
+        xy = g.node("Sub", [g.node("Mul", [xy, g.constant("s", np.float32(scale))]),
+                            g.constant("shift", np.float32(0.5 * (scale - 1)))])
+    rest = [part(2, coords)]
+    if region:
+        rest += [g.node("Sigmoid", [part(coords, coords + 1)]), g.node("Softmax", [part(coords + 1, entries)], axis=2)]
+    else:
+        rest.append(part(4, entries) if new_coords else g.node("Sigmoid", [part(4, entries)]))
+    joined = g.node("Concat", [xy, *rest], axis=2)
+    return g.node("Reshape", [joined, g.constant("shape", np.array([-1, c, h, w], np.int64))])
+
+
+def _layer(g: _Graph, i: int, layer, section, floats: np.ndarray, transposed: bool, net_layers) -> str:
+    """The ONNX nodes of layer i; returns its output tensor."""
+    x = g.tensor[i - 1]
+    kind = layer.type
+    if kind == "convolutional":
+        if int(_option(section, "binary", "0")) or int(_option(section, "xnor", "0")):
+            raise _Unexportable("binary/xnor convolutions")
+        weights, biases = _affine(g, layer, floats, transposed)
+        k = layer.size
+        weights = weights.reshape(layer.filters, layer.input_shape[0] // layer.groups, k, k)
+        pad = layer.pad
+        # darknet's output size (h + 2 pad - size) / stride + 1: symmetric padding
+        y = g.node("Conv", [x, g.constant("W", weights.astype(np.float32)), g.constant("B", biases.astype(np.float32))],
+                   kernel_shape=[k, k], strides=[layer.stride] * 2, pads=[pad] * 4, group=layer.groups)
+        return _activation(g, y, layer.activation)
+    if kind == "connected":
+        weights, biases = _affine(g, layer, floats, transposed)
+        if transposed:
+            weights = weights.T
+        flat = g.node("Flatten", [x], axis=1)
+        y = g.node("Gemm", [flat, g.constant("W", weights.astype(np.float32)), g.constant("B", biases.astype(np.float32))],
+                   transB=1)
+        y = _activation(g, y, layer.activation)
+        return g.node("Reshape", [y, g.constant("shape", np.array([-1, layer.outputs, 1, 1], np.int64))])
+    if kind == "maxpool":
+        size, stride = layer.size, layer.stride
+        padding = int(_option(section, "padding", str(size - 1)))
+        if layer.output_shape[1:] != tuple((d + padding - size) // stride + 1 for d in layer.input_shape[1:]):
+            raise _Unexportable("maxpool whose output size is not darknet's rule")
+        # darknet's windows start at -padding/2: the rest of the padding goes after
+        return g.node("MaxPool", [x], kernel_shape=[size, size], strides=[stride, stride],
+                      pads=[padding // 2, padding // 2, padding - padding // 2, padding - padding // 2])
+    if kind == "avgpool":
+        return g.node("GlobalAveragePool", [x])
+    if kind == "route":
+        layers = [int(v) for v in _option(section, "layers", "").split(",")]
+        groups, group_id = int(_option(section, "groups", "1")), int(_option(section, "group_id", "0"))
+        parts = []
+        for ref in layers:
+            index = ref if ref >= 0 else i + ref
+            source = g.tensor[index]
+            if groups > 1:
+                c = net_layers[index].output_shape[0] // groups
+                source = g.node("Slice", [source, g.constant("start", np.array([group_id * c], np.int64)),
+                                          g.constant("end", np.array([(group_id + 1) * c], np.int64)),
+                                          g.constant("axis", np.array([1], np.int64))])
+            parts.append(source)
+        return parts[0] if len(parts) == 1 else g.node("Concat", parts, axis=1)
+    if kind == "shortcut":
+        ref = int(_option(section, "from", "0"))
+        index = ref if ref >= 0 else i + ref
+        alpha, beta = float(_option(section, "alpha", "1")), float(_option(section, "beta", "1"))
+        other = g.tensor[index] if beta == 1 else g.node("Mul", [g.tensor[index], g.constant("beta", np.float32(beta))])
+        if net_layers[index].output_shape != layer.output_shape:
+            other = _resampled(g, other, net_layers[index].output_shape, layer.output_shape)
+            if alpha != 1:
+                raise _Unexportable("shortcut with alpha between differently sized layers")
+        own = x if alpha == 1 else g.node("Mul", [x, g.constant("alpha", np.float32(alpha))])
+        return _activation(g, g.node("Add", [own, other]), layer.activation)
+    if kind == "upsample":
+        stride = int(_option(section, "stride", "2"))
+        scale = float(_option(section, "scale", "1"))
+        if stride < 0:
+            raise _Unexportable("upsample with a negative stride (downsampling)")
+        y = g.node("Resize", [x, "", g.constant("scales", np.array([1, 1, stride, stride], np.float32))],
+                   mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+        return y if scale == 1 else g.node("Mul", [y, g.constant("scale", np.float32(scale))])
+    if kind == "softmax":
+        if int(_option(section, "groups", "1")) != 1 or "tree" in section.options:
+            raise _Unexportable("softmax with groups or a class tree")
+        temperature = float(_option(section, "temperature", "1"))
+        flat = g.node("Flatten", [x], axis=1)
+        if temperature != 1:
+            flat = g.node("Div", [flat, g.constant("temperature", np.float32(temperature))])
+        y = g.node("Softmax", [flat], axis=1)
+        return g.node("Reshape", [y, g.constant("shape", np.array([-1, *_shape(layer)], np.int64))])
+    if kind == "flatten":
+        return g.node("Reshape", [x, g.constant("shape", np.array([-1, *_shape(layer)], np.int64))])
+    if kind in ("dropout", "cost"):
+        return g.node("Identity", [x])
+    if kind == "yolo":
+        return _yolo_like(g, x, layer, section, region=False)
+    if kind == "region":
+        return _yolo_like(g, x, layer, section, region=True)
+    raise _Unexportable(f"[{kind}] has no ONNX export")
+
+
+def _shape(layer) -> tuple:
+    """The layer's output as the runtime holds it: (c, h, w), or flat where those do not
+    multiply to its outputs (softmax, cost), as Network.layer_outputs() shapes it."""
+    c, h, w = layer.output_shape
+    return layer.output_shape if c * h * w == layer.outputs else (layer.outputs,)
+
+
+def _output_layers(layers) -> List[int]:
+    found = [layer.index for layer in layers if layer.type in OUTPUT_LAYERS]
+    return found or [len(layers) - 1]
+
+
+def export(cfg: PathLike, weights: PathLike, path: PathLike, *, opset: int = DEFAULT_OPSET,
+           batch: Optional[int] = None) -> List[str]:
+    """Write ``path``, the ONNX model of the cfg + weights; returns its output names.
+    Raises ConversionError listing every layer that cannot be exported."""
+    from ..runtime.network import Network
+
+    onnx, helper, numpy_helper = _onnx()
+    cfg_file = Cfg.read(cfg)
+    sections = cfg_file.layers
+    with Network(cfg, batch=1) as net:  # the runtime's own reading of the cfg
+        layers = list(net.layers)
+        input_shape = net.input_shape
+    stored = Weights.read(weights, [layer.n_params for layer in layers])
+    g = _Graph(helper, numpy_helper)
+    g.tensor[-1] = "input"
+    problems = []
+    for i, layer in enumerate(layers):
+        try:
+            g.tensor[i] = _layer(g, i, layer, sections[i], stored.layers[i], stored.header.transposed, layers)
+        except _Unexportable as reason:
+            problems.append(f"layer {i}, {cfg_file.where(sections[i])}: {reason}")
+            g.tensor[i] = g.tensor[i - 1]
+    if problems:
+        raise ConversionError("these layers cannot be exported to ONNX exactly:\n  " + "\n  ".join(problems),
+                              file=os.fspath(cfg))
+    dim = batch if batch else "batch"
+    outputs = []
+    for index in _output_layers(layers):
+        name = f"{layers[index].type}_{index}"
+        g.nodes.append(helper.make_node("Identity", [g.tensor[index]], [name], name=f"output_{index}"))
+        outputs.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, [dim, *_shape(layers[index])]))
+    graph = helper.make_graph(g.nodes, os.path.basename(os.fspath(cfg)),
+                              [helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, [dim, *input_shape])],
+                              outputs, g.initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="pydarknet")
+    onnx.checker.check_model(model, full_check=True)
+    with atomic.replacing(path, inputs=(cfg, weights)) as (temp,):
+        onnx.save(model, os.fspath(temp))
+    return [output.name for output in outputs]
+
+
+def verify(cfg: PathLike, weights: PathLike, path: PathLike, *, batches=(1, 2), seed: int = 0) -> Dict[str, float]:
+    """Each output of the ONNX file on onnxruntime against pydarknet on the same random
+    inputs: the largest difference as a fraction of the output's range, per output and
+    batch ("yolo_16 @ 2": ...)."""
+    from ..runtime.network import Network
+
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ConversionError("--verify runs the model on onnxruntime: pip install onnxruntime") from None
+    session = onnxruntime.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"])
+    names = [output.name for output in session.get_outputs()]
+    found = {}
+    for batch in batches:
+        with Network(cfg, weights, batch=batch) as net:
+            x = np.random.default_rng(seed + batch).random((batch, *net.input_shape), dtype=np.float32)
+            ours = net.layer_outputs(x)
+        for name, theirs in zip(names, session.run(None, {"input": x})):
+            expected = ours[int(name.rsplit("_", 1)[1])].reshape(theirs.shape)
+            spread = float(expected.max() - expected.min()) or 1.0
+            found[f"{name} @ {batch}"] = float(np.abs(theirs - expected).max()) / spread
+    return found
+
+
+def export_onnx(model, weights: Optional[PathLike], path: PathLike, *, opset: int = DEFAULT_OPSET,
+                batch: Optional[int] = None) -> List[str]:
+    """``pydarknet.export_onnx``: write ``path``, the ONNX model of a Network loaded from
+    its weights file (weights None) or of a cfg and weights; returns the output names."""
+    from ..runtime.network import Network
+
+    if isinstance(model, Network):
+        if model.weights_path is None or weights is not None:
+            raise ValueError("export_onnx(network, None, path) exports a Network loaded with its weights file")
+        model, weights = model.cfg_path, model.weights_path
+    if weights is None:
+        raise ValueError("export_onnx needs the weights file")
+    return export(model, weights, path, opset=opset, batch=batch)
