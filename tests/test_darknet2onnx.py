@@ -50,6 +50,52 @@ def test_fixed_batch_and_the_api(tmp_path):
     assert max(darknet_to_onnx.verify(cfg, weights, tmp_path / "fixed.onnx", batches=(2,)).values()) <= 1e-4
 
 
+def test_deconvolution_reorg_and_softmax_groups(tmp_path):
+    """Upstream's reorg (its memory reinterpretation), deconvolution's output size and
+    softmax over groups, on a small network, and yolov2 (reorg before its region)."""
+    cfg = tmp_path / "mix.cfg"
+    cfg.write_text("[net]\nwidth=16\nheight=12\nchannels=3\n\n"
+                   "[convolutional]\nbatch_normalize=1\nfilters=8\nsize=3\npad=1\nactivation=leaky\n\n"
+                   "[reorg]\nstride=2\n\n"
+                   "[deconvolutional]\nbatch_normalize=1\nfilters=6\nsize=3\nstride=2\npad=1\nactivation=relu\n\n"
+                   "[deconvolutional]\nfilters=4\nsize=2\nstride=2\nactivation=linear\n\n[softmax]\ngroups=4\n")
+    with pydarknet.Network(cfg) as net:
+        weights = write_random_weights(net, tmp_path / "mix.weights", seed=2)
+    darknet_to_onnx.export(cfg, weights, tmp_path / "mix.onnx")
+    assert max(darknet_to_onnx.verify(cfg, weights, tmp_path / "mix.onnx").values()) <= 1e-4
+    cfg, weights = model_files("yolov2", tmp_path)
+    darknet_to_onnx.export(cfg, weights, tmp_path / "yolov2.onnx")
+    assert max(darknet_to_onnx.verify(cfg, weights, tmp_path / "yolov2.onnx", batches=(1,)).values()) <= 1e-4
+
+
+@pytest.mark.parametrize("name", ["yolov3-tiny", "yolov4-tiny"])
+def test_decoded_boxes_are_detects(tmp_path, name):
+    """--boxes: on a 416x416 image (letterboxing is then nothing), every detection of
+    pydarknet.detect() is a row of the decoded output: same box and score."""
+    import cv2
+    import numpy as np
+    import onnxruntime
+
+    from pydarknet.runtime import samples
+
+    cfg, weights = model_files(name, tmp_path)
+    names = darknet_to_onnx.export(cfg, weights, tmp_path / "boxes.onnx", boxes=True)
+    assert names[-2:] == ["boxes", "scores"]
+    session = onnxruntime.InferenceSession(str(tmp_path / "boxes.onnx"), providers=["CPUExecutionProvider"])
+    net = pydarknet.Network(cfg, weights)
+    for image_name in ("dog.jpg", "person.jpg", "horses.jpg"):
+        image = cv2.resize(cv2.imread(str(samples.path(image_name))), (416, 416), interpolation=cv2.INTER_AREA)
+        rgb = np.ascontiguousarray(image[:, :, ::-1])
+        x = (rgb.astype(np.float32) / 255).transpose(2, 0, 1)[None].copy()
+        outputs = dict(zip(names, session.run(None, {"input": x})))
+        boxes, scores = outputs["boxes"][0], outputs["scores"][0]
+        found = pydarknet.detect(net, rgb)
+        assert found, image_name
+        for d in found:
+            row = np.argmin(np.abs(boxes - np.array(d.box)).sum(axis=1) + np.abs(scores[:, d.class_id] - d.confidence))
+            assert abs(scores[row, d.class_id] - d.confidence) < 1e-4 and np.allclose(boxes[row], d.box, atol=0.01)
+
+
 def test_unexportable_layers_are_listed_and_nothing_is_written(tmp_path):
     cfg = tmp_path / "odd.cfg"
     cfg.write_text("[net]\nwidth=8\nheight=8\nchannels=3\n\n"

@@ -6,7 +6,8 @@ model to ONNX.
 The graph is built with the onnx package's helpers, batch normalization folded, the
 batch dimension dynamic unless --batch fixes it; ONNX's checker runs on every export.
 One output per [yolo]/[region] layer (else the last layer), named after it, holding the
-tensor the runtime holds there. --verify runs the file on onnxruntime against pydarknet
+tensor the runtime holds there; --boxes adds the [yolo] heads decoded (boxes and
+per-class scores, before NMS). --verify runs the file on onnxruntime against pydarknet
 on random inputs and fails above 1e-4 of an output's range.
 """
 
@@ -35,6 +36,8 @@ def add_command(sub, formatter) -> None:
     cmd.add_argument("-o", "--output", required=True, type=Path, metavar="OUT.onnx")
     cmd.add_argument("--opset", type=_positive, default=darknet_to_onnx.DEFAULT_OPSET, help="ONNX opset")
     cmd.add_argument("--batch", type=_positive, help="a fixed batch size (default: dynamic)")
+    cmd.add_argument("--boxes", action="store_true",
+                     help="also the [yolo] heads decoded, before NMS: boxes (x1, y1, x2, y2 in input pixels), scores")
     cmd.add_argument("--verify", action="store_true", help="compare with pydarknet on onnxruntime")
     cmd.add_argument("-q", "--quiet", action="store_true", help="print errors only")
     cmd.set_defaults(handler=run)
@@ -42,7 +45,8 @@ def add_command(sub, formatter) -> None:
 
 def run(args: argparse.Namespace) -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    outputs = darknet_to_onnx.export(args.cfg, args.weights, args.output, opset=args.opset, batch=args.batch)
+    outputs = darknet_to_onnx.export(args.cfg, args.weights, args.output, opset=args.opset, batch=args.batch,
+                                     boxes=args.boxes)
     if not args.quiet:
         print(f"wrote {args.output}: outputs {', '.join(outputs)}")
     if not args.verify:

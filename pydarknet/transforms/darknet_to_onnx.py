@@ -125,6 +125,19 @@ def _resampled(g: _Graph, x: str, source, target) -> str:
     return g.node("Pad", [sliced, g.constant("pads", pads)])
 
 
+def _reorg(g: _Graph, x: str, layer, section) -> str:
+    """upstream's reorg_cpu(..., forward=0): the input's memory read as (c/s^2, h s, w s)
+    and written back in (c, h, w) order with channel (dy s + dx) c/s^2 + c2 taking pixel
+    (j s + dy, i s + dx) of channel c2; the result's memory is the (c s^2, h/s, w/s) output."""
+    if any(int(_option(section, key, "0")) for key in ("reverse", "flatten", "extra")):
+        raise _Unexportable("reorg with reverse, flatten or extra")
+    s = int(_option(section, "stride", "1"))
+    c, h, w = layer.input_shape
+    grid = g.node("Reshape", [x, g.constant("shape", np.array([-1, c // (s * s), h, s, w, s], np.int64))])
+    moved = g.node("Transpose", [grid], perm=[0, 3, 5, 1, 2, 4])
+    return g.node("Reshape", [moved, g.constant("shape", np.array([-1, *layer.output_shape], np.int64))])
+
+
 def _yolo_like(g: _Graph, x: str, layer, section, region: bool) -> str:
     """[yolo] / [region]: logistic on x, y, objectness (and classes for yolo; softmax
     over them for region), w and h raw, per anchor, as the layer's forward pass leaves
@@ -172,6 +185,15 @@ def _layer(g: _Graph, i: int, layer, section, floats: np.ndarray, transposed: bo
         # darknet's output size (h + 2 pad - size) / stride + 1: symmetric padding
         y = g.node("Conv", [x, g.constant("W", weights.astype(np.float32)), g.constant("B", biases.astype(np.float32))],
                    kernel_shape=[k, k], strides=[layer.stride] * 2, pads=[pad] * 4, group=layer.groups)
+        return _activation(g, y, layer.activation)
+    if kind == "deconvolutional":
+        weights, biases = _affine(g, layer, floats, transposed)
+        k = layer.size
+        weights = weights.reshape(layer.input_shape[0], layer.filters, k, k)  # darknet: [c][n][k*k]
+        # darknet's output size (h - 1) stride + size - 2 pad
+        y = g.node("ConvTranspose", [x, g.constant("W", weights.astype(np.float32)),
+                                     g.constant("B", biases.astype(np.float32))],
+                   kernel_shape=[k, k], strides=[layer.stride] * 2, pads=[layer.pad] * 4)
         return _activation(g, y, layer.activation)
     if kind == "connected":
         weights, biases = _affine(g, layer, floats, transposed)
@@ -226,16 +248,19 @@ def _layer(g: _Graph, i: int, layer, section, floats: np.ndarray, transposed: bo
                    mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor")
         return y if scale == 1 else g.node("Mul", [y, g.constant("scale", np.float32(scale))])
     if kind == "softmax":
-        if int(_option(section, "groups", "1")) != 1 or "tree" in section.options:
-            raise _Unexportable("softmax with groups or a class tree")
+        if "tree" in section.options:
+            raise _Unexportable("softmax over a class tree")
+        groups = int(_option(section, "groups", "1"))  # each of groups runs of inputs/groups values
         temperature = float(_option(section, "temperature", "1"))
-        flat = g.node("Flatten", [x], axis=1)
+        flat = g.node("Reshape", [x, g.constant("shape", np.array([-1, groups, layer.inputs // groups], np.int64))])
         if temperature != 1:
             flat = g.node("Div", [flat, g.constant("temperature", np.float32(temperature))])
-        y = g.node("Softmax", [flat], axis=1)
+        y = g.node("Softmax", [flat], axis=2)
         return g.node("Reshape", [y, g.constant("shape", np.array([-1, *_shape(layer)], np.int64))])
     if kind == "flatten":
         return g.node("Reshape", [x, g.constant("shape", np.array([-1, *_shape(layer)], np.int64))])
+    if kind == "reorg":
+        return _reorg(g, x, layer, section)
     if kind in ("dropout", "cost"):
         return g.node("Identity", [x])
     if kind == "yolo":
@@ -252,14 +277,56 @@ def _shape(layer) -> tuple:
     return layer.output_shape if c * h * w == layer.outputs else (layer.outputs,)
 
 
+def _decoded(g: _Graph, x: str, layer, section, net_w: int, net_h: int):
+    """A [yolo] head's output as boxes (x1, y1, x2, y2 in input pixels) and per-class
+    scores (objectness x class), as get_yolo_box() and get_yolo_detections() compute
+    them before NMS: shapes (N, anchors x h x w, 4) and (N, anchors x h x w, classes), in
+    the order anchor, row, column."""
+    c, h, w = layer.output_shape
+    classes = int(_option(section, "classes", "20"))
+    entries = 5 + classes
+    anchors_used = c // entries
+    all_anchors = [float(v) for v in _option(section, "anchors", "").split(",") if v.strip()]
+    mask = [int(v) for v in _option(section, "mask", "").split(",") if v.strip()] or list(range(anchors_used))
+    sizes = np.array([[all_anchors[2 * m], all_anchors[2 * m + 1]] for m in mask], np.float32)
+    grid = g.node("Reshape", [x, g.constant("shape", np.array([-1, anchors_used, entries, h, w], np.int64))])
+
+    def part(start, end):
+        return g.node("Slice", [grid, g.constant("start", np.array([start], np.int64)),
+                                g.constant("end", np.array([end], np.int64)), g.constant("axis", np.array([2], np.int64))])
+
+    columns = np.arange(w, dtype=np.float32).reshape(1, 1, 1, 1, w)
+    rows = np.arange(h, dtype=np.float32).reshape(1, 1, 1, h, 1)
+    cx = g.node("Mul", [g.node("Add", [part(0, 1), g.constant("columns", columns)]), g.constant("sx", np.float32(net_w / w))])
+    cy = g.node("Mul", [g.node("Add", [part(1, 2), g.constant("rows", rows)]), g.constant("sy", np.float32(net_h / h))])
+    if int(_option(section, "new_coords", "0")):  # (2 t)^2 x anchor
+        bw, bh = (g.node("Mul", [g.node("Mul", [t, t]), g.constant("four", np.float32(4))]) for t in (part(2, 3), part(3, 4)))
+    else:  # exp(t) x anchor
+        bw, bh = g.node("Exp", [part(2, 3)]), g.node("Exp", [part(3, 4)])
+    bw = g.node("Mul", [bw, g.constant("aw", sizes[:, 0].reshape(1, -1, 1, 1, 1))])
+    bh = g.node("Mul", [bh, g.constant("ah", sizes[:, 1].reshape(1, -1, 1, 1, 1))])
+    half_w, half_h = (g.node("Mul", [v, g.constant("half", np.float32(0.5))]) for v in (bw, bh))
+    corners = g.node("Concat", [g.node("Sub", [cx, half_w]), g.node("Sub", [cy, half_h]),
+                                g.node("Add", [cx, half_w]), g.node("Add", [cy, half_h])], axis=2)
+    scores = g.node("Mul", [part(4, 5), part(5, entries)])
+
+    def rows_of(tensor, width):  # (N, A, k, h, w) -> (N, A h w, k)
+        moved = g.node("Transpose", [tensor], perm=[0, 1, 3, 4, 2])
+        return g.node("Reshape", [moved, g.constant("shape", np.array([0, -1, width], np.int64))])
+
+    return rows_of(corners, 4), rows_of(scores, classes)
+
+
 def _output_layers(layers) -> List[int]:
     found = [layer.index for layer in layers if layer.type in OUTPUT_LAYERS]
     return found or [len(layers) - 1]
 
 
 def export(cfg: PathLike, weights: PathLike, path: PathLike, *, opset: int = DEFAULT_OPSET,
-           batch: Optional[int] = None) -> List[str]:
+           batch: Optional[int] = None, boxes: bool = False) -> List[str]:
     """Write ``path``, the ONNX model of the cfg + weights; returns its output names.
+    ``boxes`` adds the [yolo] heads decoded, before NMS: ``boxes`` (N, K, 4: x1, y1, x2,
+    y2 in input pixels) and ``scores`` (N, K, classes: objectness x class probability).
     Raises ConversionError listing every layer that cannot be exported."""
     from ..runtime.network import Network
 
@@ -279,6 +346,9 @@ def export(cfg: PathLike, weights: PathLike, path: PathLike, *, opset: int = DEF
         except _Unexportable as reason:
             problems.append(f"layer {i}, {cfg_file.where(sections[i])}: {reason}")
             g.tensor[i] = g.tensor[i - 1]
+    heads = [i for i, layer in enumerate(layers) if layer.type == "yolo"]
+    if boxes and (not heads or any(layer.type in ("region", "detection") for layer in layers)):
+        problems.append("--boxes decodes [yolo] heads; this network has none, or other detection layers")
     if problems:
         raise ConversionError("these layers cannot be exported to ONNX exactly:\n  " + "\n  ".join(problems),
                               file=os.fspath(cfg))
@@ -288,6 +358,13 @@ def export(cfg: PathLike, weights: PathLike, path: PathLike, *, opset: int = DEF
         name = f"{layers[index].type}_{index}"
         g.nodes.append(helper.make_node("Identity", [g.tensor[index]], [name], name=f"output_{index}"))
         outputs.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, [dim, *_shape(layers[index])]))
+    if boxes and heads:
+        decoded = [_decoded(g, g.tensor[i], layers[i], sections[i], input_shape[2], input_shape[1]) for i in heads]
+        classes = int(_option(sections[heads[0]], "classes", "20"))
+        for name, parts, width in (("boxes", [d[0] for d in decoded], 4), ("scores", [d[1] for d in decoded], classes)):
+            joined = parts[0] if len(parts) == 1 else g.node("Concat", parts, axis=1)
+            g.nodes.append(helper.make_node("Identity", [joined], [name], name=f"output_{name}"))
+            outputs.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, [dim, None, width]))
     graph = helper.make_graph(g.nodes, os.path.basename(os.fspath(cfg)),
                               [helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, [dim, *input_shape])],
                               outputs, g.initializers)
@@ -316,6 +393,8 @@ def verify(cfg: PathLike, weights: PathLike, path: PathLike, *, batches=(1, 2), 
             x = np.random.default_rng(seed + batch).random((batch, *net.input_shape), dtype=np.float32)
             ours = net.layer_outputs(x)
         for name, theirs in zip(names, session.run(None, {"input": x})):
+            if name in ("boxes", "scores"):  # decoded: the tests check them against detect()
+                continue
             expected = ours[int(name.rsplit("_", 1)[1])].reshape(theirs.shape)
             spread = float(expected.max() - expected.min()) or 1.0
             found[f"{name} @ {batch}"] = float(np.abs(theirs - expected).max()) / spread
@@ -323,7 +402,7 @@ def verify(cfg: PathLike, weights: PathLike, path: PathLike, *, batches=(1, 2), 
 
 
 def export_onnx(model, weights: Optional[PathLike], path: PathLike, *, opset: int = DEFAULT_OPSET,
-                batch: Optional[int] = None) -> List[str]:
+                batch: Optional[int] = None, boxes: bool = False) -> List[str]:
     """``pydarknet.export_onnx``: write ``path``, the ONNX model of a Network loaded from
     its weights file (weights None) or of a cfg and weights; returns the output names."""
     from ..runtime.network import Network
@@ -334,4 +413,4 @@ def export_onnx(model, weights: Optional[PathLike], path: PathLike, *, opset: in
         model, weights = model.cfg_path, model.weights_path
     if weights is None:
         raise ValueError("export_onnx needs the weights file")
-    return export(model, weights, path, opset=opset, batch=batch)
+    return export(model, weights, path, opset=opset, batch=batch, boxes=boxes)
