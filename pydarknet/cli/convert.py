@@ -16,6 +16,7 @@ import argparse
 from pathlib import Path
 
 from ..transforms import caffe_to_darknet
+from .common import subcommand
 
 
 def _shape(text: str):
@@ -29,17 +30,18 @@ def _shape(text: str):
 
 
 def add_command(sub, formatter) -> None:
-    cmd = sub.add_parser("convert", help="convert a Caffe model into Darknet files", formatter_class=formatter,
-                         description=__doc__.split("\n\n")[0].split(": ", 1)[1].strip(),
-                         epilog="Exit status: 0 done, 1 --verify above tolerance, 2 bad input.")
+    cmd = subcommand(sub, "convert", "convert a Caffe model into Darknet files", __doc__, formatter,
+                     epilog="Exit status: 0 done, 1 --verify above tolerance, 2 bad input.")
     cmd.add_argument("prototxt", type=Path)
     cmd.add_argument("caffemodel", type=Path)
-    cmd.add_argument("-o", "--output", required=True, type=Path, metavar="OUT", help="writes OUT.cfg, OUT.weights, OUT.json")
+    cmd.add_argument("-o", "--output", required=True, type=Path, metavar="OUT",
+                     help="writes OUT.cfg, OUT.weights, OUT.json")
     cmd.add_argument("--input-shape", type=_shape, metavar="C,H,W", help="input size (default: the prototxt's)")
     bn = cmd.add_mutually_exclusive_group()
     bn.add_argument("--fold-bn", dest="fold_bn", action="store_true", default=True,
                     help="fold BatchNorm/Scale into the layer before (default)")
-    bn.add_argument("--keep-bn", dest="fold_bn", action="store_false", help="keep them as batch_normalize=1 in that layer")
+    bn.add_argument("--keep-bn", dest="fold_bn", action="store_false",
+                    help="keep them as batch_normalize=1 in that layer")
     cmd.add_argument("--verify", action="store_true", help="compare with OpenCV DNN on random inputs")
     cmd.add_argument("-q", "--quiet", action="store_true", help="print errors only")
     cmd.set_defaults(handler=run)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..errors import DarknetError
 from ..transforms import fold_caffe, fold_darknet, folding
+from .common import subcommand
 
 DARKNET, CAFFE = "darknet", "caffe"
 
@@ -65,9 +66,8 @@ def fold(args: argparse.Namespace) -> folding.FoldReport:
 
 
 def add_command(sub, formatter) -> None:
-    cmd = sub.add_parser("fold-bn", help="fold batch normalization into the layer before it (Darknet, Caffe)",
-                         description=__doc__.split("\n\n")[0].split(": ", 1)[1].strip(), formatter_class=formatter,
-                         epilog="Exit status: 0 done, 1 --check above tolerance, 2 bad input.")
+    cmd = subcommand(sub, "fold-bn", "fold batch normalization into the layer before it (Darknet, Caffe)",
+                     __doc__, formatter, epilog="Exit status: 0 done, 1 --check above tolerance, 2 bad input.")
     cmd.add_argument("model", type=Path, help=".cfg (Darknet) or .prototxt (Caffe)")
     cmd.add_argument("weights", type=Path, help=".weights (Darknet) or .caffemodel (Caffe)")
     cmd.add_argument("-o", "--output", nargs="+", required=True, metavar="OUT",

@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 from ..source import patches, upstream
+from .common import subcommand
 
 
 def _cmd_list(args) -> int:
@@ -87,8 +88,8 @@ def _cmd_lint(args) -> int:
 
 
 def add_command(sub, formatter) -> None:
-    cmd = sub.add_parser("patches", help="list, check, apply or lint our patch series on upstream",
-                         description=__doc__.split("\n\n")[0].split(": ", 1)[1].strip(), formatter_class=formatter)
+    cmd = subcommand(sub, "patches", "list, check, apply or lint our patch series on upstream", __doc__,
+                     formatter)
     cmd.add_argument("--series", type=Path, default=None,
                      help="folder with the series file (default: ./darknet_patches, else the installed copy)")
     actions = cmd.add_subparsers(dest="action", required=True)

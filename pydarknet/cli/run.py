@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -10,6 +9,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence
 
 from .. import limits
+from .common import checked
 
 
 def _network(args, batch: int = 1):
@@ -135,20 +135,9 @@ def _device_line(device: str) -> str:
     return f"{device} ({found.name}, compute capability {found.capability})" if found else device
 
 
-def _checked(check):
-    """An argparse type from one of limits' checks (which raise ValueError)."""
-    def parse(text: str):
-        try:
-            return check(float(text) if check is limits.probability else int(text), "value")
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
-    parse.__name__ = check.__name__
-    return parse
-
-
 def add_commands(sub, formatter) -> None:
     """detect, classify and info as subcommands of the pydarknet parser."""
-    probability, count = _checked(limits.probability), _checked(limits.positive_int)
+    probability, count = checked(limits.probability), checked(limits.positive_int)
 
     def model_options(cmd, zoo_default):
         group = cmd.add_argument_group("model (a zoo name, or cfg + weights + names)")

@@ -16,26 +16,22 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .. import limits
 from ..transforms import darknet_to_onnx
+from .common import checked, subcommand
 
 TOLERANCE = 1e-4  # of each output's range: float32 sums in another order stay far below
 
 
-def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: give a number from 1")
-    return int(text)
-
-
 def add_command(sub, formatter) -> None:
-    cmd = sub.add_parser("to-onnx", help="export a Darknet model to ONNX", formatter_class=formatter,
-                         description=__doc__.split("\n\n")[0].split(": ", 1)[1].strip(),
-                         epilog="Exit status: 0 done, 1 --verify above tolerance, 2 bad input.")
+    cmd = subcommand(sub, "to-onnx", "export a Darknet model to ONNX", __doc__, formatter,
+                     epilog="Exit status: 0 done, 1 --verify above tolerance, 2 bad input.")
     cmd.add_argument("cfg", type=Path)
     cmd.add_argument("weights", type=Path)
     cmd.add_argument("-o", "--output", required=True, type=Path, metavar="OUT.onnx")
-    cmd.add_argument("--opset", type=_positive, default=darknet_to_onnx.DEFAULT_OPSET, help="ONNX opset")
-    cmd.add_argument("--batch", type=_positive, help="a fixed batch size (default: dynamic)")
+    cmd.add_argument("--opset", type=checked(limits.positive_int), default=darknet_to_onnx.DEFAULT_OPSET,
+                     help="ONNX opset")
+    cmd.add_argument("--batch", type=checked(limits.positive_int), help="a fixed batch size (default: dynamic)")
     cmd.add_argument("--boxes", action="store_true",
                      help="also the [yolo] heads decoded, before NMS: boxes (x1, y1, x2, y2 in input pixels), scores")
     cmd.add_argument("--verify", action="store_true", help="compare with pydarknet on onnxruntime")

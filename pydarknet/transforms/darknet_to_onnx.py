@@ -107,6 +107,13 @@ def _affine(g: _Graph, layer, floats: np.ndarray, transposed: bool):
     return params.weights, params.biases
 
 
+def _slice(g: _Graph, x: str, start: int, end: int, axis: int) -> str:
+    """x[start:end] along axis."""
+    bounds = [g.constant(name, np.array([value], np.int64)) for name, value in
+              (("start", start), ("end", end), ("axis", axis))]
+    return g.node("Slice", [x, *bounds])
+
+
 def _resampled(g: _Graph, x: str, source, target) -> str:
     """Upstream's shortcut_cpu() between layers of different sizes: the source sampled
     every stride-th pixel, on the channels both have; the others get nothing added."""
@@ -153,8 +160,7 @@ def _yolo_like(g: _Graph, x: str, layer, section, region: bool) -> str:
     grid = g.node("Reshape", [x, g.constant("shape", np.array([-1, anchors, entries, h, w], np.int64))])
 
     def part(start, end):
-        return g.node("Slice", [grid, g.constant("start", np.array([start], np.int64)),
-                                g.constant("end", np.array([end], np.int64)), g.constant("axis", np.array([2], np.int64))])
+        return _slice(g, grid, start, end, axis=2)
 
     new_coords = not region and int(_option(section, "new_coords", "0"))
     xy = part(0, 2) if new_coords else g.node("Sigmoid", [part(0, 2)])
@@ -200,8 +206,8 @@ def _layer(g: _Graph, i: int, layer, section, floats: np.ndarray, transposed: bo
         if transposed:
             weights = weights.T
         flat = g.node("Flatten", [x], axis=1)
-        y = g.node("Gemm", [flat, g.constant("W", weights.astype(np.float32)), g.constant("B", biases.astype(np.float32))],
-                   transB=1)
+        y = g.node("Gemm", [flat, g.constant("W", weights.astype(np.float32)),
+                            g.constant("B", biases.astype(np.float32))], transB=1)
         y = _activation(g, y, layer.activation)
         return g.node("Reshape", [y, g.constant("shape", np.array([-1, layer.outputs, 1, 1], np.int64))])
     if kind == "maxpool":
@@ -223,9 +229,7 @@ def _layer(g: _Graph, i: int, layer, section, floats: np.ndarray, transposed: bo
             source = g.tensor[index]
             if groups > 1:
                 c = net_layers[index].output_shape[0] // groups
-                source = g.node("Slice", [source, g.constant("start", np.array([group_id * c], np.int64)),
-                                          g.constant("end", np.array([(group_id + 1) * c], np.int64)),
-                                          g.constant("axis", np.array([1], np.int64))])
+                source = _slice(g, source, group_id * c, (group_id + 1) * c, axis=1)
             parts.append(source)
         return parts[0] if len(parts) == 1 else g.node("Concat", parts, axis=1)
     if kind == "shortcut":
@@ -292,15 +296,16 @@ def _decoded(g: _Graph, x: str, layer, section, net_w: int, net_h: int):
     grid = g.node("Reshape", [x, g.constant("shape", np.array([-1, anchors_used, entries, h, w], np.int64))])
 
     def part(start, end):
-        return g.node("Slice", [grid, g.constant("start", np.array([start], np.int64)),
-                                g.constant("end", np.array([end], np.int64)), g.constant("axis", np.array([2], np.int64))])
+        return _slice(g, grid, start, end, axis=2)
 
     columns = np.arange(w, dtype=np.float32).reshape(1, 1, 1, 1, w)
     rows = np.arange(h, dtype=np.float32).reshape(1, 1, 1, h, 1)
-    cx = g.node("Mul", [g.node("Add", [part(0, 1), g.constant("columns", columns)]), g.constant("sx", np.float32(net_w / w))])
+    cx = g.node("Mul", [g.node("Add", [part(0, 1), g.constant("columns", columns)]),
+                        g.constant("sx", np.float32(net_w / w))])
     cy = g.node("Mul", [g.node("Add", [part(1, 2), g.constant("rows", rows)]), g.constant("sy", np.float32(net_h / h))])
     if int(_option(section, "new_coords", "0")):  # (2 t)^2 x anchor
-        bw, bh = (g.node("Mul", [g.node("Mul", [t, t]), g.constant("four", np.float32(4))]) for t in (part(2, 3), part(3, 4)))
+        bw, bh = (g.node("Mul", [g.node("Mul", [t, t]), g.constant("four", np.float32(4))])
+                  for t in (part(2, 3), part(3, 4)))
     else:  # exp(t) x anchor
         bw, bh = g.node("Exp", [part(2, 3)]), g.node("Exp", [part(3, 4)])
     bw = g.node("Mul", [bw, g.constant("aw", sizes[:, 0].reshape(1, -1, 1, 1, 1))])
