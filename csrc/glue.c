@@ -25,16 +25,14 @@ void pdn_use_batch(network *net, int n)
     if (n != net->batch) set_batch_network(net, n);
 }
 
-/* After a failure: the network back at its own batch. On a GPU network that sets up
- * cuDNN again, which can fail too (the device may be what failed): under a handler of
- * its own, as no other is left to catch it, keeping the first failure's report. */
+/* After a failure (already reported): the network back at its own batch. On a GPU
+ * network that sets up cuDNN again, which can fail too (the device may be what failed):
+ * under a handler of its own, as no other is left to catch it. */
 void pdn_restore_batch(network *net, int batch)
 {
     darknet_handler handler;
-    darknet_error first = *darknet_last_error();
     darknet_push_handler(&handler);
     if (!setjmp(handler.env)) set_batch_network(net, batch);
     darknet_pop_handler(&handler);
-    *(darknet_error *)darknet_last_error() = first;
 }
 

@@ -14,16 +14,18 @@
 /* Fills err from darknet's last error; returns its code. */
 int pdn_report(pdn_error *err);
 
-/* Runs the statements (...) under a handler; on failure, runs cleanup and returns
- * the error code from the calling function. */
+/* Runs the statements (...) under a handler; on failure, reports the error into err,
+ * runs cleanup (which may fail in turn without changing that report) and returns the
+ * error code from the calling function. */
 #define PDN_GUARDED(verbose, err, cleanup, ...)       \
     do {                                              \
         darknet_handler handler_;                     \
         pdn_console_verbose = (verbose);              \
         darknet_push_handler(&handler_);              \
         if (setjmp(handler_.env)) {                   \
+            const int code_ = pdn_report(err);        \
             cleanup;                                  \
-            return pdn_report(err);                   \
+            return code_;                             \
         }                                             \
         __VA_ARGS__;                                  \
         darknet_pop_handler(&handler_);               \

@@ -293,8 +293,11 @@ layers=-1,-2
             assert_close(ours, theirs, 1e-5)
 
 
-def test_cpu_yolo_kernel_matches_upstreams_own(tmp_path):
-    """[yolo]: logistic on x, y, objectness and classes, w and h left raw, per anchor."""
+@pytest.mark.parametrize("variant", ["", "scale_x_y=1.05\n", "new_coords=1\nscale_x_y=2.0\n"])
+def test_cpu_yolo_kernel_matches_upstreams_own(tmp_path, variant):
+    """[yolo]: logistic on x, y, objectness and classes, w and h left raw, per anchor;
+    AlexeyAB's scale_x_y on the centres, and no logistic at all with new_coords
+    (patches 0054, 0055)."""
     cfg, weights = write_model(tmp_path, """[net]
 width=20
 height=12
@@ -312,7 +315,7 @@ mask=0,1
 anchors=10,14,23,27,37,58
 classes=2
 num=3
-""")
+""" + variant)
     x = random_input((2, 3, 12, 20))
     with pydarknet.Network(cfg, weights, batch=2, backend="cpu") as fast, darknet_path(cfg, weights, batch=2) as ref:
         ours, theirs = fast.predict(x), ref.predict(x)

@@ -6,6 +6,7 @@ import re
 from typing import List, NamedTuple, Tuple
 
 from ..binding import ffi, lib
+from ..errors import DeviceError
 
 
 class CudaDevice(NamedTuple):
@@ -51,8 +52,6 @@ def cuda_memory(index: int = 0) -> Tuple[int, int]:
     """(free, total) bytes of CUDA device ``index``, as the driver reports them."""
     free, total = ffi.new("unsigned long long *"), ffi.new("unsigned long long *")
     if lib.pdn_cuda_memory(index, free, total):
-        from ..errors import DeviceError
-
         raise DeviceError(f"cuda:{index}: no such CUDA device (this process sees {cuda_device_count()})")
     return free[0], total[0]
 

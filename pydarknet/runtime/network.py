@@ -258,10 +258,11 @@ class Network:
                 self._forward(images, result, row)
         return np.median(seconds[1:], axis=0).tolist()
 
-    @property
-    def _runtime(self) -> str:
-        """The fold target of this network's own device."""
-        return "cpu" if self.device == "cpu" else "gpu"
+    def _fold_code(self, target: Optional[str]) -> int:
+        """The C side's bn_denominator for a fold target ("cpu" or "gpu"); None: the
+        formula of this network's own device."""
+        own = "cpu" if self.device == "cpu" else "gpu"
+        return binding.FOLD_TARGETS[folding.check_target(own if target is None else target)]
 
     def fold_batchnorm(self, target: Optional[str] = None) -> List[int]:
         """Fold batch normalization into the weights of every convolutional,
@@ -270,7 +271,7 @@ class Network:
         runs), and turn it off there: the same outputs with one pass less per layer.
         Returns the indices of the folded layers. ``save_weights()`` then writes the
         cfg to match."""
-        code = binding.FOLD_TARGETS[folding.check_target(self._runtime if target is None else target)]
+        code = self._fold_code(target)
         err = ffi.new("pdn_error *")
         with self._locked():
             folded = [layer.index for layer in self.layers if _foldable(layer)]
@@ -297,8 +298,7 @@ class Network:
         """
 
         target_path = Path(os.fsdecode(_path_arg(path, "path")))
-        fold_code = (binding.FOLD_TARGETS[folding.check_target(self._runtime if target is None else target)]
-                     if fold_bn else -1)
+        fold_code = self._fold_code(target) if fold_bn else -1
         folded = set(self._folded)
         if fold_bn:
             folded.update(layer.index for layer in self.layers if _foldable(layer))

@@ -98,7 +98,7 @@ def _option(section, key: str, default: str) -> str:
     return option.value if option else default
 
 
-def _affine(g: _Graph, layer, floats: np.ndarray, transposed: bool):
+def _affine(layer, floats: np.ndarray, transposed: bool):
     """(weights, biases) with batch normalization folded (the CPU's formula)."""
     if layer.batch_normalize:
         floats = fold_darknet.fold_layer(layer, floats, "cpu", transposed)
@@ -184,7 +184,7 @@ def _layer(g: _Graph, i: int, layer, section, floats: np.ndarray, transposed: bo
     if kind == "convolutional":
         if int(_option(section, "binary", "0")) or int(_option(section, "xnor", "0")):
             raise _Unexportable("binary/xnor convolutions")
-        weights, biases = _affine(g, layer, floats, transposed)
+        weights, biases = _affine(layer, floats, transposed)
         k = layer.size
         weights = weights.reshape(layer.filters, layer.input_shape[0] // layer.groups, k, k)
         pad = layer.pad
@@ -193,7 +193,7 @@ def _layer(g: _Graph, i: int, layer, section, floats: np.ndarray, transposed: bo
                    kernel_shape=[k, k], strides=[layer.stride] * 2, pads=[pad] * 4, group=layer.groups)
         return _activation(g, y, layer.activation)
     if kind == "deconvolutional":
-        weights, biases = _affine(g, layer, floats, transposed)
+        weights, biases = _affine(layer, floats, transposed)
         k = layer.size
         weights = weights.reshape(layer.input_shape[0], layer.filters, k, k)  # darknet: [c][n][k*k]
         # darknet's output size (h - 1) stride + size - 2 pad
@@ -202,7 +202,7 @@ def _layer(g: _Graph, i: int, layer, section, floats: np.ndarray, transposed: bo
                    kernel_shape=[k, k], strides=[layer.stride] * 2, pads=[layer.pad] * 4)
         return _activation(g, y, layer.activation)
     if kind == "connected":
-        weights, biases = _affine(g, layer, floats, transposed)
+        weights, biases = _affine(layer, floats, transposed)
         if transposed:
             weights = weights.T
         flat = g.node("Flatten", [x], axis=1)
