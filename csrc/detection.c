@@ -179,8 +179,37 @@ static void apply_nms(network *net, detection *dets, int n, int classes, float t
     }
 }
 
-int pdn_detect(network *net, const pdn_image *images, int n, float thresh, float hier_thresh,
-               float nms, char **names, const char *labels_dir, const char **annotate,
+/* The network input for im as pre asks (pydarknet.h); letterbox: upstream's default for
+ * this path. Channel values are computed in double, rounded once. */
+static void prepare_input(network *net, const pdn_image *im, const pdn_preprocessing *pre, int letterbox,
+                          float *out)
+{
+    if (im->c < net->c) darknet_fail(DARKNET_ERR_IMAGE, "the image has %d channels, the network takes %d", im->c, net->c);
+    if (pre && pre->resize != PDN_SIZE_UPSTREAM) letterbox = pre->resize == PDN_SIZE_LETTERBOX;
+    image sized = letterbox ? letterbox_image(as_image(im), net->w, net->h) : resize_image(as_image(im), net->w, net->h);
+    size_t plane = (size_t)net->w * net->h, i;
+    int k;
+    if (!pre) {
+        memcpy(out, sized.data, sizeof(float) * net->inputs);
+    } else {
+        for (k = 0; k < net->c; ++k) {
+            const float *from = sized.data + plane * (pre->bgr && net->c == 3 ? 2 - k : k);
+            double range = pre->pixel_range, mean = pre->mean[k % 3], scale = pre->scale[k % 3];
+            for (i = 0; i < plane; ++i) out[plane * k + i] = (float)((from[i] * range - mean) * scale);
+        }
+    }
+    free_image(sized);
+}
+
+int pdn_preprocess(network *net, const pdn_image *image, const pdn_preprocessing *pre, float *out,
+                   pdn_error *err)
+{
+    PDN_GUARDED(0, err, (void)0, prepare_input(net, image, pre, 1, out));
+    return 0;
+}
+
+int pdn_detect(network *net, const pdn_image *images, int n, const pdn_preprocessing *pre, float thresh,
+               float hier_thresh, float nms, char **names, const char *labels_dir, const char **annotate,
                pdn_detection **out, int *count, int verbose, pdn_error *err)
 {
     int classes = pdn_detection_classes(net);
@@ -202,19 +231,16 @@ int pdn_detect(network *net, const pdn_image *images, int n, float thresh, float
         int b, allocated = 0;
         input = calloc((size_t)net->inputs * n, sizeof(float));
         saved_batch = calloc(net->n, sizeof(int));
-        for (b = 0; b < n; ++b) {
-            image sized = net->letter_box ? letterbox_image(as_image(&images[b]), net->w, net->h)
-                                          : resize_image(as_image(&images[b]), net->w, net->h);
-            memcpy(input + (size_t)b * net->inputs, sized.data, sizeof(float) * net->inputs);
-            free_image(sized);
-        }
+        for (b = 0; b < n; ++b) prepare_input(net, &images[b], pre, net->letter_box, input + (size_t)b * net->inputs);
         network_predict(net, input);
         for (b = 0; b < n; ++b) {
             enter_batch_item(net, b, saved_batch);
             inside = b;
             int boxes = 0;
-            /* resized (letter_box=0): the boxes relative to the input are relative to the image */
-            int box_w = net->letter_box ? images[b].w : net->w, box_h = net->letter_box ? images[b].h : net->h;
+            /* stretched: the boxes relative to the input are relative to the image */
+            int letterboxed = pre && pre->resize != PDN_SIZE_UPSTREAM ? pre->resize == PDN_SIZE_LETTERBOX
+                                                                      : net->letter_box;
+            int box_w = letterboxed ? images[b].w : net->w, box_h = letterboxed ? images[b].h : net->h;
             dets = get_network_boxes(net, box_w, box_h, thresh, hier_thresh, 0, 1, &boxes);
             nboxes = boxes;
             leave_batch_item(net, b, saved_batch);
@@ -248,18 +274,19 @@ void pdn_detections_free(pdn_detection *dets)
     free(dets);
 }
 
-int pdn_classify(network *net, const pdn_image *im, float *probs, int verbose, pdn_error *err)
+int pdn_classify(network *net, const pdn_image *im, const pdn_preprocessing *pre, float *probs, int verbose,
+                 pdn_error *err)
 {
-    image *volatile sized = NULL;
-    image local;
-    PDN_GUARDED_AT_BATCH(net, 1, verbose, err, if (sized) free_image(*sized), {
-        local = letterbox_image(as_image(im), net->w, net->h);
-        sized = &local;
-        float *predictions = network_predict(net, local.data);
+    float *volatile input = NULL;
+    PDN_GUARDED_AT_BATCH(net, 1, verbose, err, free(input), {
+        input = calloc(net->inputs, sizeof(float));
+        if (!input) darknet_fail(DARKNET_ERR_MEMORY, "out of memory for the network input");
+        prepare_input(net, im, pre, 1, input);
+        float *predictions = network_predict(net, input);
         if (net->hierarchy) hierarchy_predictions(predictions, net->outputs, net->hierarchy, 1, 1);
         memcpy(probs, predictions, sizeof(float) * net->outputs);
-        free_image(local);
-        sized = NULL;
+        free(input);
+        input = NULL;
     });
     return 0;
 }

@@ -106,23 +106,42 @@ int pdn_image_load(const char *path, long long max_pixels, pdn_image *out, pdn_e
 int pdn_image_decode(const unsigned char *data, int size, long long max_pixels, pdn_image *out, pdn_error *err);
 void pdn_image_free(pdn_image *image);
 
+/* How an image becomes the network input (pydarknet/formats/preprocessing.py says the
+ * same in Python): sized to the network (resize: PDN_SIZE_*), then per input channel
+ * k, reading image channel k (RGB) or 2 - k (bgr): (value * pixel_range - mean[k]) *
+ * scale[k]. NULL stands for upstream's own: RGB in [0, 1], sized as the path does. */
+enum { PDN_SIZE_UPSTREAM = 0, PDN_SIZE_LETTERBOX = 1, PDN_SIZE_STRETCH = 2 };
+typedef struct {
+    int resize;
+    int bgr;
+    float pixel_range;
+    float mean[3];
+    float scale[3];
+} pdn_preprocessing;
+
+/* The network input for one image (net->inputs floats into out). */
+int pdn_preprocess(network *net, const pdn_image *image, const pdn_preprocessing *pre, float *out,
+                   pdn_error *err);
+
 /* Classes of the network's detection layer, or -1 if it has none. */
 int pdn_detection_classes(network *net);
 
-/* Upstream's detector path on n <= batch images: letterbox each to the network
- * size, one forward pass, then get_network_boxes() and do_nms_sort() per image.
+/* Upstream's detector path on n <= batch images: each image prepared by pre (NULL:
+ * letterboxed to the network size, or stretched where the cfg says letter_box=0,
+ * as upstream does), one forward pass, then get_network_boxes() and do_nms_sort() per image.
  * *out receives every (box, class) with prob > thresh (free with
  * pdn_detections_free). If annotate is not NULL, image i is drawn with upstream's
  * draw_detections() (names, glyphs from labels_dir) and saved as JPEG to annotate[i]
  * (a file error if it cannot be written completely). */
-int pdn_detect(network *net, const pdn_image *images, int n, float thresh, float hier_thresh,
-               float nms, char **names, const char *labels_dir, const char **annotate,
+int pdn_detect(network *net, const pdn_image *images, int n, const pdn_preprocessing *pre, float thresh,
+               float hier_thresh, float nms, char **names, const char *labels_dir, const char **annotate,
                pdn_detection **out, int *count, int verbose, pdn_error *err);
 void pdn_detections_free(pdn_detection *dets);
 
-/* Upstream's classifier path: letterbox, forward, class hierarchy if any.
- * probs receives the network's outputs floats. */
-int pdn_classify(network *net, const pdn_image *image, float *probs, int verbose, pdn_error *err);
+/* Upstream's classifier path: the image prepared by pre (NULL: letterboxed), forward,
+ * class hierarchy if any. probs receives the network's outputs floats. */
+int pdn_classify(network *net, const pdn_image *image, const pdn_preprocessing *pre, float *probs, int verbose,
+                 pdn_error *err);
 
 /* Warnings (e.g. unused cfg keys) collected by the last pdn_load on this thread,
  * one per line. */

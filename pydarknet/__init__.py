@@ -6,7 +6,7 @@
 
 The package by stage: ``source`` (upstream's pinned tree and our patch series, used
 by the build), ``formats`` (Darknet cfg/weights, Caffe prototxt/caffemodel),
-``transforms`` (BatchNorm folding, Caffe to Darknet), ``binding`` (the compiled
+``transforms`` (BatchNorm folding, Caffe and ONNX to Darknet, Darknet to ONNX), ``binding`` (the compiled
 extension), ``runtime`` (networks, images, detection, the model zoo) and ``cli``.
 The names that need the compiled extension load on first use, so the pure-Python
 tools (``pydarknet patches``) also work in a source checkout before a build.
@@ -20,14 +20,15 @@ except ImportError:
     pass
 
 from .errors import (CaffeError, CfgError, ConversionError, DarknetError, DeviceError, FileError, FoldError,
-                     ImageError, InternalError, OutOfMemoryError, WeightsError)
+                     ImageError, InternalError, OnnxError, OutOfMemoryError, WeightsError)
 
 __all__ = [
     "Network", "Layer", "load", "detect", "detect_batch", "classify", "Detection", "export_onnx",
     "Classification", "load_image", "Image", "register_layer", "unregister_layer", "zoo",
     "samples", "convert", "build_info", "upstream_path", "set_num_threads", "get_num_threads", "__version__",
     "cuda_device_count", "DarknetError", "FileError", "CfgError", "WeightsError", "ImageError",
-    "OutOfMemoryError", "InternalError", "DeviceError", "CaffeError", "FoldError", "ConversionError",
+    "OutOfMemoryError", "InternalError", "DeviceError", "CaffeError", "OnnxError", "FoldError", "ConversionError",
+    "Preprocessing", "PreprocessingWarning",
 ]
 
 # name -> the module that defines it; all but upstream_path need the compiled extension
@@ -38,10 +39,11 @@ _LAZY = {
     "load_image": "runtime.images", "Image": "runtime.images",
     "register_layer": "runtime.layers", "unregister_layer": "runtime.layers",
     "cuda_device_count": "runtime.devices", "upstream_path": "runtime.samples",
-    "export_onnx": "transforms.darknet_to_onnx",
+    "export_onnx": "transforms.darknet_to_onnx", "Preprocessing": "formats.preprocessing",
+    "PreprocessingWarning": "runtime.images",
 }
-# modules offered as attributes: pydarknet.zoo, .samples, .convert (Caffe to Darknet)
-_MODULES = {"zoo": "runtime.zoo", "samples": "runtime.samples", "convert": "transforms.caffe_to_darknet"}
+# modules offered as attributes: pydarknet.zoo, .samples, .convert (Caffe and ONNX to Darknet)
+_MODULES = {"zoo": "runtime.zoo", "samples": "runtime.samples", "convert": "transforms.convert"}
 
 
 def _version() -> str:

@@ -46,6 +46,10 @@ class CaffeError(DarknetError, ValueError):
     """A Caffe .prototxt or .caffemodel is malformed or inconsistent."""
 
 
+class OnnxError(DarknetError, ValueError):
+    """An ONNX model is malformed or inconsistent."""
+
+
 class FoldError(DarknetError, ValueError):
     """A model cannot be folded as asked (the message says why)."""
 

@@ -34,7 +34,7 @@ def converted(builder, tmp_path, fold_bn=True, inputs=2, opencv_files=None):
         got = net.predict(x).reshape(reference.shape)
     assert np.abs(reference - got).max() <= 1e-4 * np.abs(reference).max(), np.abs(reference - got).max()
     if opencv_files is None:
-        check = convert.verify(prototxt, caffemodel, tmp_path / "out.cfg", tmp_path / "out.weights", conversion)
+        check = convert.verify(prototxt, caffemodel, conversion)
         assert check.ok, str(check)
     return conversion, got
 
@@ -79,7 +79,7 @@ def test_batchnorm_scale_relu_leaky(tmp_path, fold_bn):
     assert sections(tmp_path) == ["convolutional", "convolutional"]
     assert ("batch_normalize=1" in (tmp_path / "out.cfg").read_text()) == (not fold_bn)
     assert "activation=leaky" in (tmp_path / "out.cfg").read_text()
-    assert len(conversion.blob_layers) >= 2  # per-layer comparison took place
+    assert len(conversion.tensor_layers) >= 2  # per-layer comparison took place
 
 
 def test_standalone_batchnorm_and_scale(tmp_path):
@@ -199,7 +199,7 @@ def test_resnet18_shaped_network(tmp_path, fold_bn):
     assert sections(tmp_path).count("shortcut") == 8 and "flatten" in sections(tmp_path)
     description = json.loads((tmp_path / "out.json").read_text())
     assert description["input"]["shape_chw"] == [3, 64, 64]
-    assert {m["caffe"] for m in description["layers"]} >= {"conv1", "res2a", "fc1000"}
+    assert {m["source"] for m in description["layers"]} >= {"conv1", "res2a", "fc1000"}
 
 
 def test_vgg_style_ceil_pooling(tmp_path):
@@ -261,7 +261,7 @@ def test_train_only_layers_are_left_out(tmp_path):
     b.simple("drop", "Dropout", ["conv"], "conv").exclude.add(phase=test)
     b.simple("relu", "ReLU", ["conv"], "conv")
     conversion, _ = converted(b, tmp_path)
-    assert [m["caffe"] for m in conversion.mapping] == ["conv", "relu"]
+    assert [m["source"] for m in conversion.mapping] == ["conv", "relu"]
     assert sections(tmp_path) == ["convolutional"]
 
 
@@ -277,7 +277,7 @@ def test_unsupported_layers_are_listed_together(tmp_path):
     message = str(info.value)
     assert "3 layer(s) cannot be converted" in message
     assert "prod (Eltwise): PROD" in message and "prelu (PReLU)" in message
-    assert "odd (ReLU): negative_slope 0.2" in message
+    assert "odd (ReLU): negative slope 0.2" in message
     assert not list(tmp_path.glob("out.*"))
 
 

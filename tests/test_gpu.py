@@ -157,6 +157,25 @@ def test_yolov3_tiny_detections_are_the_cpus(official):
 
 
 @needs_gpu
+def test_a_stated_preprocessing_applies_on_the_gpu(official, tmp_path):
+    """yolov3-tiny with a .json stating BGR, 0-255, a mean and a scale (the scale
+    undoes the range): the same input and detections on the GPU as on the CPU."""
+    cfg = tmp_path / "stated.cfg"
+    cfg.write_text(Path(official[0]).read_text())
+    stated = {"channel_order": "BGR", "pixel_range": 255, "mean": [10, 20, 30], "scale": [1 / 255] * 3}
+    (tmp_path / "stated.json").write_text(json.dumps({"preprocessing": stated}))
+    cpu, gpu = both(cfg, official[1], names=pydarknet.upstream_path(zoo.get("yolov3-tiny").names))
+    with cpu, gpu:
+        assert gpu.preprocessing == cpu.preprocessing and cpu.preprocessing.channel_order == "BGR"
+        image = samples.path("dog.jpg")
+        assert np.array_equal(gpu.preprocess(image), cpu.preprocess(image))
+        a, b = pydarknet.detect(cpu, image), pydarknet.detect(gpu, image)
+        assert [d.label for d in b] == [d.label for d in a] and a
+        for x, y in zip(a, b):
+            assert abs(x.confidence - y.confidence) < 1e-3 and np.allclose(x.box, y.box, atol=0.5)
+
+
+@needs_gpu
 def test_resnet18_outputs_within_a_thousandth_of_the_range(tmp_path):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
     from bench_cpu import resnet18_files

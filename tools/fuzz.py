@@ -7,7 +7,8 @@
     python tools/fuzz.py smoke TARGET DIR N SEED     # N seeded random mutations of DIR's inputs
 
 Targets (``TARGETS``): cfg text, weights bytes against a fixed cfg, Caffe prototxt and
-caffemodel, encoded image bytes, in-memory image arrays, and detect() arguments. Each
+caffemodel, ONNX models, the .json a converter writes next to a cfg, encoded image
+bytes, in-memory image arrays, and detect() arguments. Each
 turns the fuzzer's bytes into one input and runs it through the public API. A typed
 error (``DarknetError``, ``ValueError``, ``TypeError``) is a correct answer; any other
 exception, a signal or a sanitizer report is a finding.
@@ -203,6 +204,55 @@ def target_caffemodel(data: bytes) -> None:
     _convert(_caffe_pair()[0], path)
 
 
+def target_onnx(data: bytes) -> None:
+    from pydarknet.transforms import onnx_to_darknet
+
+    path = _scratch() / "fuzz.onnx"
+    path.write_bytes(data)
+    onnx_to_darknet.onnx_to_darknet(path, _scratch() / "from-onnx")
+
+
+def target_model_json(data: bytes) -> None:
+    """The bytes as the .json next to a converted model's cfg: loaded with it, then
+    applied to an image by preprocess() and classify()."""
+    import pydarknet
+
+    cfg = _fixture("weights")
+    (cfg.with_suffix(".json")).write_bytes(data)
+    try:
+        with pydarknet.Network(cfg, cfg.with_suffix(".weights"), max_memory=MEMORY) as net:
+            image = np.arange(5 * 7 * 3, dtype=np.uint8).reshape(5, 7, 3)
+            net.preprocess(image)
+            pydarknet.classify(net, image)
+    finally:
+        cfg.with_suffix(".json").unlink()
+
+
+def _onnx_seed() -> bytes:
+    """A small ONNX model with most of the operators the importer maps."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    arrays = {"w": rng.standard_normal((4, 3, 3, 3)), "s": np.ones(4), "b": np.zeros(4), "m": np.zeros(4),
+              "v": np.ones(4), "g": rng.standard_normal((5, 8)), "up": np.array([1, 1, 2, 2])}
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("BatchNormalization", ["c", "s", "b", "m", "v"], ["n"]),
+             helper.make_node("Sigmoid", ["n"], ["sg"]), helper.make_node("Mul", ["n", "sg"], ["a"]),
+             helper.make_node("MaxPool", ["a"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("Resize", ["p", "", "up"], ["r"], mode="nearest"),
+             helper.make_node("Concat", ["r", "a"], ["cat"], axis=1),
+             helper.make_node("GlobalAveragePool", ["cat"], ["gp"]), helper.make_node("Flatten", ["gp"], ["f"]),
+             helper.make_node("Shape", ["f"], ["sh"]),
+             helper.make_node("Reshape", ["f", "sh"], ["rf"]),
+             helper.make_node("Gemm", ["rf", "g"], ["y0"], transB=1), helper.make_node("Softmax", ["y0"], ["y"])]
+    graph = helper.make_graph(nodes, "seed", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 5])],
+                              [numpy_helper.from_array(v.astype(np.int64 if k == "up" else np.float32), k)
+                               for k, v in arrays.items()])
+    graph.initializer[-1].CopyFrom(numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "up"))
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString()
+
+
 def target_image_bytes(data: bytes) -> None:
     import pydarknet
 
@@ -257,6 +307,8 @@ TARGETS: Dict[str, Callable[[bytes], None]] = {
     "weights": target_weights,
     "prototxt": target_prototxt,
     "caffemodel": target_caffemodel,
+    "onnx": target_onnx,
+    "model-json": target_model_json,
     "image-bytes": target_image_bytes,
     "image-array": target_image_array,
     "detect-args": target_detect_args,
@@ -329,6 +381,11 @@ def write_seeds(directory: Path) -> None:
     b.conv("deconv", "data", "deconv", 3, kernel=2, stride=2, deconv=True)
     b.simple("concat", "Concat", ["deconv", "deconv"], "concat")
     put("prototxt", "input-layer.prototxt", b.write(_scratch(), "seed2")[0].read_bytes())
+    put("onnx", "seed.onnx", _onnx_seed())
+    put("onnx", "depthwise_silu.onnx", (HERE.parent / "tests/onnx/depthwise_silu.onnx").read_bytes())
+    put("model-json", "caffe.json", b'{"preprocessing": {"channel_order": "BGR", "pixel_range": 255, '
+                                    b'"mean": [104, 117, 123], "scale": [1, 1, 1], "resize": "stretch"}}')
+    put("model-json", "short.json", b'{"preprocessing": {"mean": 0.5, "scale": [2], "resize": "letterbox"}}')
     from PIL import Image
     import io
 
@@ -385,6 +442,7 @@ def fuzz(target: str, libfuzzer_args) -> int:
     with atheris.instrument_imports(include=["pydarknet"]):
         import pydarknet  # noqa: F401
         import pydarknet.transforms.caffe_to_darknet  # noqa: F401
+        import pydarknet.transforms.onnx_to_darknet  # noqa: F401
         import pydarknet.transforms.fold_caffe  # noqa: F401
         import pydarknet.runtime.inference  # noqa: F401
     run = functools.partial(run_one, target)

@@ -5,22 +5,35 @@ from __future__ import annotations
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import List, Optional, Sequence
 
 from .. import limits
-from .common import checked
+from .common import checked, preprocessing_changes, preprocessing_options
 
 
 def _network(args, batch: int = 1):
     from ..runtime import zoo
+    from ..runtime.images import PreprocessingWarning, model_preprocessing
     from ..runtime.network import Network
 
     if args.cfg:
         if not args.weights:
             raise ValueError("--cfg needs --weights")
-        return _warned(Network(args.cfg, args.weights, batch=batch, names=args.names, verbose=args.verbose,
-                               device=args.device))
+        preprocessing = None if args.darknet_preprocessing else "auto"
+        changes = preprocessing_changes(args)
+        if changes:
+            preprocessing = model_preprocessing(args.cfg, preprocessing).override(**changes)
+        with warnings.catch_warnings(record=True) as caught:  # shown as the CLI shows the cfg's
+            warnings.simplefilter("always", PreprocessingWarning)
+            net = Network(args.cfg, args.weights, batch=batch, names=args.names, verbose=args.verbose,
+                          device=args.device, preprocessing=preprocessing)
+        for warning in caught:
+            print(f"pydarknet: warning: {warning.message}", file=sys.stderr)
+        return _warned(net)
+    if args.darknet_preprocessing or preprocessing_changes(args):
+        raise ValueError("preprocessing options are for converted models (--cfg); zoo models are Darknet's own")
     return _warned(zoo.load(args.model, weights=args.weights, batch=batch, verbose=args.verbose, device=args.device))
 
 
@@ -116,6 +129,8 @@ def cmd_info(args) -> int:
     net = _warned(Network(cfg, args.weights, fold_bn=False, device=args.device))  # the layers as the files have them
     print(f"{cfg}: input {'x'.join(map(str, net.input_shape))}, batch {net.batch}, {net.classes} classes, "
           f"on {_device_line(net.device)}")
+    if not net.preprocessing.is_darknets:
+        print(f"preprocessing: {net.preprocessing}")
     print(net.summary())
     size = 20 + 4 * net.n_params
     if args.weights:
@@ -148,6 +163,9 @@ def add_commands(sub, formatter) -> None:
         cmd.add_argument("--json", action="store_true", help="one JSON object per line")
         cmd.add_argument("--verbose", action="store_true", help="show Darknet's own output")
         device_option(cmd)
+        preprocessing_options(cmd, "the .json next to --cfg")
+        cmd.add_argument("--darknet-preprocessing", action="store_true",
+                         help="ignore the .json next to --cfg: Darknet's RGB 0-1 letterbox")
 
     def device_option(cmd):
         cmd.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (GPU builds)")

@@ -8,6 +8,7 @@ converts decoded pixels: value / 255 computed in double, stored as float32.
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any, Optional, Union
 
 import numpy as np
@@ -15,10 +16,10 @@ import numpy as np
 from .. import binding, errors
 from ..binding import ffi, lib
 from ..errors import ImageError
+from ..formats.preprocessing import CHANNEL_ORDERS, DARKNET, Preprocessing, sidecar, stated
 from ..limits import INT_MAX, MAX_IMAGE_PIXELS, positive_int
 
 ImageSource = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, np.ndarray, Any]
-CHANNEL_ORDERS = ("RGB", "BGR")
 
 
 class Image:
@@ -130,3 +131,39 @@ def load_image(source: ImageSource, channel_order: str = "RGB", max_pixels: Opti
     raise TypeError(
         f"unsupported image type {type(source).__name__}: use a path, bytes, a numpy array or a PIL image"
     )
+
+
+class PreprocessingWarning(UserWarning):
+    """A converted model that states how its images are prepared runs without that."""
+
+
+def model_preprocessing(cfg, choice) -> Preprocessing:
+    """What a network loaded from ``cfg`` does to images: ``choice`` "auto" takes what
+    the .json next to the cfg states (else Darknet's own), None takes Darknet's own
+    (with a warning when the .json states something else), a Preprocessing or a dict of
+    its fields takes those."""
+    if isinstance(choice, Preprocessing):
+        return choice
+    if isinstance(choice, dict):
+        return Preprocessing(**choice)
+    if choice not in ("auto", None):
+        raise TypeError(f"preprocessing must be 'auto', None, a Preprocessing or a dict, not {choice!r}")
+    found = stated(cfg)
+    if choice == "auto":
+        return found or DARKNET
+    if found is not None and not found.is_darknets:
+        warnings.warn(f"{sidecar(cfg)} states the preprocessing {found}, but the network runs with Darknet's "
+                      "(RGB 0-1 letterbox): its outputs will be wrong unless the inputs are prepared that way; "
+                      "load it with preprocessing='auto' (the default)", PreprocessingWarning, stacklevel=3)
+    return DARKNET
+
+
+def c_preprocessing(preprocessing: Preprocessing):
+    """The pdn_preprocessing for the C paths; NULL for Darknet's own, which keeps every
+    upstream choice (the cfg's letter_box included)."""
+    if preprocessing.is_darknets:
+        return ffi.NULL
+    return ffi.new("pdn_preprocessing *", {
+        "resize": lib.PDN_SIZE_LETTERBOX if preprocessing.resize == "letterbox" else lib.PDN_SIZE_STRETCH,
+        "bgr": preprocessing.channel_order == "BGR", "pixel_range": preprocessing.pixel_range,
+        "mean": list(preprocessing.mean), "scale": list(preprocessing.scale)})

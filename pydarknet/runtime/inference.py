@@ -122,14 +122,17 @@ def detect_batch(model: ModelSpec, images: Sequence[ImageSource], *, thresh: flo
 def detect(model: ModelSpec, image: ImageSource, *, thresh: float = 0.5, hier_thresh: float = 0.5,
            nms: float = 0.45, channel_order: str = "RGB", device: Optional[str] = None) -> List[Detection]:
     """Objects in one image, as upstream's ``darknet detect`` finds them (letterbox,
-    NMS-sort), sorted by confidence, boxes in the image's own pixels."""
+    NMS-sort), sorted by confidence, boxes in the image's own pixels. A network whose
+    .json states a preprocessing gets its images prepared that way."""
     return detect_batch(model, [image], thresh=thresh, hier_thresh=hier_thresh, nms=nms,
                         channel_order=channel_order, device=device)[0]
 
 
 def classify(model: ModelSpec, image: ImageSource, *, top: int = 5,
              channel_order: str = "RGB", device: Optional[str] = None) -> List[Classification]:
-    """The ``top`` classes of a classifier cfg, as upstream's ``darknet classifier predict``."""
+    """The ``top`` classes of a classifier cfg, as upstream's ``darknet classifier predict``,
+    with the image prepared as the network's ``preprocessing`` says (a converted model's
+    .json: its channel order, mean and scale; else upstream's letterbox)."""
     top = limits.positive_int(top, "top")
     net = resolve_model(model, device)
     probs = net.classify_raw(load_image(image, channel_order))

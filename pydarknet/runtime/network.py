@@ -16,7 +16,7 @@ from ..binding import ffi, lib
 from ..transforms import folding
 from . import layers
 from .devices import device_index, device_name
-from .images import Image
+from .images import Image, ImageSource, c_preprocessing, load_image, model_preprocessing
 from .layer_info import Layer, RawDetection, layer_table, read_layer
 from .names import NamesSource, load_names
 
@@ -71,6 +71,12 @@ class Network:
     ``verbose=True``. Calls on one network are serialised by a lock and release the
     GIL while Darknet computes, so separate networks run in parallel threads.
 
+    ``preprocessing`` is how images become inputs in ``detect``, ``classify`` and
+    ``preprocess``: "auto" (the default) applies what the .json a converter wrote next
+    to the cfg states (channel order, value range, mean, scale, resize), else Darknet's
+    RGB 0-1 letterbox; None forces Darknet's (with a ``PreprocessingWarning`` if the
+    .json states otherwise); a ``Preprocessing`` or a dict of its fields overrides.
+
     ``device`` is "cpu" (the default), or "cuda" / "cuda:N" in a GPU build
     (``PYDARKNET_GPU=1``): the network then lives on that GPU and every layer runs its
     CUDA code (cuDNN convolutions in float arithmetic); ``backend`` and ``winograd``
@@ -87,7 +93,7 @@ class Network:
     def __init__(self, cfg: PathLike, weights: Optional[PathLike] = None, *,
                  batch: int = 1, names: NamesSource = None, verbose: bool = False, fold_bn: bool = True,
                  backend: Optional[str] = None, winograd: bool = True, max_memory: Optional[int] = None,
-                 finite_weights: bool = True, device: str = "cpu"):
+                 finite_weights: bool = True, device: str = "cpu", preprocessing="auto"):
         batch = limits.positive_int(batch, "batch")
         backend = _backend(backend)
         gpu = device_index(device)
@@ -97,6 +103,9 @@ class Network:
         self.weights_path = None if weights is None else Path(os.fsdecode(_path_arg(weights, "weights")))
         self.verbose = bool(verbose)
         self.names: Optional[List[str]] = None if names is None else load_names(names)  # fail before loading
+        #: what detect(), classify() and preprocess() do to an image (see formats/preprocessing.py)
+        self.preprocessing = model_preprocessing(self.cfg_path, preprocessing)
+        self._c_preprocessing = c_preprocessing(self.preprocessing)
         self._lock = threading.Lock()
         self._holder: Optional[int] = None  # the thread inside _locked()
         self._net = _NULL
@@ -353,8 +362,8 @@ class Network:
                     temp_of = iter(temps)
                     keep = [ffi.new("char[]", os.fsencode(next(temp_of))) if t else ffi.NULL for t in chunk_targets]
                     paths = ffi.new("char *[]", keep) if targets else ffi.NULL
-                    if lib.pdn_detect(self._net, structs, len(chunk), thresh, hier_thresh, nms, names, glyphs,
-                                      paths, out, count, self.verbose, err):
+                    if lib.pdn_detect(self._net, structs, len(chunk), self._c_preprocessing, thresh, hier_thresh,
+                                      nms, names, glyphs, paths, out, count, self.verbose, err):
                         raise binding.error(err)
                     try:  # freed before the renames, which can fail
                         for d in out[0][0:count[0]]:
@@ -364,6 +373,18 @@ class Network:
                         lib.pdn_detections_free(out[0])
         return results
 
+    def preprocess(self, image: ImageSource, channel_order: str = "RGB") -> np.ndarray:
+        """The network input (C, H, W float32) that ``classify``/``detect`` make of
+        ``image`` (any source ``load_image`` takes), by ``self.preprocessing``."""
+        decoded = load_image(image, channel_order)
+        out = np.empty(self.input_shape, dtype=np.float32)
+        err = ffi.new("pdn_error *")
+        with self._locked():  # open while it reads the network's size
+            if lib.pdn_preprocess(self._net, decoded._struct, self._c_preprocessing,
+                                  ffi.from_buffer("float[]", out, require_writable=True), err):
+                raise binding.error(err)
+        return out
+
     def classify_raw(self, image: Image) -> np.ndarray:
         """Upstream's classifier path (letterbox, forward, class hierarchy): the outputs."""
         if self.detector:
@@ -371,8 +392,8 @@ class Network:
         probs = np.empty(self._outputs, dtype=np.float32)
         err = ffi.new("pdn_error *")
         with self._locked():
-            if lib.pdn_classify(self._net, image._struct, ffi.from_buffer("float[]", probs, require_writable=True),
-                                self.verbose, err):
+            if lib.pdn_classify(self._net, image._struct, self._c_preprocessing,
+                                ffi.from_buffer("float[]", probs, require_writable=True), self.verbose, err):
                 raise binding.error(err)
         return probs
 

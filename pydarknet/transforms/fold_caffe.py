@@ -29,13 +29,12 @@ PRODUCERS = ("Convolution", "Deconvolution", "InnerProduct")
 def _scale_outputs(producer, weights: np.ndarray, k: np.ndarray) -> np.ndarray:
     """``producer``'s weight blob with each output channel's weights times k."""
     if producer.type == "InnerProduct":  # (N, K), or (K, N) with transpose; maybe legacy 4-D
-        return folding.scale_weights(weights, k, (1, -1) if producer.inner_product_param.transpose else (-1, 1))
-    if producer.type == "Convolution":  # (C_out, C_in/group, kh, kw)
-        return folding.scale_weights(weights, k, (-1, 1, 1, 1))
-    # Deconvolution: (C_in, C_out/group, kh, kw), output channel g*(C_out/group) + j
-    group = producer.convolution_param.group
-    grouped = weights.reshape(group, weights.shape[0] // group, k.size // group, -1)
-    return folding.scale_weights(grouped, k, (group, 1, -1, 1)).reshape(weights.shape)
+        transposed = producer.inner_product_param.transpose
+        flat = weights.reshape(-1, k.size) if transposed else weights.reshape(k.size, -1)
+        return folding.scale_outputs(flat, k, "dense_transposed" if transposed else "dense").reshape(weights.shape)
+    if producer.type == "Convolution":
+        return folding.scale_outputs(weights, k, "conv")
+    return folding.scale_outputs(weights, k, "deconv", producer.convolution_param.group)
 
 
 def _output_channels(producer, weights: np.ndarray) -> int:

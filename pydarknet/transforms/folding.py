@@ -57,6 +57,18 @@ def scale_weights(weights: np.ndarray, k: np.ndarray, k_shape) -> np.ndarray:
     return (np.asarray(weights, dtype=np.float64) * k.reshape(k_shape)).astype(np.float32)
 
 
+def scale_outputs(weights: np.ndarray, k: np.ndarray, layout: str, group: int = 1) -> np.ndarray:
+    """``weights`` with each output channel's weights times k, for the layouts of NCHW
+    frameworks: "conv" (O, I/group, kh, kw), "dense" (N, K), "dense_transposed"
+    (K, N), "deconv" (I, O/group, kh, kw), where output channel g * (O/group) + j
+    has the weights [g * I/group : (g+1) * I/group, j]."""
+    if layout == "deconv":
+        grouped = weights.reshape(group, weights.shape[0] // group, k.size // group, -1)
+        return scale_weights(grouped, k, (group, 1, -1, 1)).reshape(weights.shape)
+    shapes = {"conv": (-1, 1, 1, 1), "dense": (-1, 1), "dense_transposed": (1, -1)}
+    return scale_weights(weights, k, shapes[layout])
+
+
 @dataclass
 class FoldReport:
     """What a fold did: ``folded`` and ``kept`` hold one line per BN layer."""

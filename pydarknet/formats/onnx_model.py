@@ -1,0 +1,213 @@
+"""An ONNX model as a ModelGraph: the ONNX front end of the converter.
+
+Read with the onnx package and checked by its checker; onnx's shape inference gives
+every tensor's shape for the input size (batch as the file states it, else 1), and
+whatever depends on constants only (the Shape/Gather/Concat chains exporters emit
+before a Reshape, Constant nodes, casts of initializers) is evaluated by onnx's
+reference evaluator at the model's own opset, so only operations on the image remain.
+Two patterns PyTorch exports for one layer become one node: x * Sigmoid(x) (SiLU,
+swish) and MatMul followed by the Add of a bias (nn.Linear at some opsets).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from ..errors import ConversionError, OnnxError
+from .model_graph import ModelGraph, Node
+from .onnx_ops import OPS, Unsupported
+
+PathLike = Union[str, "os.PathLike[str]"]
+Shape = Tuple[int, ...]
+NOT_STATED = ("not stated by the ONNX file: RGB 0-1, stretched to the input, no mean or std; pass --mean/--std "
+              "(torchvision's: --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225) if the model was trained with them")
+
+
+def onnx():
+    try:
+        import onnx as module
+    except ImportError:
+        raise ImportError("ONNX import needs the onnx package: pip install onnx (or pip install \".[onnx]\")") from None
+    return module
+
+
+def read_onnx(path: PathLike):
+    """The model in ``path``, checked by onnx's checker; OnnxError naming the file if
+    it cannot be read or is not valid ONNX."""
+    module = onnx()
+    if not os.path.isfile(path):
+        raise OnnxError("no such file", file=os.fspath(path))
+    try:
+        model = module.load(os.fspath(path))
+        module.checker.check_model(model)
+    except Exception as e:  # protobuf's DecodeError, the checker's ValidationError, missing external data
+        raise OnnxError(f"not a valid ONNX model ({type(e).__name__}: {str(e).strip().splitlines()[0][:300]}); "
+                        "export it again", file=os.fspath(path)) from None
+    return model
+
+
+class _Reader:
+    """The walk over one model's nodes."""
+
+    def __init__(self, model, input_shape: Optional[Shape]):
+        module = onnx()
+        self.numpy_helper = module.numpy_helper
+        self.model = model
+        self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
+        graph = model.graph
+        self.constants: Dict[str, np.ndarray] = {t.name: self._array(t) for t in graph.initializer}
+        inputs = [i for i in graph.input if i.name not in self.constants]
+        if len(inputs) != 1:
+            names = ", ".join(i.name for i in inputs) or "none"
+            raise ConversionError(f"the model has {len(inputs)} inputs ({names}); Darknet networks have one")
+        self.input = inputs[0].name
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in inputs[0].type.tensor_type.shape.dim]
+        if dims and len(dims) != 4:
+            raise ConversionError(f"the input '{self.input}' has {len(dims)} dimensions; Darknet takes N x C x H x W")
+        stated = tuple(dims[1:]) if dims and all(dims[1:]) else None
+        self.input_shape = tuple(input_shape) if input_shape else stated
+        self.folded = set()  # positions of the nodes evaluated as constants
+        self.shapes: Dict[str, Shape] = {}
+        if self.input_shape:
+            batch = (dims[0] if dims and dims[0] else 1,)
+            self.shapes = self._infer_shapes(batch + self.input_shape)
+            # evaluate what depends on constants only, then infer again: a Reshape's shape
+            # computed by a Shape/Gather/Concat chain is known only then
+            self.folded = {i for i, node in enumerate(graph.node) if self._fold(node)}
+            if self.folded:
+                self.shapes = self._infer_shapes(batch + self.input_shape)
+        self.consumers: Dict[str, int] = {}
+        for node in graph.node:
+            for name in node.input:
+                self.consumers[name] = self.consumers.get(name, 0) + 1
+        for output in graph.output:
+            self.consumers[output.name] = self.consumers.get(output.name, 0) + 1
+        self.nodes: List[Node] = []
+        self.made: Dict[str, int] = {}  # tensor -> position in self.nodes
+
+    def _array(self, tensor) -> np.ndarray:
+        try:
+            return self.numpy_helper.to_array(tensor)
+        except Exception as e:  # an unknown data type, a size that does not fit the dims
+            raise OnnxError(f"the initializer '{tensor.name}' cannot be read ({type(e).__name__}: "
+                            f"{str(e)[:200]})") from None
+
+    def _infer_shapes(self, shape: Shape) -> Dict[str, Shape]:
+        """Static shapes of the tensors, for an input of ``shape``, with the nodes folded
+        so far replaced by their values."""
+        module = onnx()
+        model = module.ModelProto()
+        model.CopyFrom(self.model)
+        kept = [node for i, node in enumerate(model.graph.node) if i not in self.folded]
+        del model.graph.node[:]
+        model.graph.node.extend(kept)
+        known = {t.name for t in model.graph.initializer}
+        model.graph.initializer.extend(self.numpy_helper.from_array(np.asarray(value), name)
+                                       for name, value in self.constants.items() if name not in known)
+        typed = next(i for i in model.graph.input if i.name == self.input).type.tensor_type
+        del typed.shape.dim[:]
+        for value in shape:
+            typed.shape.dim.add().dim_value = value
+        try:
+            inferred = module.shape_inference.infer_shapes(model, data_prop=True)
+        except Exception as e:  # the inference raises its own InferenceError
+            raise OnnxError(f"onnx's shape inference fails for input shape {shape}: {str(e).strip()[:300]}") from None
+        shapes = {}
+        for value in list(inferred.graph.value_info) + list(inferred.graph.output) + list(inferred.graph.input):
+            dims = value.type.tensor_type.shape.dim
+            if value.type.tensor_type.HasField("shape") and all(d.HasField("dim_value") for d in dims):
+                shapes[value.name] = tuple(d.dim_value for d in dims)
+        return shapes
+
+    # -- constants -----------------------------------------------------------------
+
+    def _fold(self, node) -> bool:
+        """Evaluate ``node`` if it depends on constants (and static shapes) only."""
+        names = [n for n in node.input if n]
+        if node.op_type in ("Shape", "Size") and names and names[0] in self.shapes:
+            feeds = {names[0]: np.zeros(self.shapes[names[0]], np.float32)}
+        elif all(n in self.constants for n in names) and node.op_type not in ("RandomNormal", "RandomUniform"):
+            feeds = {n: self.constants[n] for n in names}
+        else:
+            return False
+        module = onnx()
+        helper = module.helper
+        typed = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
+                 for n, v in feeds.items()]
+        untyped = [helper.make_tensor_value_info(n, module.TensorProto.UNDEFINED, None) for n in node.output if n]
+        alone = helper.make_model(helper.make_graph([node], "fold", typed, untyped),
+                                  opset_imports=self.model.opset_import)
+        try:
+            from onnx.reference import ReferenceEvaluator
+
+            values = ReferenceEvaluator(alone).run(None, feeds)
+        except Exception as e:
+            raise OnnxError(f"{node.op_type} '{node.name}' computes a constant that onnx's reference evaluator "
+                            f"cannot ({type(e).__name__}: {str(e)[:200]})") from None
+        self.constants.update({n: np.asarray(v) for n, v in zip([n for n in node.output if n], values)})
+        return True
+
+    def constant(self, name: str, what: str) -> np.ndarray:
+        if name not in self.constants:
+            raise Unsupported(f"its {what} is computed from the image; only constant {what}s convert")
+        return self.constants[name]
+
+    def shape(self, name: str) -> Shape:
+        if name not in self.shapes:
+            raise Unsupported(f"the shape of '{name}' is unknown (give --input-shape)")
+        return self.shapes[name]
+
+    # -- nodes ---------------------------------------------------------------------
+
+    def add(self, node, op: str, inputs: Sequence[str], attrs: dict = None, params: dict = None,
+            outputs: Sequence[str] = None) -> None:
+        outputs = [n for n in (outputs or node.output[:1])]
+        self.nodes.append(Node(op, node.name or outputs[0], node.op_type, list(inputs), outputs, attrs or {},
+                               params or {}))
+        for name in outputs:
+            self.made[name] = len(self.nodes) - 1
+
+    def read(self) -> None:
+        for position, node in enumerate(self.model.graph.node):
+            if position in self.folded:
+                continue
+            if node.domain not in ("", "ai.onnx"):
+                reason = f"an operator of domain {node.domain}"
+                self.add(node, "unsupported", [n for n in node.input if n], {"reason": reason})
+                continue
+            translate = OPS.get(node.op_type)
+            try:
+                if translate is None:
+                    raise Unsupported("no Darknet equivalent is implemented")
+                extra = [n for n in node.output[1:] if n and self.consumers.get(n)]
+                if extra:
+                    raise Unsupported(f"its output(s) {', '.join(extra)} are used; only the first converts")
+                translate(self, node, _attributes(node))
+            except Unsupported as e:
+                data = [n for n in node.input if n and n not in self.constants]
+                self.add(node, "unsupported", data, {"reason": str(e)})
+
+
+def _attributes(node) -> dict:
+    return {a.name: onnx().helper.get_attribute_value(a) for a in node.attribute}
+
+
+def model_graph(model, input_shape: Optional[Shape] = None) -> ModelGraph:
+    """The ModelGraph of an ONNX ModelProto (``input_shape``: C, H, W for a model whose
+    file leaves them open, or to replace them)."""
+    reader = _Reader(model, input_shape)
+    reader.read()
+    outputs = [o.name for o in model.graph.output]
+    if not outputs:
+        raise OnnxError("the model declares no output")
+    notes = []
+    if len(outputs) > 1:
+        notes.append(f"the model has {len(outputs)} outputs; the Darknet model's is the first, '{outputs[0]}'")
+    if outputs[0] in reader.constants:
+        raise ConversionError(f"the output '{outputs[0]}' does not depend on the input")
+    preprocessing = {"channel_order": "RGB", "pixel_range": 1.0, "resize": "stretch", "stated_by": NOT_STATED}
+    return ModelGraph(reader.nodes, reader.input, reader.input_shape, outputs[0], "ONNX", OnnxError,
+                      preprocessing, notes)

@@ -1,0 +1,132 @@
+"""How a model wants its images: the ``preprocessing`` entry of the .json a converter
+writes next to the .cfg, which the runtime finds and applies.
+
+An image (RGB, values in [0, 1] as Darknet decodes it) is sized to the network input
+(``resize``: "letterbox", Darknet's own, or "stretch" to the input's width and height,
+as Caffe and torchvision deployments resize), then each input channel k reads image
+channel k (``channel_order`` "RGB") or 2 - k ("BGR") and becomes
+(value * pixel_range - mean[k]) * scale[k]. Darknet's own models: RGB, pixel_range 1,
+mean 0, scale 1, letterbox. csrc/detection.c's prepare_input computes exactly this.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Optional, Sequence, Tuple, Union
+
+from ..errors import FileError
+
+PathLike = Union[str, "os.PathLike[str]"]
+Triple = Tuple[float, float, float]
+RESIZES = ("letterbox", "stretch")
+CHANNEL_ORDERS = ("RGB", "BGR")
+
+
+def number(value, what: str) -> float:
+    """``value`` as a finite float (bools and huge integers refused)."""
+    try:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError
+        result = float(value)
+    except (TypeError, OverflowError):
+        result = float("nan")
+    if not math.isfinite(result):
+        raise ValueError(f"{what} values must be finite numbers, not {repr(value)[:40]}")
+    return result
+
+
+def triple(values: Union[float, Sequence[float]], what: str) -> Triple:
+    """One value for every channel, or three (in the model's channel order)."""
+    values = [values] if isinstance(values, (int, float)) else list(values)
+    if len(values) == 1:
+        values = values * 3
+    if len(values) != 3:
+        raise ValueError(f"{what} must be one finite number or three, not {values!r}")
+    return tuple(number(v, what) for v in values)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """What to do to an image before the network sees it (see the module docstring)."""
+
+    channel_order: str = "RGB"
+    pixel_range: float = 1.0
+    mean: Triple = (0.0, 0.0, 0.0)
+    scale: Triple = (1.0, 1.0, 1.0)
+    resize: str = "letterbox"
+    stated_by: str = "Darknet's convention"  # where these values come from, for messages
+
+    def __post_init__(self):
+        if self.channel_order not in CHANNEL_ORDERS:
+            raise ValueError(f"channel_order must be one of {CHANNEL_ORDERS}, not {self.channel_order!r}")
+        if self.resize not in RESIZES:
+            raise ValueError(f"resize must be one of {RESIZES}, not {self.resize!r}")
+        if number(self.pixel_range, "pixel_range") <= 0:
+            raise ValueError(f"pixel_range must be a positive number (1 or 255), not {self.pixel_range!r}")
+        object.__setattr__(self, "pixel_range", float(self.pixel_range))
+        object.__setattr__(self, "mean", triple(self.mean, "mean"))
+        object.__setattr__(self, "scale", triple(self.scale, "scale"))
+
+    @property
+    def is_darknets(self) -> bool:
+        """Whether this is what upstream Darknet does by itself."""
+        return self.values() == DARKNET.values()
+
+    def values(self) -> dict:
+        """The fields that change the input (not ``stated_by``)."""
+        found = asdict(self)
+        del found["stated_by"]
+        return found
+
+    def override(self, **changes) -> "Preprocessing":
+        """A copy with the given fields replaced (None: kept)."""
+        changes = {k: v for k, v in changes.items() if v is not None}
+        return replace(self, **changes, stated_by="given by the caller") if changes else self
+
+    def to_json(self) -> dict:
+        return {**self.values(), "mean": list(self.mean), "scale": list(self.scale), "stated_by": self.stated_by}
+
+    @classmethod
+    def from_json(cls, entry: dict, file: Optional[PathLike] = None) -> "Preprocessing":
+        known = set(cls.__dataclass_fields__)
+        try:
+            if not isinstance(entry, dict):
+                raise ValueError(f"expected an object, found {type(entry).__name__}")
+            return cls(**{k: v for k, v in entry.items() if k in known})
+        except (TypeError, ValueError) as e:
+            raise FileError(f"its 'preprocessing' entry is not usable: {e}; fix or delete the entry "
+                            "(the model then gets Darknet's RGB 0-1 letterbox)",
+                            file=None if file is None else os.fspath(file)) from None
+
+    def __str__(self) -> str:
+        mean = ", ".join(f"{v:g}" for v in self.mean)
+        scale = ", ".join(f"{v:g}" for v in self.scale)
+        return (f"{self.channel_order}, 0-{self.pixel_range:g}, mean ({mean}), scale ({scale}), "
+                f"{self.resize} ({self.stated_by})")
+
+
+DARKNET = Preprocessing()
+
+
+def sidecar(cfg: PathLike) -> Path:
+    """The .json a converter writes next to ``cfg``."""
+    return Path(os.fspath(cfg)).with_suffix(".json")
+
+
+def stated(cfg: PathLike) -> Optional[Preprocessing]:
+    """The preprocessing the .json next to ``cfg`` states, if there is one that does."""
+    path = sidecar(cfg)
+    if not path.is_file():
+        return None
+    try:
+        entry = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise FileError(f"cannot read the model description next to the cfg: {e}; fix or remove it",
+                        file=os.fspath(path)) from None
+    if not isinstance(entry, dict) or "preprocessing" not in entry:
+        return None
+    return Preprocessing.from_json(entry["preprocessing"], path)

@@ -1,0 +1,263 @@
+"""onnx2darknet: PyTorch models exported to ONNX (tests/onnx/, made by
+tools/make_onnx_fixtures.py) and small graphs built with onnx's helpers, converted and
+run on both real runtimes — onnxruntime for the original, pydarknet for the conversion."""
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import pydarknet
+from pydarknet import onnx2darknet
+from pydarknet.errors import ConversionError, OnnxError
+from pydarknet.transforms import onnx_to_darknet
+
+from conftest import REPO
+
+FIXTURES = REPO / "tests" / "onnx"
+CLASSIFIERS = ("resnet18", "vgg_style", "depthwise_silu")
+
+
+def onnxruntime_output(model, x: np.ndarray) -> np.ndarray:
+    """The original on onnxruntime, one image per run (fixed-batch exports take one)."""
+    session = onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return np.concatenate([session.run(None, {name: x[i:i + 1]})[0] for i in range(len(x))])
+
+
+def converted_output(model, tmp_path, x, **options):
+    conversion = onnx_to_darknet.onnx_to_darknet(model, tmp_path / "out", **options)
+    with pydarknet.Network(tmp_path / "out.cfg", tmp_path / "out.weights", batch=len(x)) as net:
+        return conversion, net.predict(x)
+
+
+def assert_close(reference, got):
+    """Within 1e-4 of the output's range: float32 sums in another order, and folded BN
+    weights rounded once, stay orders of magnitude below it."""
+    got = got.reshape(reference.shape)
+    assert np.abs(reference - got).max() <= 1e-4 * np.abs(reference).max(), np.abs(reference - got).max()
+
+
+def sections(tmp_path):
+    return [line[1:-1] for line in (tmp_path / "out.cfg").read_text().splitlines() if line.startswith("[")][1:]
+
+
+@pytest.mark.parametrize("name", ["resnet18", "vgg_style", "depthwise_silu", "encoder_decoder"])
+@pytest.mark.parametrize("fold_bn", [True, False])
+def test_pytorch_exports_match_onnxruntime(tmp_path, name, fold_bn):
+    model = FIXTURES / f"{name}.onnx"
+    shape = [d.dim_value for d in onnx.load(model).graph.input[0].type.tensor_type.shape.dim][1:]
+    x = np.random.default_rng(5).random((3, *shape), dtype=np.float32)
+    conversion, got = converted_output(model, tmp_path, x, fold_bn=fold_bn)
+    reference = onnxruntime_output(model, x)
+    assert_close(reference, got)
+    if name in CLASSIFIERS:  # the same top-5 classes for every image
+        got = got.reshape(reference.shape)
+        assert [list(np.argsort(-r)[:5]) for r in reference] == [list(np.argsort(-g)[:5]) for g in got]
+    check = onnx_to_darknet.verify(model, conversion)
+    assert check.ok and check.compared > 5, str(check)  # layer by layer, not only the output
+    assert ("batch_normalize=1" in (tmp_path / "out.cfg").read_text()) == (not fold_bn and name != "vgg_style"
+                                                                          and name != "encoder_decoder")
+
+
+def test_what_the_fixtures_exercise(tmp_path):
+    """The exports contain what the issue lists, and the mapping says what became of it."""
+    ops = {name: {n.op_type for n in onnx.load(FIXTURES / f"{name}.onnx").graph.node}
+           for name in ("resnet18", "vgg_style", "depthwise_silu", "encoder_decoder")}
+    assert {"BatchNormalization", "Add", "GlobalAveragePool", "Flatten", "Gemm"} <= ops["resnet18"]
+    assert {"Shape", "Gather", "Unsqueeze", "Concat", "Reshape", "Softmax"} <= ops["vgg_style"]
+    assert {"Mul", "Sigmoid", "BatchNormalization"} <= ops["depthwise_silu"]
+    assert {"Resize", "ConvTranspose", "Concat", "Add", "Tanh", "LeakyRelu"} <= ops["encoder_decoder"]
+    conversion = onnx_to_darknet.onnx_to_darknet(FIXTURES / "vgg_style.onnx", tmp_path / "out")
+    hows = {m["type"]: m["how"] for m in conversion.mapping}
+    assert hows["Reshape"].endswith("[flatten]") and hows["Softmax"].endswith("[softmax]")
+    assert "padding=1" in hows["MaxPool"] or "padding=1" in (tmp_path / "out.cfg").read_text()  # ceil_mode
+    conversion = onnx_to_darknet.onnx_to_darknet(FIXTURES / "depthwise_silu.onnx", tmp_path / "out")
+    assert "activation=swish" in (tmp_path / "out.cfg").read_text()
+    assert all(m["how"].startswith("folded into layer")
+               for m in conversion.mapping if m["type"] == "BatchNormalization")
+    onnx_to_darknet.onnx_to_darknet(FIXTURES / "encoder_decoder.onnx", tmp_path / "out")
+    assert {"upsample", "deconvolutional", "route", "shortcut"} <= set(sections(tmp_path))
+    description = json.loads((tmp_path / "out.json").read_text())
+    assert description["source"]["onnx"].endswith("encoder_decoder.onnx")
+    assert description["input"]["shape_chw"] == [3, 32, 32]
+
+
+# -- small graphs made with onnx.helper: one operator form each --------------------------
+
+def make_model(nodes, inputs, output_shape, initializers=(), opset=13, output="y"):
+    graph = helper.make_graph(
+        nodes, "test", [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs],
+        [helper.make_tensor_value_info(output, TensorProto.FLOAT, output_shape or ["n", "c", "h", "w"])],
+        [numpy_helper.from_array(np.asarray(v, np.float32), n) for n, v in initializers])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def run_both(tmp_path, model, shape, inputs=2, **options):
+    path = tmp_path / "model.onnx"
+    onnx.save(model, path)
+    x = np.random.default_rng(7).random((inputs, *shape), dtype=np.float32) - 0.3
+    conversion, got = converted_output(path, tmp_path, x, **options)
+    assert_close(onnxruntime_output(path, x), got)
+    return conversion
+
+
+def weights(*shape, seed=0):
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+def test_matmul_add_is_one_connected_layer(tmp_path):
+    model = make_model([helper.make_node("Flatten", ["x"], ["f"]), helper.make_node("MatMul", ["f", "w"], ["m"]),
+                        helper.make_node("Add", ["m", "b"], ["y"])],
+                       [("x", [1, 2, 3, 3])], [1, 5], [("w", weights(18, 5)), ("b", weights(5, seed=1))])
+    run_both(tmp_path, model, (2, 3, 3))
+    assert sections(tmp_path) == ["flatten", "connected"]
+
+
+@pytest.mark.parametrize("opset", [11, 13])
+def test_softmax_dropout_identity_gemm_forms(tmp_path, opset):
+    nodes = [helper.make_node("GlobalAveragePool", ["x"], ["g"]), helper.make_node("Flatten", ["g"], ["f"]),
+             helper.make_node("Gemm", ["f", "w", "b"], ["d"], transB=0, alpha=0.5, beta=2.0),
+             helper.make_node("Dropout", ["d"], ["i"]), helper.make_node("Identity", ["i"], ["s"]),
+             helper.make_node("Softmax", ["s"], ["y"], axis=1)]
+    model = make_model(nodes, [("x", [1, 4, 5, 5])], [1, 6], [("w", weights(4, 6)), ("b", weights(6, seed=2))],
+                       opset=opset)
+    run_both(tmp_path, model, (4, 5, 5))
+    assert sections(tmp_path) == ["avgpool", "flatten", "connected", "softmax"]
+
+
+def test_channel_softmax_of_a_map_is_refused_where_darknet_differs(tmp_path):
+    """opset 13: Softmax(axis=1) of a C x H x W map runs per pixel; Darknet's runs over
+    everything. (Before opset 13 it runs over everything, which converts.)"""
+    model = make_model([helper.make_node("Softmax", ["x"], ["y"], axis=1)], [("x", [1, 3, 2, 2])], [1, 3, 2, 2])
+    onnx.save(model, tmp_path / "m.onnx")
+    with pytest.raises(ConversionError, match=r"softmax over axis 1 of \(3, 2, 2\)"):
+        onnx_to_darknet.onnx_to_darknet(tmp_path / "m.onnx", tmp_path / "out")
+    old = make_model([helper.make_node("Softmax", ["x"], ["y"], axis=1)], [("x", [1, 3, 2, 2])], [1, 3, 2, 2],
+                     opset=11)
+    run_both(tmp_path, old, (3, 2, 2))
+
+
+@pytest.mark.parametrize("kernel,stride,pads,ceil", [
+    (3, 2, [1, 1, 1, 1], 0), (2, 2, [0, 0, 0, 0], 1), (3, 2, [0, 0, 0, 0], 1), (3, 1, [1, 1, 1, 1], 0),
+    (2, 1, [0, 0, 1, 1], 0)])
+def test_max_pooling(tmp_path, kernel, stride, pads, ceil):
+    node = helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[kernel] * 2, strides=[stride] * 2, pads=pads,
+                            ceil_mode=ceil)
+    run_both(tmp_path, make_model([node], [("x", [1, 2, 9, 9])], None), (2, 9, 9))
+    assert sections(tmp_path) == ["maxpool"]
+
+
+@pytest.mark.parametrize("pads,include", [([0, 0, 0, 0], 0), ([1, 1, 1, 1], 1)])
+def test_average_pooling(tmp_path, pads, include):
+    node = helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=pads,
+                            count_include_pad=include)
+    run_both(tmp_path, make_model([node], [("x", [1, 3, 9, 9])], None), (3, 9, 9))
+
+
+def test_average_pooling_that_leaves_padding_out_is_refused(tmp_path):
+    node = helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+    onnx.save(make_model([node], [("x", [1, 3, 9, 9])], None), tmp_path / "m.onnx")
+    with pytest.raises(ConversionError, match="leaves the padding out of the divisor"):
+        onnx_to_darknet.onnx_to_darknet(tmp_path / "m.onnx", tmp_path / "out")
+
+
+@pytest.mark.parametrize("opset,mode,nearest", [(13, "asymmetric", "floor"), (13, "half_pixel", "round_prefer_floor"),
+                                                (11, "pytorch_half_pixel", "round_prefer_ceil")])
+def test_resize_nearest(tmp_path, opset, mode, nearest):
+    node = helper.make_node("Resize", ["x", "", "s"], ["y"], mode="nearest", coordinate_transformation_mode=mode,
+                            nearest_mode=nearest)
+    if opset == 11:
+        node = helper.make_node("Resize", ["x", "roi", "s"], ["y"], mode="nearest",
+                                coordinate_transformation_mode=mode, nearest_mode=nearest)
+    model = make_model([node], [("x", [1, 2, 4, 5])], None, [("s", [1, 1, 3, 3]), ("roi", np.zeros(0))], opset=opset)
+    run_both(tmp_path, model, (2, 4, 5))
+    assert sections(tmp_path) == ["upsample"]
+
+
+def test_upsample_op_and_refused_resizes(tmp_path):
+    model = make_model([helper.make_node("Upsample", ["x", "s"], ["y"], mode="nearest")], [("x", [1, 2, 3, 3])],
+                       None, [("s", [1, 1, 2, 2])], opset=9)
+    run_both(tmp_path, model, (2, 3, 3))
+    for attrs, scales, why in [({"mode": "linear"}, [1, 1, 2, 2], "mode linear"),
+                               ({"mode": "nearest"}, [1, 1, 2, 3], "scale 2x3"),
+                               ({"mode": "nearest", "coordinate_transformation_mode": "asymmetric",
+                                 "nearest_mode": "ceil"}, [1, 1, 2, 2], "do not repeat each pixel")]:
+        model = make_model([helper.make_node("Resize", ["x", "", "s"], ["y"], **attrs)], [("x", [1, 2, 3, 3])],
+                           None, [("s", scales)])
+        onnx.save(model, tmp_path / "m.onnx")
+        with pytest.raises(ConversionError, match=why):
+            onnx_to_darknet.onnx_to_darknet(tmp_path / "m.onnx", tmp_path / "out")
+
+
+def test_conv_transpose_leaky_and_residual_from_the_input(tmp_path):
+    nodes = [helper.make_node("ConvTranspose", ["x", "w", "b"], ["d"], strides=[2, 2], pads=[1, 1, 1, 1]),
+             helper.make_node("LeakyRelu", ["d"], ["l"], alpha=0.1),
+             helper.make_node("Conv", ["l", "w2"], ["c"], strides=[2, 2], pads=[1, 1, 1, 1]),
+             helper.make_node("Add", ["c", "x"], ["y"])]
+    model = make_model(nodes, [("x", [1, 3, 6, 6])], None,
+                       [("w", weights(3, 4, 4, 4)), ("b", weights(4, seed=3)), ("w2", weights(3, 4, 4, 4, seed=4))])
+    run_both(tmp_path, model, (3, 6, 6))
+    assert sections(tmp_path)[:2] == ["activation", "deconvolutional"]  # the input, read twice, first
+
+
+def test_unconvertible_nodes_are_listed_together_and_nothing_is_written(tmp_path):
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], dilations=[2, 2]),
+             helper.make_node("LeakyRelu", ["c"], ["l"]),  # alpha 0.01
+             helper.make_node("Mul", ["l", "l"], ["m"]),
+             helper.make_node("Conv", ["m", "w2"], ["c2"], pads=[0, 0, 1, 1]),
+             helper.make_node("Erf", ["c2"], ["y"])]
+    model = make_model(nodes, [("x", [1, 2, 8, 8])], None, [("w", weights(2, 2, 3, 3)), ("w2", weights(2, 2, 3, 3))])
+    onnx.save(model, tmp_path / "m.onnx")
+    with pytest.raises(ConversionError) as caught:
+        onnx_to_darknet.onnx_to_darknet(tmp_path / "m.onnx", tmp_path / "out")
+    message = str(caught.value)
+    assert message.startswith("5 layer(s) cannot be converted")
+    for expected in ["(Conv): dilation (2, 2)", "(LeakyRelu): negative slope 0.01", "(Mul): only x * Sigmoid(x)",
+                     "(Conv): pads (0, 0, 1, 1)", "(Erf): no Darknet equivalent"]:
+        assert expected in message
+    assert not list(tmp_path.glob("out.*"))
+
+
+def test_bad_files_give_onnx_errors_naming_the_file(tmp_path):
+    with pytest.raises(OnnxError, match="missing.onnx: no such file"):
+        onnx_to_darknet.onnx_to_darknet(tmp_path / "missing.onnx", tmp_path / "out")
+    data = (FIXTURES / "depthwise_silu.onnx").read_bytes()
+    (tmp_path / "cut.onnx").write_bytes(data[:len(data) // 2])
+    (tmp_path / "text.onnx").write_text("[net]\nwidth=3\n")
+    for name in ("cut.onnx", "text.onnx"):
+        with pytest.raises(OnnxError, match=f"{name}: not a valid ONNX model"):
+            onnx_to_darknet.onnx_to_darknet(tmp_path / name, tmp_path / "out")
+    two = make_model([helper.make_node("Add", ["x", "z"], ["y"])], [("x", [1, 1, 2, 2]), ("z", [1, 1, 2, 2])], None)
+    onnx.save(two, tmp_path / "two.onnx")
+    with pytest.raises(ConversionError, match="2 inputs"):
+        onnx_to_darknet.onnx_to_darknet(tmp_path / "two.onnx", tmp_path / "out")
+    assert not list(tmp_path.glob("out.*"))
+
+
+def test_open_input_size_needs_input_shape(tmp_path):
+    model = make_model([helper.make_node("Relu", ["x"], ["r"]), helper.make_node("MaxPool", ["r"], ["y"],
+                                                                                  kernel_shape=[2, 2], strides=[2, 2])],
+                       [("x", ["n", 3, "h", "w"])], None)
+    onnx.save(model, tmp_path / "m.onnx")
+    with pytest.raises(ConversionError, match=r"give C,H,W \(--input-shape\)"):
+        onnx_to_darknet.onnx_to_darknet(tmp_path / "m.onnx", tmp_path / "out")
+    run_both(tmp_path, model, (3, 10, 8), input_shape=(3, 10, 8))
+    assert "width=8\nheight=10\nchannels=3" in (tmp_path / "out.cfg").read_text()
+
+
+def test_cli(tmp_path, capsys):
+    out = tmp_path / "dn" / "r18"
+    assert onnx2darknet.main([str(FIXTURES / "resnet18.onnx"), "-o", str(out), "--verify",
+                              "--mean", "0.485,0.456,0.406", "--std", "0.229,0.224,0.225"]) == 0
+    printed = capsys.readouterr().out
+    assert "onnxruntime" in printed and ": ok" in printed and "the network output 'output'" in printed
+    assert {p.name for p in out.parent.iterdir()} == {"r18.cfg", "r18.weights", "r18.json"}
+    stated = json.loads(out.with_suffix(".json").read_text())["preprocessing"]
+    assert stated["mean"] == [0.485, 0.456, 0.406] and stated["channel_order"] == "RGB"
+    assert stated["scale"] == pytest.approx([1 / 0.229, 1 / 0.224, 1 / 0.225])
+    assert onnx2darknet.main([str(tmp_path / "missing.onnx"), "-o", str(tmp_path / "x")]) == 2
+    assert "missing.onnx: no such file" in capsys.readouterr().err

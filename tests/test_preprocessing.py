@@ -1,0 +1,166 @@
+"""Converted models carry their preprocessing: the .json next to the cfg is applied by
+classify, detect, Network.preprocess and the CLI; checked against independent
+runtimes (onnxruntime, OpenCV DNN on the Caffe original) fed the same pixels."""
+
+import json
+import shutil
+
+import cv2
+import numpy as np
+import onnxruntime
+import pytest
+
+import pydarknet
+from pydarknet import PreprocessingWarning, cli
+from pydarknet.errors import FileError
+from pydarknet.transforms import caffe_to_darknet, onnx_to_darknet
+
+from caffe_models import NetBuilder
+from conftest import REPO
+
+TORCHVISION = {"mean": [0.485, 0.456, 0.406], "scale": [1 / 0.229, 1 / 0.224, 1 / 0.225]}
+
+
+@pytest.fixture
+def resnet(tmp_path):
+    """The ResNet-18 fixture converted with torchvision's normalization."""
+    onnx_to_darknet.onnx_to_darknet(REPO / "tests/onnx/resnet18.onnx", tmp_path / "r18", preprocessing=TORCHVISION)
+    (tmp_path / "r18.names").write_text("".join(f"class{i}\n" for i in range(10)))
+    return tmp_path / "r18.cfg", tmp_path / "r18.weights", tmp_path / "r18.names"
+
+
+def pixels(shape, seed=0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+
+
+def test_classify_applies_the_stated_preprocessing(resnet, tmp_path):
+    """An image already at the input size: the torchvision normalization, computed here
+    from its definition, fed to onnxruntime, gives what classify() reports."""
+    image = pixels((64, 64, 3))
+    x = ((image / 255.0 - TORCHVISION["mean"]) * TORCHVISION["scale"]).transpose(2, 0, 1)[None].astype(np.float32)
+    session = onnxruntime.InferenceSession(str(REPO / "tests/onnx/resnet18.onnx"), providers=["CPUExecutionProvider"])
+    reference = session.run(None, {"input": x})[0][0]
+    with pydarknet.Network(*resnet[:2], names=resnet[2]) as net:
+        assert net.preprocessing.mean == tuple(TORCHVISION["mean"]) and net.preprocessing.resize == "stretch"
+        assert np.abs(net.preprocess(image) - x[0]).max() <= 1e-5  # float32 rounding of 0-1 pixels
+        top = pydarknet.classify(net, image, top=10)
+    got = np.array([p for _, p in sorted((int(label[5:]), p) for label, p in top)])
+    assert np.abs(got - reference).max() <= 1e-4 * np.abs(reference).max()
+
+
+def test_running_without_it_warns(resnet):
+    with pytest.warns(PreprocessingWarning, match="r18.json states the preprocessing RGB, 0-1, mean"):
+        net = pydarknet.Network(*resnet[:2], preprocessing=None)
+    assert net.preprocessing.is_darknets
+    net.close()
+
+
+def test_preprocessing_fields_resize_and_channel_order(resnet):
+    """BGR reads image channel 2 - k; pixel_range 255 scales; 'letterbox' is upstream's
+    own sizing (the C path without preprocessing), 'stretch' is not."""
+    image = pixels((40, 80, 3), seed=1)
+    with pytest.warns(PreprocessingWarning), pydarknet.Network(*resnet[:2], preprocessing=None) as darknet:
+        upstream = darknet.preprocess(image)
+    letterbox = pydarknet.Preprocessing(channel_order="BGR", pixel_range=255, resize="letterbox")
+    with pydarknet.Network(*resnet[:2], preprocessing=letterbox) as net:
+        assert np.array_equal(net.preprocess(image[:, :, ::-1]), (upstream * np.float64(255)).astype(np.float32))
+    with pydarknet.Network(*resnet[:2], preprocessing={"resize": "stretch"}) as net:
+        stretched = net.preprocess(image)
+    assert stretched.shape == upstream.shape and not np.allclose(stretched, upstream)
+    assert upstream[:, 0].max() == pytest.approx(0.5)  # the letterbox's grey border
+
+
+def test_detect_applies_it_too(official, tmp_path):
+    """yolov3-tiny with a .json stating BGR input: detect() on a BGR-swapped image
+    finds exactly what upstream's own path finds on the original."""
+    cfg = tmp_path / "bgr.cfg"
+    shutil.copy(official[0], cfg)
+    (tmp_path / "bgr.json").write_text(json.dumps({"preprocessing": {"channel_order": "BGR"}}))
+    dog = pydarknet.load_image(pydarknet.upstream_path("data/dog.jpg")).to_uint8()
+    names = pydarknet.upstream_path("data/coco.names")
+    expected = pydarknet.detect((official[0], official[1], names), dog)
+    with pydarknet.Network(cfg, official[1], names=names) as net:
+        assert net.preprocessing.channel_order == "BGR"
+        assert pydarknet.detect(net, np.ascontiguousarray(dog[:, :, ::-1])) == expected
+    assert len(expected) >= 3
+
+
+@pytest.mark.parametrize("text,message", [
+    ("{not json", "cannot read the model description"),
+    ('{"preprocessing": {"resize": "crop"}}', "resize must be one of"),
+    ('{"preprocessing": {"mean": [1, 2]}}', "mean must be one finite number or three"),
+    ('{"preprocessing": [1]}', "expected an object"),
+])
+def test_a_broken_json_names_the_file(resnet, text, message):
+    resnet[0].with_suffix(".json").write_text(text)
+    with pytest.raises(FileError, match=f"r18.json.*{message}"):
+        pydarknet.Network(*resnet[:2])
+
+
+def test_caffe_prototxt_states_or_options_give_it(tmp_path):
+    b = NetBuilder(shape=(3, 4, 4))
+    b.conv("conv", "data", "conv", 2)
+    prototxt, caffemodel = b.write(tmp_path)
+    conversion = caffe_to_darknet.caffe_to_darknet(prototxt, caffemodel, tmp_path / "plain")
+    assert conversion.preprocessing.channel_order == "BGR" and conversion.preprocessing.pixel_range == 255
+    assert "states no mean or scale" in conversion.preprocessing.stated_by
+    data_layer = ('layer {\n  name: "d" type: "Data" top: "x" include { phase: TRAIN } '
+                  "transform_param { scale: 0.5 mean_value: 104 mean_value: 117 mean_value: 123 }\n}\n")
+    text = prototxt.read_text().replace("layer {", data_layer + "layer {", 1)
+    prototxt.write_text(text)
+    stated = caffe_to_darknet.caffe_to_darknet(prototxt, caffemodel, tmp_path / "stated").preprocessing
+    assert stated.mean == (104, 117, 123) and stated.scale == (0.5, 0.5, 0.5)
+    assert "transform_param" in stated.stated_by
+    assert cli.main(["convert", str(prototxt), str(caffemodel), "-o", str(tmp_path / "given"), "--rgb",
+                     "--mean", "1", "--scale", "2,3,4", "-q"]) == 0
+    given = json.loads((tmp_path / "given.json").read_text())["preprocessing"]
+    assert given["channel_order"] == "RGB" and given["mean"] == [1, 1, 1] and given["scale"] == [2, 3, 4]
+
+
+def test_open_nsfw_classify_gives_the_caffe_models_score(open_nsfw, tmp_path, capsys):
+    """The issue's case: open_nsfw converted with its published preprocessing (BGR,
+    0-255, mean 104,117,123) scores an image as OpenCV DNN scores it on the original
+    Caffe files. The image is person.jpg as the published pipeline crops it (256x256,
+    JPEG, centre 224x224), stored losslessly so both runtimes read the same pixels."""
+    prototxt, caffemodel = open_nsfw
+    assert cli.main(["convert", str(prototxt), str(caffemodel), "-o", str(tmp_path / "nsfw"), "--bgr",
+                     "--mean", "104,117,123", "-q"]) == 0
+    (tmp_path / "nsfw.names").write_text("sfw\nnsfw\n")
+    person = cv2.resize(cv2.imread(str(pydarknet.upstream_path("data/person.jpg"))), (256, 256))
+    person = cv2.imdecode(cv2.imencode(".jpg", person)[1], cv2.IMREAD_COLOR)[16:240, 16:240]
+    cv2.imwrite(str(tmp_path / "person.png"), person)
+
+    caffe = cv2.dnn.readNetFromCaffe(str(prototxt), str(caffemodel))
+    caffe.setInput(cv2.dnn.blobFromImage(person, 1.0, (224, 224), (104, 117, 123), swapRB=False, crop=False))
+    reference = caffe.forward()[0]
+
+    model = ["--cfg", str(tmp_path / "nsfw.cfg"), "--weights", str(tmp_path / "nsfw.weights"),
+             "--names", str(tmp_path / "nsfw.names"), "--json"]
+    capsys.readouterr()
+    assert cli.main(["classify", str(tmp_path / "person.png"), *model]) == 0
+    scores = {r["label"]: r["probability"] for r in json.loads(capsys.readouterr().out)["top"]}
+    assert abs(scores["nsfw"] - reference[1]) <= 1e-4 and abs(scores["sfw"] - reference[0]) <= 1e-4
+
+    # Darknet's RGB 0-1 letterbox (what classify did before) is far off, and says so
+    assert cli.main(["classify", str(tmp_path / "person.png"), *model, "--darknet-preprocessing"]) == 0
+    captured = capsys.readouterr()
+    wrong = {r["label"]: r["probability"] for r in json.loads(captured.out)["top"]}
+    assert abs(wrong["nsfw"] - reference[1]) > 1e-2 and "warning: " in captured.err
+    assert "nsfw.json states the preprocessing BGR, 0-255, mean (104, 117, 123)" in captured.err
+
+
+def test_cli_shows_and_overrides_it(resnet, tmp_path, capsys):
+    cfg, weights, names = resnet
+    assert cli.main(["info", str(cfg)]) == 0
+    assert "preprocessing: RGB, 0-1, mean (0.485, 0.456, 0.406)" in capsys.readouterr().out
+    image = tmp_path / "image.png"
+    cv2.imwrite(str(image), pixels((64, 64, 3), seed=2))
+    model = ["--cfg", str(cfg), "--weights", str(weights), "--names", str(names), "--json", "--top", "10"]
+    assert cli.main(["classify", str(image), *model, "--mean", "0.5", "--bgr"]) == 0
+    got = {r["label"]: r["probability"] for r in json.loads(capsys.readouterr().out)["top"]}
+    override = {"mean": [0.5] * 3, "channel_order": "BGR", "scale": TORCHVISION["scale"]}
+    with pydarknet.Network(cfg, weights, names=names, preprocessing={**override, "resize": "stretch"}) as net:
+        expected = dict(pydarknet.classify(net, image, top=10))
+    assert got == pytest.approx(expected, abs=1e-6)
+    assert cli.main(["detect", str(image), "--mean", "1"]) == 2
+    assert "preprocessing options are for converted models" in capsys.readouterr().err
