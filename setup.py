@@ -389,7 +389,7 @@ class BuildDarknet(build_ext):
 
 
 # Run-time dependencies of every build; a GPU build adds NVIDIA's wheels it linked.
-DEPENDENCIES = ["cffi>=1.15", "numpy>=1.21", "protobuf>=4.21", "scipy-openblas32>=0.3.26",
+DEPENDENCIES = ["cffi>=1.15", "numpy>=1.21", "protobuf>=4.21", "scipy-openblas32>=0.3.26", "tqdm>=4.60",
                 "onednn-cpu-gomp==2023.2.0; sys_platform == 'linux' and platform_machine == 'x86_64'"]
 
 

@@ -290,3 +290,47 @@ int pdn_classify(network *net, const pdn_image *im, const pdn_preprocessing *pre
     });
     return 0;
 }
+
+int pdn_draw(const pdn_image *im, const pdn_detection *found, int count, char **names, int classes,
+             const char *labels_dir, pdn_image *out, pdn_error *err)
+{
+    detection *volatile dets = NULL;
+    volatile int made = 0;
+    PDN_GUARDED(0, err, {
+        int k;
+        for (k = 0; k < made; ++k) free(dets[k].prob);
+        free(dets);
+    }, {
+        int i, j;
+        dets = calloc(count ? count : 1, sizeof(detection));
+        if (!dets) darknet_fail(DARKNET_ERR_MEMORY, "out of memory for %d detections", count);
+        for (i = 0; i < count; ++i) {
+            const pdn_detection *d = &found[i];
+            if (d->class_id < 0 || d->class_id >= classes) {
+                darknet_fail(DARKNET_ERR_INTERNAL, "class %d of %d classes", d->class_id, classes);
+            }
+            /* one upstream detection per box: its labels are drawn joined, as upstream does */
+            for (j = 0; j < made; ++j) {
+                box b = dets[j].bbox;
+                if (b.x == d->x && b.y == d->y && b.w == d->w && b.h == d->h) break;
+            }
+            if (j == made) {
+                dets[j].prob = calloc(classes, sizeof(float));
+                if (!dets[j].prob) darknet_fail(DARKNET_ERR_MEMORY, "out of memory for %d classes", classes);
+                dets[j].bbox.x = d->x; dets[j].bbox.y = d->y; dets[j].bbox.w = d->w; dets[j].bbox.h = d->h;
+                dets[j].classes = classes;
+                dets[j].objectness = d->objectness;
+                made = made + 1;
+            }
+            if (d->prob > dets[j].prob[d->class_id]) dets[j].prob[d->class_id] = d->prob;
+        }
+        image drawn = copy_image(as_image(im));
+        draw_detections(drawn, dets, made, 0, names, get_alphabet(labels_dir), classes);
+        set_pdn_image(out, drawn);
+        for (i = 0; i < made; ++i) free(dets[i].prob);
+        free(dets);
+        dets = NULL;
+        made = 0;
+    });
+    return 0;
+}

@@ -138,6 +138,13 @@ int pdn_detect(network *net, const pdn_image *images, int n, const pdn_preproces
                pdn_detection **out, int *count, int verbose, pdn_error *err);
 void pdn_detections_free(pdn_detection *dets);
 
+/* image drawn by upstream's draw_detections(): the count detections (as pdn_detect gives
+ * them; those sharing a box are one box with their labels joined), names[class_id] as
+ * labels, glyphs from labels_dir. *out receives the drawn copy (free with
+ * pdn_image_free). */
+int pdn_draw(const pdn_image *image, const pdn_detection *found, int count, char **names, int classes,
+             const char *labels_dir, pdn_image *out, pdn_error *err);
+
 /* Upstream's classifier path: the image prepared by pre (NULL: letterboxed), forward,
  * class hierarchy if any. probs receives the network's outputs floats. */
 int pdn_classify(network *net, const pdn_image *image, const pdn_preprocessing *pre, float *probs, int verbose,

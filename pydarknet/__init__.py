@@ -23,7 +23,8 @@ from .errors import (CaffeError, CfgError, ConversionError, DarknetError, Device
                      ImageError, InternalError, OnnxError, OutOfMemoryError, WeightsError)
 
 __all__ = [
-    "Network", "Layer", "load", "detect", "detect_batch", "classify", "Detection", "export_onnx",
+    "Network", "Layer", "load", "detect", "detect_batch", "detect_stream", "FrameResult", "draw", "classify",
+    "Detection", "export_onnx",
     "Classification", "load_image", "Image", "register_layer", "unregister_layer", "zoo",
     "samples", "convert", "build_info", "upstream_path", "set_num_threads", "get_num_threads", "__version__",
     "cuda_device_count", "DarknetError", "FileError", "CfgError", "WeightsError", "ImageError",
@@ -35,6 +36,7 @@ __all__ = [
 _LAZY = {
     "Network": "runtime.network", "Layer": "runtime.layer_info", "load": "runtime.network",
     "detect": "runtime.inference", "detect_batch": "runtime.inference", "classify": "runtime.inference",
+    "detect_stream": "runtime.stream", "FrameResult": "runtime.stream", "draw": "runtime.drawing",
     "Detection": "runtime.inference", "Classification": "runtime.inference",
     "load_image": "runtime.images", "Image": "runtime.images",
     "register_layer": "runtime.layers", "unregister_layer": "runtime.layers",
@@ -42,8 +44,9 @@ _LAZY = {
     "export_onnx": "transforms.darknet_to_onnx", "Preprocessing": "formats.preprocessing",
     "PreprocessingWarning": "runtime.images",
 }
-# modules offered as attributes: pydarknet.zoo, .samples, .convert (Caffe and ONNX to Darknet)
-_MODULES = {"zoo": "runtime.zoo", "samples": "runtime.samples", "convert": "transforms.convert"}
+# modules offered as attributes: pydarknet.zoo, .samples, .convert (Caffe and ONNX to Darknet),
+# .ray (detection on Ray Data)
+_MODULES = {"zoo": "runtime.zoo", "samples": "runtime.samples", "convert": "transforms.convert", "ray": "ray"}
 
 
 def _version() -> str:

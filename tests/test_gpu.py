@@ -137,8 +137,8 @@ def test_cli_runs_on_the_gpu(official):
     done = subprocess.run([sys.executable, "-m", "pydarknet", "detect", str(samples.path("dog.jpg")),
                            "--device", "cuda:0", "--json"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert sorted(json.loads(row)["label"] for row in done.stdout.splitlines()) == \
-        ["bicycle", "car", "car", "dog", "truck"]
+    [record] = [json.loads(row) for row in done.stdout.splitlines()]
+    assert sorted(d["label"] for d in record["detections"]) == ["bicycle", "car", "car", "dog", "truck"]
 
 
 @needs_gpu

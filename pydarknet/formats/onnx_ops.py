@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..limits import INT_MAX
+
 
 class Unsupported(Exception):
     """This node cannot become a ModelGraph node (the message says why)."""
@@ -192,6 +194,10 @@ def _resize(r, node, a) -> None:
             or any(o % i for o, i in zip(after[2:], before[2:])):
         raise Unsupported(f"it resizes {before} to {after}; only integer upscaling of H and W converts")
     scale = tuple(o // i for o, i in zip(after[2:], before[2:]))
+    if scale[0] != scale[1]:
+        raise Unsupported(f"scale {scale[0]}x{scale[1]}: Darknet's [upsample] repeats pixels equally on both axes")
+    if int(np.prod(after)) > INT_MAX:
+        raise Unsupported(f"its output {after} has more values than Darknet's buffers hold ({INT_MAX})")
     if node.op_type == "Upsample":
         coordinates, rounding = "asymmetric", "floor"
     else:
@@ -200,7 +206,7 @@ def _resize(r, node, a) -> None:
     if coordinates not in _COORDINATES or rounding not in _ROUNDING:
         raise Unsupported(f"coordinate_transformation_mode {coordinates}: not a pixel repetition")
     for size, s in zip(before[2:], scale):
-        x = np.arange(size * s, dtype=np.float64)
+        x = np.arange(size * s, dtype=np.float64)  # fewer than INT_MAX, checked above
         source = np.clip(_ROUNDING[rounding](_COORDINATES[coordinates](x, s)), 0, size - 1)
         if not np.array_equal(source, x // s):
             raise Unsupported(f"{coordinates} coordinates with {rounding} rounding do not repeat each pixel")

@@ -49,6 +49,11 @@ def _decoded(call, *args, max_pixels: int) -> Image:
     err = ffi.new("pdn_error *")
     if call(*args, max_pixels, raw, err):
         raise binding.error(err)
+    return owned_image(raw)
+
+
+def owned_image(raw) -> Image:
+    """An Image holding a copy of a pdn_image the C code made, which is then freed."""
     try:
         count = raw.c * raw.h * raw.w
         array = np.frombuffer(ffi.buffer(raw.data, 4 * count), dtype=np.float32).copy()

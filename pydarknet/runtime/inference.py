@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from .. import limits
@@ -34,6 +34,7 @@ class Detection:
     w: float
     h: float
     objectness: float
+    classes: int = field(default=0, compare=False, repr=False)  # of the model that found it (for colours)
 
     @property
     def x1(self) -> float:
@@ -60,6 +61,13 @@ class Detection:
         return (f"{self.label} {self.confidence:.1%} at ({self.x1:.0f}, {self.y1:.0f})-"
                 f"({self.x2:.0f}, {self.y2:.0f})")
 
+    def to_json(self) -> dict:
+        """The record ``pydarknet detect --json`` and ``pydarknet.ray`` give: pixels, x/y
+        the centre, confidence rounded to 6 digits."""
+        return {"label": self.label, "class_id": self.class_id, "confidence": round(self.confidence, 6),
+                "x": self.x, "y": self.y, "w": self.w, "h": self.h,
+                "x1": self.x1, "y1": self.y1, "x2": self.x2, "y2": self.y2}
+
 
 class Classification(NamedTuple):
     label: str
@@ -70,13 +78,14 @@ _zoo_lock = threading.Lock()
 
 
 @functools.lru_cache(maxsize=4)
-def _zoo_network(name: str, device: str) -> Network:
-    return zoo.load(name, device=device)
+def _zoo_network(name: str, device: str, batch: int) -> Network:
+    return zoo.load(name, device=device, batch=batch)
 
 
-def resolve_model(model: ModelSpec, device: Optional[str] = None) -> Network:
+def resolve_model(model: ModelSpec, device: Optional[str] = None, batch: int = 1) -> Network:
     """A Network from a Network, a zoo name, or a (cfg, weights[, names]) tuple; the
-    last two are loaded on ``device`` (default "cpu"), a Network must be on it."""
+    last two are loaded on ``device`` (default "cpu") for ``batch`` images per forward
+    pass, a Network must be on it (and runs at its own batch)."""
     if isinstance(model, Network):
         if device is not None and device_name(device_index(device)) != model.device:
             raise ValueError(f"device={device!r}, but this Network runs on {model.device}: load it there "
@@ -85,20 +94,21 @@ def resolve_model(model: ModelSpec, device: Optional[str] = None) -> Network:
     device = device_name(device_index("cpu" if device is None else device))
     if isinstance(model, str):
         with _zoo_lock:
-            return _zoo_network(model, device)
+            return _zoo_network(model, device, batch)
     if isinstance(model, (tuple, list)) and 2 <= len(model) <= 3:
         cfg, weights, *names = model
-        return Network(cfg, weights, names=names[0] if names else None, device=device)
+        return Network(cfg, weights, names=names[0] if names else None, device=device, batch=batch)
     raise TypeError("model must be a Network, a zoo name (e.g. 'yolov3-tiny') "
                     "or a (cfg, weights, names) tuple")
 
 
-def _detections(net: Network, image: Image, raw) -> List[Detection]:
+def detections_of(net: Network, image: Image, raw) -> List[Detection]:
+    """``net``'s raw detections in ``image`` as Detections in its pixels, by confidence."""
     labels = net.labels
     found = [
         Detection(label=labels[d.class_id], class_id=d.class_id, confidence=d.prob,
                   x=d.x * image.width, y=d.y * image.height, w=d.w * image.width, h=d.h * image.height,
-                  objectness=d.objectness)
+                  objectness=d.objectness, classes=net.classes)
         for d in raw
     ]
     return sorted(found, key=lambda d: -d.confidence)
@@ -116,7 +126,7 @@ def detect_batch(model: ModelSpec, images: Sequence[ImageSource], *, thresh: flo
     net = resolve_model(model, device)
     decoded = [load_image(image, channel_order) for image in images]
     raw = net.detect_raw(decoded, thresh, hier_thresh, nms, annotate)
-    return [_detections(net, image, found) for image, found in zip(decoded, raw)]
+    return [detections_of(net, image, found) for image, found in zip(decoded, raw)]
 
 
 def detect(model: ModelSpec, image: ImageSource, *, thresh: float = 0.5, hier_thresh: float = 0.5,

