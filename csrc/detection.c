@@ -1,6 +1,7 @@
 /* Images in and detections out: decoding, upstream's detector and classifier paths. */
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -179,14 +180,39 @@ static void apply_nms(network *net, detection *dets, int n, int classes, float t
     }
 }
 
+/* im scaled so that its shorter side is shorter (or, for 0 or less, so that it just
+ * covers w x h), then its centre w x h: the classifiers' "resize, centre crop". */
+static image centre_crop(image im, int w, int h, int shorter, long long max_pixels)
+{
+    double scale = fmax((double)w / im.w, (double)h / im.h);
+    if (shorter > 0) scale = fmax(scale, (double)shorter / (im.w < im.h ? im.w : im.h));
+    double scaled_w = fmax(w, floor(im.w * scale + 0.5)), scaled_h = fmax(h, floor(im.h * scale + 0.5));
+    if (scaled_w * scaled_h > (double)max_pixels) {
+        darknet_fail(DARKNET_ERR_IMAGE, "cropping from a %.0f x %.0f scaled image: more than the limit of %lld "
+                     "pixels (lower crop_from)", scaled_w, scaled_h, max_pixels);
+    }
+    int rw = (int)scaled_w, rh = (int)scaled_h;
+    image resized = rw == im.w && rh == im.h ? copy_image(im) : resize_image(im, rw, rh);
+    image cropped = crop_image(resized, (rw - w) / 2, (rh - h) / 2, w, h);
+    free_image(resized);
+    return cropped;
+}
+
 /* The network input for im as pre asks (pydarknet.h); letterbox: upstream's default for
  * this path. Channel values are computed in double, rounded once. */
 static void prepare_input(network *net, const pdn_image *im, const pdn_preprocessing *pre, int letterbox,
                           float *out)
 {
-    if (im->c < net->c) darknet_fail(DARKNET_ERR_IMAGE, "the image has %d channels, the network takes %d", im->c, net->c);
+    if (im->c < net->c) {
+        darknet_fail(DARKNET_ERR_IMAGE, "the image has %d channels, the network takes %d", im->c, net->c);
+    }
     if (pre && pre->resize != PDN_SIZE_UPSTREAM) letterbox = pre->resize == PDN_SIZE_LETTERBOX;
-    image sized = letterbox ? letterbox_image(as_image(im), net->w, net->h) : resize_image(as_image(im), net->w, net->h);
+    image sized;
+    if (pre && pre->resize == PDN_SIZE_CROP) {
+        sized = centre_crop(as_image(im), net->w, net->h, pre->crop_from, pre->max_pixels);
+    } else {
+        sized = letterbox ? letterbox_image(as_image(im), net->w, net->h) : resize_image(as_image(im), net->w, net->h);
+    }
     size_t plane = (size_t)net->w * net->h, i;
     int k;
     if (!pre) {

@@ -107,12 +107,16 @@ int pdn_image_decode(const unsigned char *data, int size, long long max_pixels, 
 void pdn_image_free(pdn_image *image);
 
 /* How an image becomes the network input (pydarknet/formats/preprocessing.py says the
- * same in Python): sized to the network (resize: PDN_SIZE_*), then per input channel
- * k, reading image channel k (RGB) or 2 - k (bgr): (value * pixel_range - mean[k]) *
- * scale[k]. NULL stands for upstream's own: RGB in [0, 1], sized as the path does. */
-enum { PDN_SIZE_UPSTREAM = 0, PDN_SIZE_LETTERBOX = 1, PDN_SIZE_STRETCH = 2 };
+ * same in Python): sized to the network (resize: PDN_SIZE_*; CROP: scaled so that its
+ * shorter side is crop_from, or just covers the input when crop_from is 0, then the
+ * centre cut out), then per input channel k, reading image channel k (RGB) or 2 - k
+ * (bgr): (value * pixel_range - mean[k]) * scale[k]. NULL stands for upstream's own:
+ * RGB in [0, 1], sized as the path does. */
+enum { PDN_SIZE_UPSTREAM = 0, PDN_SIZE_LETTERBOX = 1, PDN_SIZE_STRETCH = 2, PDN_SIZE_CROP = 3 };
 typedef struct {
     int resize;
+    int crop_from;
+    long long max_pixels;  /* CROP: the most pixels the scaled image may have */
     int bgr;
     float pixel_range;
     float mean[3];

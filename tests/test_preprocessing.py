@@ -87,7 +87,7 @@ def test_detect_applies_it_too(official, tmp_path):
 
 @pytest.mark.parametrize("text,message", [
     ("{not json", "cannot read the model description"),
-    ('{"preprocessing": {"resize": "crop"}}', "resize must be one of"),
+    ('{"preprocessing": {"resize": "zoom"}}', "resize must be one of"),
     ('{"preprocessing": {"mean": [1, 2]}}', "mean must be one finite number or three"),
     ('{"preprocessing": [1]}', "expected an object"),
 ])
@@ -164,3 +164,25 @@ def test_cli_shows_and_overrides_it(resnet, tmp_path, capsys):
     assert got == pytest.approx(expected, abs=1e-6)
     assert cli.main(["detect", str(image), "--mean", "1"]) == 2
     assert "preprocessing options are for converted models" in capsys.readouterr().err
+
+
+def test_crop_resizes_the_shorter_side_then_cuts_the_centre(resnet, official):
+    """Where no resizing is needed (the shorter side already is crop_from, or covers
+    the input), the input is exactly the image's centre."""
+    for shape, crop_from, (top, left) in (((80, 100, 3), 80, (8, 18)), ((64, 128, 3), 0, (0, 32))):
+        image = pixels(shape, seed=4)
+        with pydarknet.Network(*resnet[:2], preprocessing={"resize": "crop", "crop_from": crop_from}) as net:
+            got = net.preprocess(image)
+        centre = pydarknet.load_image(image).array[:, top:top + 64, left:left + 64]
+        assert np.array_equal(got, centre)
+    with pydarknet.Network(*resnet[:2], preprocessing={"resize": "crop", "crop_from": 100}) as net:
+        assert net.preprocess(pixels((80, 100, 3))).shape == (3, 64, 64)
+        assert "crop from 100" in str(net.preprocessing)
+    with pytest.raises(ValueError, match="crop_from must be"):
+        pydarknet.Preprocessing(resize="crop", crop_from=-1)
+    with pydarknet.Network(*resnet[:2], preprocessing={"resize": "crop", "crop_from": 1 << 20}) as net:
+        with pytest.raises(pydarknet.ImageError, match="more than the limit of 89478485 pixels"):
+            net.preprocess(pixels((5, 7, 3)))  # 1048576 x 1468006 pixels: refused, not allocated
+    with pydarknet.Network(*official, preprocessing={"resize": "crop"}) as detector:
+        with pytest.raises(ValueError, match="'crop' preprocessing is for classifiers"):
+            pydarknet.detect(detector, pixels((50, 50, 3)))

@@ -50,14 +50,16 @@ def preprocessing_options(cmd, applies_to: str) -> None:
     order.add_argument("--bgr", dest="channel_order", action="store_const", const="BGR", help="BGR channel order")
     order.add_argument("--rgb", dest="channel_order", action="store_const", const="RGB", help="RGB channel order")
     group.add_argument("--pixel-range", type=float, metavar="R", help="what a full-intensity pixel is: 1 or 255")
-    group.add_argument("--resize", choices=("letterbox", "stretch"), help="how images are sized to the input")
+    group.add_argument("--resize", choices=("letterbox", "stretch", "crop"), help="how images are sized to the input")
+    group.add_argument("--crop-from", type=int, metavar="N",
+                       help="with --resize crop: the shorter side before the centre crop (e.g. 256 for 224)")
 
 
 def preprocessing_changes(args) -> dict:
     """The fields the preprocessing options give (only those given)."""
     scale = [1.0 / v if v else float("inf") for v in args.std] if args.std else args.scale
     changes = {"mean": args.mean, "scale": scale, "channel_order": args.channel_order,
-               "pixel_range": args.pixel_range, "resize": args.resize}
+               "pixel_range": args.pixel_range, "resize": args.resize, "crop_from": args.crop_from}
     return {k: v for k, v in changes.items() if v is not None}
 
 

@@ -8,7 +8,8 @@ Writes OUT.cfg, OUT.weights and OUT.json (input shape, preprocessing, and what e
 node of the original became). pydarknet applies that preprocessing whenever it runs
 OUT.cfg: a prototxt's transform_param, else Caffe's BGR 0-255; ONNX files state none
 (RGB 0-1). Give the model's own where the file does not: e.g. open_nsfw's is --bgr
---mean 104,117,123, torchvision's --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225.
+--mean 104,117,123, torchvision's --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225
+--resize crop --crop-from 256.
 BatchNorm is folded into the layer before it by default (--keep-bn: batch_normalize=1
 layers instead). --verify runs the original on an independent runtime (onnxruntime,
 OpenCV DNN for Caffe) and pydarknet on the same random inputs and fails above 1e-4

@@ -41,7 +41,8 @@ def add_command(sub, formatter) -> None:
     probability, count = checked(limits.probability), checked(limits.positive_int)
     cmd = subcommand(sub, "detect", "find objects in images, folders, videos and streams", __doc__, formatter,
                      epilog="Exit status: 0 done, 1 some input failed, 2 bad arguments or model.")
-    cmd.add_argument("sources", nargs="+", metavar="SOURCE")
+    cmd.add_argument("sources", nargs="+", metavar="SOURCE",
+                     help="an image, folder, glob, video, camera index or stream URL")
     model_options(cmd, "yolov3-tiny")
     cmd.add_argument("--recursive", action="store_true", help="folders and ** globs with their subfolders")
     cmd.add_argument("--json", action="store_true", help="JSON Lines: one record per image or frame")

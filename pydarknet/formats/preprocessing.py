@@ -2,8 +2,10 @@
 writes next to the .cfg, which the runtime finds and applies.
 
 An image (RGB, values in [0, 1] as Darknet decodes it) is sized to the network input
-(``resize``: "letterbox", Darknet's own, or "stretch" to the input's width and height,
-as Caffe and torchvision deployments resize), then each input channel k reads image
+(``resize``: "letterbox", Darknet's own; "stretch" to the input's width and height, as
+Caffe deployments resize; "crop": scaled so that its shorter side is ``crop_from``
+pixels, or just covers the input when that is 0, then its centre cut out, as
+torchvision's Resize + CenterCrop), then each input channel k reads image
 channel k (``channel_order`` "RGB") or 2 - k ("BGR") and becomes
 (value * pixel_range - mean[k]) * scale[k]. Darknet's own models: RGB, pixel_range 1,
 mean 0, scale 1, letterbox. csrc/detection.c's prepare_input computes exactly this.
@@ -22,7 +24,7 @@ from ..errors import FileError
 
 PathLike = Union[str, "os.PathLike[str]"]
 Triple = Tuple[float, float, float]
-RESIZES = ("letterbox", "stretch")
+RESIZES = ("letterbox", "stretch", "crop")
 CHANNEL_ORDERS = ("RGB", "BGR")
 
 
@@ -58,6 +60,7 @@ class Preprocessing:
     mean: Triple = (0.0, 0.0, 0.0)
     scale: Triple = (1.0, 1.0, 1.0)
     resize: str = "letterbox"
+    crop_from: int = 0  # "crop": the shorter side before the centre crop (0: the crop fits)
     stated_by: str = "Darknet's convention"  # where these values come from, for messages
 
     def __post_init__(self):
@@ -65,6 +68,9 @@ class Preprocessing:
             raise ValueError(f"channel_order must be one of {CHANNEL_ORDERS}, not {self.channel_order!r}")
         if self.resize not in RESIZES:
             raise ValueError(f"resize must be one of {RESIZES}, not {self.resize!r}")
+        if isinstance(self.crop_from, bool) or not isinstance(self.crop_from, int) \
+                or not 0 <= self.crop_from <= 1 << 20:
+            raise ValueError(f"crop_from must be a whole number of pixels (0 to 1048576), not {self.crop_from!r}")
         if number(self.pixel_range, "pixel_range") <= 0:
             raise ValueError(f"pixel_range must be a positive number (1 or 255), not {self.pixel_range!r}")
         object.__setattr__(self, "pixel_range", float(self.pixel_range))
@@ -105,8 +111,9 @@ class Preprocessing:
     def __str__(self) -> str:
         mean = ", ".join(f"{v:g}" for v in self.mean)
         scale = ", ".join(f"{v:g}" for v in self.scale)
+        resize = f"crop from {self.crop_from}" if self.resize == "crop" and self.crop_from else self.resize
         return (f"{self.channel_order}, 0-{self.pixel_range:g}, mean ({mean}), scale ({scale}), "
-                f"{self.resize} ({self.stated_by})")
+                f"{resize} ({self.stated_by})")
 
 
 DARKNET = Preprocessing()

@@ -168,7 +168,9 @@ def c_preprocessing(preprocessing: Preprocessing):
     upstream choice (the cfg's letter_box included)."""
     if preprocessing.is_darknets:
         return ffi.NULL
+    resize = {"letterbox": lib.PDN_SIZE_LETTERBOX, "stretch": lib.PDN_SIZE_STRETCH, "crop": lib.PDN_SIZE_CROP}
     return ffi.new("pdn_preprocessing *", {
-        "resize": lib.PDN_SIZE_LETTERBOX if preprocessing.resize == "letterbox" else lib.PDN_SIZE_STRETCH,
+        "resize": resize[preprocessing.resize], "crop_from": preprocessing.crop_from,
+        "max_pixels": MAX_IMAGE_PIXELS,
         "bgr": preprocessing.channel_order == "BGR", "pixel_range": preprocessing.pixel_range,
         "mean": list(preprocessing.mean), "scale": list(preprocessing.scale)})

@@ -338,6 +338,8 @@ class Network:
         prob > thresh in upstream's order. ``annotate``, one path without extension (or
         None) per image, receives image i drawn by upstream's draw_detections() as
         ``annotate[i] + ".jpg"``, written to a temporary file and renamed once complete."""
+        if self.preprocessing.resize == "crop":
+            raise ValueError("'crop' preprocessing is for classifiers: a detector's boxes would cover the crop only")
         thresh = limits.probability(thresh, "thresh")
         hier_thresh = limits.probability(hier_thresh, "hier_thresh")
         nms = limits.probability(nms, "nms")

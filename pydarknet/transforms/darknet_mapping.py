@@ -156,7 +156,6 @@ class Mapper:
         self.layers: List[DarknetLayer] = []
         self.where: Dict[str, Blob] = {graph.input: Blob(-1, shape)}
         self.overwritten = set()  # tensors whose Darknet layer took an activation after them
-        self.folded: List[str] = []
 
     # -- bookkeeping ---------------------------------------------------------------
 
@@ -230,7 +229,6 @@ class Mapper:
         denominator = folding.caffe_denominator(plan.variance, plan.eps)
         if self.fold_bn:
             k, new_bias = folding.fold_factors(plan.mean, denominator, plan.gamma, plan.beta, bias)
-            self.folded.append(f"{self.graph.nodes[plan.bn].label} into {node.label} ({k.size} channels)")
             return {"batch_normalize": 0}, k_shape(weight, k), new_bias, []
         # Darknet CPU: scales * (x - mean') / (sqrt(var') + 1e-6) + biases, with x without bias
         variance = (denominator - folding.CPU_EPSILON) ** 2

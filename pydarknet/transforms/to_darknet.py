@@ -37,7 +37,6 @@ class Conversion:
     source_format: str
     preprocessing: Preprocessing
     notes: List[str] = field(default_factory=list)
-    fold_report: Optional[folding.FoldReport] = None
     verify: Optional[folding.CheckResult] = None
     outputs: List[str] = field(default_factory=list)
 
@@ -96,7 +95,7 @@ def convert_graph(graph: ModelGraph, *, input_shape: Optional[Shape] = None, fol
         raise graph.error(f"the network output '{graph.output}' is not computed by any layer")
     if final.index != len(mapper.layers) - 1:
         mapper.read(final, "the network output")
-    notes = list(graph.notes)
+    notes = list(graph.notes) + [f"{line} (a depthwise 1x1 convolution instead)" for line in mapper.kept]
     unread = [name for node in graph.nodes for name in node.outputs if not graph.readers(name) and
               name != graph.output and node.op not in ("identity", "unsupported")]
     if unread:
@@ -110,9 +109,8 @@ def convert_graph(graph: ModelGraph, *, input_shape: Optional[Shape] = None, fol
             if blob is not None and blob.index >= 0 and position not in mapper.plans and name not in mapper.overwritten:
                 tensor_layers[name] = blob.index
     stated = Preprocessing(**(graph.preprocessing or {}))
-    report = folding.FoldReport(folded=mapper.folded, kept=mapper.kept)
     return Conversion(mapper.layers, shape, graph.input, graph.output, mapping, tensor_layers,
-                      graph.source_format, stated.override(**(preprocessing or {})), notes, report)
+                      graph.source_format, stated.override(**(preprocessing or {})), notes)
 
 
 def _check_runtime_shapes(conversion: Conversion, cfg: PathLike, weights: PathLike) -> None:
