@@ -240,6 +240,6 @@ def test_blobs_that_do_not_fit_are_a_caffe_error(tmp_path):
     other.write(tmp_path, "other")
     b.net.layer[0].blobs[1].shape.dim[0] = 4
     b.write(tmp_path)
-    with pytest.raises(CaffeError, match="BatchNorm 'bn1' has 4 channels .* does not belong"):
+    with pytest.raises(CaffeError, match=r"Convolution .conv1.: weights have shape \(4, 4, 3, 3\).*does not belong"):
         fold_caffe.fold(tmp_path / "other.prototxt", caffemodel, tmp_path / "o.prototxt", tmp_path / "o.caffemodel")
     assert not (tmp_path / "o.prototxt").exists()

@@ -9,7 +9,7 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
-from ..errors import CaffeError, ConversionError
+from ..errors import CaffeError
 from .caffe import blob_array
 from .caffe_graph import Graph, bn_statistics, input_shape
 from .model_graph import ModelGraph, Node
@@ -59,7 +59,8 @@ def _convolution(layer, blobs) -> Tuple[str, dict, dict]:
         weight = arrays[0].reshape((-1, out // max(p.group, 1), *kernel) if deconv else (out, -1, *kernel))
     except ValueError:
         raise CaffeError(f"{layer.type} '{layer.name}': weights have shape {arrays[0].shape}, which does not fit "
-                         f"num_output {out} and kernel {kernel[0]}x{kernel[1]}") from None
+                         f"num_output {out} and kernel {kernel[0]}x{kernel[1]}; the caffemodel does not belong "
+                         "to this prototxt") from None
     return ("deconv" if deconv else "conv"), attrs, {"weight": weight,
                                                      "bias": arrays[1].ravel() if p.bias_term else None}
 
@@ -79,6 +80,8 @@ def _innerproduct(layer, blobs):
 
 def _batchnorm(layer, blobs):
     p = layer.batch_norm_param
+    if len(blobs.get(layer.name, [])) < 3:
+        raise _Unsupported("the caffemodel has no mean/variance/factor blobs for it")
     mean, variance = bn_statistics(layer, _blobs(blobs, layer, 3))
     attrs = {"eps": p.eps, "batch_statistics": p.HasField("use_global_stats") and not p.use_global_stats}
     return "batchnorm", attrs, {"mean": mean, "variance": variance, "gamma": np.ones(mean.size),
@@ -87,8 +90,10 @@ def _batchnorm(layer, blobs):
 
 def _scale(layer, blobs):
     p = layer.scale_param
-    if len(layer.bottom) != 1 or p.axis != 1 or p.num_axes != 1:
-        raise _Unsupported("only a learned per-channel Scale (one bottom, axis 1, num_axes 1)")
+    if len(layer.bottom) != 1:
+        raise _Unsupported("multiplies by a second bottom, not a learned parameter")
+    if p.axis != 1 or p.num_axes != 1:
+        raise _Unsupported("has axis/num_axes other than 1/1: only a per-channel Scale maps")
     arrays = _blobs(blobs, layer, 2 if p.bias_term else 1)
     gamma = arrays[0].astype(np.float64).ravel()
     beta = arrays[1].astype(np.float64).ravel() if p.bias_term else np.zeros(gamma.size)
@@ -129,6 +134,10 @@ def _concat(layer, blobs):
     return "concat", {"axis": p.concat_dim if p.HasField("concat_dim") and not p.HasField("axis") else p.axis}, {}
 
 
+# the op a layer type becomes whatever its fields (so that a layer that cannot be used
+# stays recognizable: see "unusable" in model_graph.py)
+KNOWN_OPS = {"Convolution": "conv", "Deconvolution": "deconv", "InnerProduct": "dense", "BatchNorm": "batchnorm",
+             "Scale": "affine"}
 # Caffe layer type -> how it becomes a node: an op name, or a function returning (op, attrs, params)
 LAYERS = {
     "Input": "identity", "Dropout": "identity", "Split": "identity", "Sigmoid": "sigmoid", "TanH": "tanh",
@@ -168,13 +177,10 @@ def model_graph(net, blobs: Dict[str, list]) -> ModelGraph:
     BlobProtos). Layers that cannot be expressed become ``unsupported`` nodes."""
     graph = Graph.build(net)
     inputs = list(net.input) + [layer.top[0] for layer in graph.layers if layer.type == "Input" and layer.top]
-    if len(inputs) != 1:
-        raise ConversionError(f"the network has {len(inputs)} inputs ({', '.join(inputs) or 'none'}); "
-                              "Darknet networks have one")
     last = {name: position for position, layer in enumerate(graph.layers) for name in layer.top}
-    last.setdefault(inputs[0], -1)
-    input_version = next(((p, inputs[0]) for p, layer in enumerate(graph.layers) if layer.type == "Input"),
-                         (-1, inputs[0]))
+    for name in net.input:
+        last.setdefault(name, -1)
+    input_layer = {layer.top[0]: p for p, layer in enumerate(graph.layers) if layer.type == "Input" and layer.top}
 
     def tensor(version: Tuple[int, str]) -> str:
         position, name = version
@@ -193,8 +199,9 @@ def model_graph(net, blobs: Dict[str, list]) -> ModelGraph:
                                    else "no Darknet equivalent is implemented")
             op, attrs, params = (make, {}, {}) if isinstance(make, str) else make(layer, blobs)
         except _Unsupported as e:
-            op, attrs, params = "unsupported", {"reason": str(e)}, {}
-        nodes.append(Node(op, layer.name, layer.type, reads, outputs, attrs, params))
+            known = KNOWN_OPS.get(layer.type)
+            op, attrs, params = (known, {"unusable": str(e)}, {}) if known else ("unsupported", {"reason": str(e)}, {})
+        nodes.append(Node(op, layer.name, layer.type, reads, outputs, attrs, params, origin=position))
     shape = None
     try:
         shape = tuple(input_shape(net)[1:])
@@ -202,5 +209,6 @@ def model_graph(net, blobs: Dict[str, list]) -> ModelGraph:
         pass
     preprocessing, notes = _preprocessing(net)
     output = tensor((len(graph.layers) - 1, graph.layers[-1].top[0])) if graph.layers and graph.layers[-1].top \
-        else inputs[0]
-    return ModelGraph(nodes, tensor(input_version), shape, output, "Caffe", CaffeError, preprocessing, notes)
+        else ""
+    inputs = [tensor((input_layer.get(name, -1), name)) for name in inputs]
+    return ModelGraph(nodes, inputs, shape, output, "Caffe", CaffeError, preprocessing, notes)

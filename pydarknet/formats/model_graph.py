@@ -22,6 +22,10 @@ share (NCHW; a batch axis 0 that Darknet handles by itself):
   ``upsample`` (scale (h, w), nearest), ``identity``.
 - ``unsupported``: a node the reader could not express (``reason``), reported with the
   others before anything is written.
+
+Any node may carry ``attrs["unusable"]``: its op is known but the file does not let it
+be computed (missing weights, a form of the op that has no exact mapping); the reason
+is reported like an unsupported node's, and no BatchNorm folds through it.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ class Node:
     outputs: List[str]
     attrs: Dict[str, Any] = field(default_factory=dict)
     params: Dict[str, np.ndarray] = field(default_factory=dict)
+    origin: int = -1  # its position among the source's own layers/nodes, for tools that edit the source
 
     @property
     def label(self) -> str:
@@ -54,7 +59,7 @@ class Node:
 @dataclass
 class ModelGraph:
     nodes: List[Node]  # in an order where every input is produced before it is read
-    input: str
+    inputs: List[str]  # the network inputs (Darknet networks have one: the converter checks)
     input_shape: Optional[Shape]  # (C, H, W), if the file states it
     output: str
     source_format: str  # "Caffe", "ONNX": how messages name the original
@@ -70,6 +75,10 @@ class ModelGraph:
                 self._readers.setdefault(name, []).append(position)
             for name in node.outputs:
                 self._producer[name] = position
+
+    @property
+    def input(self) -> str:
+        return self.inputs[0] if self.inputs else ""
 
     def readers(self, tensor: str) -> List[int]:
         """Positions of the nodes reading ``tensor`` (the graph output counts as none)."""

@@ -61,9 +61,9 @@ class _Reader:
         graph = model.graph
         self.constants: Dict[str, np.ndarray] = {t.name: self._array(t) for t in graph.initializer}
         inputs = [i for i in graph.input if i.name not in self.constants]
-        if len(inputs) != 1:
-            names = ", ".join(i.name for i in inputs) or "none"
-            raise ConversionError(f"the model has {len(inputs)} inputs ({names}); Darknet networks have one")
+        self.inputs = [i.name for i in inputs]
+        if len(inputs) != 1:  # model_graph stops here, and the conversion core refuses it
+            return
         self.input = inputs[0].name
         dims = [d.dim_value if d.HasField("dim_value") else None for d in inputs[0].type.tensor_type.shape.dim]
         if dims and len(dims) != 4:
@@ -206,6 +206,8 @@ def model_graph(model, input_shape: Optional[Shape] = None) -> ModelGraph:
     """The ModelGraph of an ONNX ModelProto (``input_shape``: C, H, W for a model whose
     file leaves them open, or to replace them)."""
     reader = _Reader(model, input_shape)
+    if len(reader.inputs) != 1:
+        return ModelGraph([], reader.inputs, None, "", "ONNX", OnnxError)
     reader.read()
     outputs = [o.name for o in model.graph.output]
     if not outputs:
@@ -216,5 +218,5 @@ def model_graph(model, input_shape: Optional[Shape] = None) -> ModelGraph:
     if outputs[0] in reader.constants:
         raise ConversionError(f"the output '{outputs[0]}' does not depend on the input")
     preprocessing = {"channel_order": "RGB", "pixel_range": 1.0, "resize": "stretch", "stated_by": NOT_STATED}
-    return ModelGraph(reader.nodes, reader.input, reader.input_shape, outputs[0], "ONNX", OnnxError,
+    return ModelGraph(reader.nodes, reader.inputs, reader.input_shape, outputs[0], "ONNX", OnnxError,
                       preprocessing, notes)

@@ -11,17 +11,17 @@ layer that alone feeds it is folded into it, or kept as its batch_normalize=1.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
 from ..formats.model_graph import ModelGraph, Node
 from . import folding
+from .bn_folds import plan_folds
 
 Shape = Tuple[int, ...]  # (C, H, W) for maps, (N,) for vectors
 # Darknet layers with an activation of their own, which a following activation joins.
 HAS_ACTIVATION = ("convolutional", "deconvolutional", "connected", "shortcut")
-PRODUCERS = ("conv", "deconv", "dense")
 ACTIVATIONS = {"relu": "relu", "sigmoid": "logistic", "tanh": "tanh", "swish": "swish"}
 
 
@@ -51,61 +51,6 @@ class Blob:
     index: int
     shape: Shape
     exclusive: bool = True
-
-
-@dataclass
-class FoldPlan:
-    """A batchnorm node (and maybe the affine node after it) that goes into the
-    ``producer`` node: positions in the graph, statistics in float64."""
-
-    producer: int
-    bn: int
-    affine: Optional[int]
-    mean: np.ndarray
-    variance: np.ndarray
-    eps: float
-    gamma: np.ndarray
-    beta: np.ndarray
-
-
-def _why_not(graph: ModelGraph, position: int) -> Tuple[Optional[str], int]:
-    bn = graph.nodes[position]
-    if bn.attrs.get("batch_statistics"):
-        return "it normalizes with the batch's own statistics at test time", -1
-    producer = graph.producer(bn.inputs[0])
-    if producer < 0:
-        return "its input is the network input", -1
-    node = graph.nodes[producer]
-    if node.op not in PRODUCERS:
-        return f"its input comes from {node.label}, not a convolution or fully connected layer", -1
-    if graph.only_reader(node.outputs[0]) != position or len(node.outputs) != 1:
-        return f"the output of {node.label} is also read elsewhere", -1
-    return None, producer
-
-
-def plan_folds(graph: ModelGraph) -> Tuple[List[FoldPlan], List[str]]:
-    """What folds into the layer before it, and why the rest stays."""
-    plans, kept = [], []
-    for position, bn in enumerate(graph.nodes):
-        if bn.op != "batchnorm":
-            continue
-        reason, producer = _why_not(graph, position)
-        if reason is not None:
-            kept.append(f"{bn.label} stays: {reason}")
-            continue
-        p = {k: np.asarray(v, np.float64).ravel() for k, v in bn.params.items()}
-        if len({v.size for v in p.values()}) != 1:
-            raise graph.error(f"{bn.label}: mean, variance, scale and bias have different lengths")
-        gamma, beta, affine = p["gamma"], p["beta"], graph.only_reader(bn.outputs[0])
-        if affine is not None and graph.nodes[affine].op == "affine" \
-                and graph.nodes[affine].params["scale"].size == gamma.size:
-            s, t = (np.asarray(graph.nodes[affine].params[k], np.float64).ravel() for k in ("scale", "bias"))
-            gamma, beta = gamma * s, beta * s + t
-        else:
-            affine = None
-        plans.append(FoldPlan(producer, position, affine, p["mean"], p["variance"], float(bn.attrs["eps"]),
-                              gamma, beta))
-    return plans, kept
 
 
 def _check_window(graph: ModelGraph, node: Node) -> None:
@@ -204,8 +149,8 @@ class Mapper:
             self.set_outputs(node, self.where[produced])
             index = self.where[node.outputs[0]].index
             return f"folded into layer {index}" if self.fold_bn else f"batch_normalize=1 in layer {index}"
-        if node.op == "unsupported":
-            raise Unsupported(node.attrs["reason"])
+        if node.op == "unsupported" or "unusable" in node.attrs:
+            raise Unsupported(node.attrs.get("unusable") or node.attrs["reason"])
         if node.op in ACTIVATIONS or node.op == "leaky":
             return self._activation(position, node)
         return getattr(self, f"_{node.op}")(position, node)

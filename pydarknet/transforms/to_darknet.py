@@ -64,6 +64,9 @@ def convert_graph(graph: ModelGraph, *, input_shape: Optional[Shape] = None, fol
                   preprocessing: Optional[dict] = None) -> Conversion:
     """The Darknet layers for ``graph``. ``preprocessing``: fields that replace what the
     file states. Raises ConversionError listing every node that cannot convert."""
+    if len(graph.inputs) != 1:
+        raise ConversionError(f"the network has {len(graph.inputs)} inputs ({', '.join(graph.inputs) or 'none'}); "
+                              "Darknet networks have one")
     shape = tuple(input_shape) if input_shape else graph.input_shape
     if shape is None or len(shape) != 3 or min(shape) < 1:
         raise ConversionError(f"input shape {shape}: give C,H,W (--input-shape)")
