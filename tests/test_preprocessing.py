@@ -186,3 +186,21 @@ def test_crop_resizes_the_shorter_side_then_cuts_the_centre(resnet, official):
     with pydarknet.Network(*official, preprocessing={"resize": "crop"}) as detector:
         with pytest.raises(ValueError, match="'crop' preprocessing is for classifiers"):
             pydarknet.detect(detector, pixels((50, 50, 3)))
+
+
+def test_classify_takes_sources_as_detect_does(resnet, tmp_path, capsys):
+    cfg, weights, names = resnet
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    for i in range(2):
+        cv2.imwrite(str(folder / f"p{i}.png"), pixels((64, 64, 3), seed=10 + i))
+    (folder / "broken.png").write_bytes(b"not a png")
+    model = ["--cfg", str(cfg), "--weights", str(weights), "--names", str(names), "--json", "--top", "3"]
+    assert cli.main(["classify", str(folder), *model]) == 1  # the broken one failed, the others ran
+    out, err = capsys.readouterr()
+    found = [json.loads(line) for line in out.splitlines()]
+    assert [r["source"] for r in found] == [str(folder / "p0.png"), str(folder / "p1.png")]
+    with pydarknet.Network(cfg, weights, names=names) as net:
+        expected = [r.label for r in pydarknet.classify(net, folder / "p1.png", top=3)]
+    assert [t["label"] for t in found[1]["top"]] == expected and found[1]["frame"] is None
+    assert len(err.splitlines()) == 1 and "broken.png" in err and err.startswith("pydarknet: error:")

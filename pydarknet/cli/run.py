@@ -11,28 +11,34 @@ from .. import limits
 from .common import checked, device_option, model_options, network, warned
 
 
-def _progress(done: int, total: int) -> None:
-    if total > 1 and sys.stderr.isatty():
-        print(f"\r{done}/{total} images", end="\n" if done == total else "", file=sys.stderr, flush=True)
-
-
 def cmd_classify(args) -> int:
+    """Each image or frame of the sources (as detect takes them): its top classes. A bad
+    input is one line on stderr and the run goes on (exit status 1)."""
+    from tqdm import tqdm
+
     from ..runtime.inference import classify
+    from ..runtime.stream import decoded, prefetched
 
     if not args.cfg:
         raise ValueError("classify needs --cfg, --weights and --names (there is no zoo classifier yet)")
     net = network(args)
-    for done, image in enumerate(args.images, 1):
-        results = classify(net, image, top=args.top)
+    failed = 0
+    for item in tqdm(prefetched(decoded(args.sources, args.recursive), 4), unit="image", file=sys.stderr,
+                     disable=not sys.stderr.isatty(), leave=False):
+        if item.error is not None:
+            failed += 1
+            print(f"pydarknet: error: {item.error}", file=sys.stderr)
+            continue
+        results = classify(net, item.image, top=args.top)
+        name = item.source if item.frame is None else f"{item.source}#{item.frame}"
         if args.json:
-            print(json.dumps({"image": image, "top": [{"label": r.label, "probability": r.probability}
-                                                      for r in results]}))
+            print(json.dumps({"source": item.source, "frame": item.frame, "top": [
+                {"label": r.label, "probability": r.probability} for r in results]}), flush=True)
         else:
-            print(f"{image}:")
+            print(f"{name}:")
             for result in results:
                 print(f"  {result.probability:>7.2%}  {result.label}")
-        _progress(done, len(args.images))
-    return 0
+    return 1 if failed else 0
 
 
 def cmd_info(args) -> int:
@@ -69,10 +75,13 @@ def _device_line(device: str) -> str:
 
 def add_commands(sub, formatter) -> None:
     """classify and info as subcommands of the pydarknet parser."""
-    classify = sub.add_parser("classify", help="top classes of images", formatter_class=formatter)
-    classify.add_argument("images", nargs="+")
+    classify = sub.add_parser("classify", help="top classes of images", formatter_class=formatter,
+                              epilog="Exit status: 0 done, 1 some input failed, 2 bad arguments or model.")
+    classify.add_argument("sources", nargs="+", metavar="SOURCE",
+                          help="an image, folder, glob, video, camera index or stream URL (as detect takes them)")
+    classify.add_argument("--recursive", action="store_true", help="folders and ** globs with their subfolders")
     model_options(classify, None)
-    classify.add_argument("--json", action="store_true", help="one JSON object per line")
+    classify.add_argument("--json", action="store_true", help="JSON Lines: source, frame, top classes")
     classify.add_argument("--top", type=checked(limits.positive_int), default=5, help="how many classes to print")
     classify.set_defaults(handler=cmd_classify)
 
