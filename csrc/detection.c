@@ -198,6 +198,12 @@ static image centre_crop(image im, int w, int h, int shorter, long long max_pixe
     return cropped;
 }
 
+/* Whether pre letterboxes; upstream: what the path does by itself. */
+static int letterboxes(const pdn_preprocessing *pre, int upstream)
+{
+    return pre && pre->resize != PDN_SIZE_UPSTREAM ? pre->resize == PDN_SIZE_LETTERBOX : upstream;
+}
+
 /* The network input for im as pre asks (pydarknet.h); letterbox: upstream's default for
  * this path. Channel values are computed in double, rounded once. */
 static void prepare_input(network *net, const pdn_image *im, const pdn_preprocessing *pre, int letterbox,
@@ -206,7 +212,7 @@ static void prepare_input(network *net, const pdn_image *im, const pdn_preproces
     if (im->c < net->c) {
         darknet_fail(DARKNET_ERR_IMAGE, "the image has %d channels, the network takes %d", im->c, net->c);
     }
-    if (pre && pre->resize != PDN_SIZE_UPSTREAM) letterbox = pre->resize == PDN_SIZE_LETTERBOX;
+    letterbox = letterboxes(pre, letterbox);
     image sized;
     if (pre && pre->resize == PDN_SIZE_CROP) {
         sized = centre_crop(as_image(im), net->w, net->h, pre->crop_from, pre->max_pixels);
@@ -264,8 +270,7 @@ int pdn_detect(network *net, const pdn_image *images, int n, const pdn_preproces
             inside = b;
             int boxes = 0;
             /* stretched: the boxes relative to the input are relative to the image */
-            int letterboxed = pre && pre->resize != PDN_SIZE_UPSTREAM ? pre->resize == PDN_SIZE_LETTERBOX
-                                                                      : net->letter_box;
+            int letterboxed = letterboxes(pre, net->letter_box);
             int box_w = letterboxed ? images[b].w : net->w, box_h = letterboxed ? images[b].h : net->h;
             dets = get_network_boxes(net, box_w, box_h, thresh, hier_thresh, 0, 1, &boxes);
             nboxes = boxes;

@@ -3,12 +3,13 @@
 One convention for all of them: a user error (bad input, a missing file, a model that
 does not fit) is one line on stderr, ``pydarknet: error: ...``, and exit status 2; a
 failed check (``--check``, ``--verify``, ``patches check``) exits 1; ``--debug`` shows
-the traceback instead.
+the traceback instead. A closed output pipe (``| head``) ends the command quietly.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Optional, Sequence
 
@@ -51,6 +52,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
+    except BrokenPipeError:  # `| head`: the reader is gone; end quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
+        return 0
     except PatchError as exc:  # a patch that does not apply: the check failed
         return _report(args, exc, 1)
     except USER_ERRORS as exc:

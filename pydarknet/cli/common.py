@@ -1,9 +1,11 @@
 """What the pydarknet subcommands share: a subparser described by its module's
-docstring, and argument types from limits' checks."""
+docstring, argument types from limits' checks, the model, preprocessing and source
+options, and the output of commands that run over many inputs."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import warnings
 
@@ -113,3 +115,33 @@ def warned(net):
     for warning in net.warnings:
         print(f"pydarknet: warning: {warning}", file=sys.stderr)
     return net
+
+
+def sources_options(cmd) -> None:
+    """SOURCE... and --recursive, as ``runtime.stream.expand`` takes them."""
+    cmd.add_argument("sources", nargs="+", metavar="SOURCE",
+                     help="an image, folder, glob, video, camera index or stream URL")
+    cmd.add_argument("--recursive", action="store_true", help="folders and ** globs with their subfolders")
+
+
+def progress(iterable=None):
+    """A progress bar over images on stderr, drawn only when stderr is a terminal."""
+    from tqdm import tqdm
+
+    return tqdm(iterable, unit="image", file=sys.stderr, disable=not sys.stderr.isatty(), leave=False)
+
+
+def input_failed(error, bar) -> None:
+    """A bad input: one line on stderr (the run goes on)."""
+    bar.clear()
+    print(f"pydarknet: error: {error}", file=sys.stderr)
+
+
+def input_name(source: str, frame) -> str:
+    """How the tables name an image (its source) or a video frame (source#frame)."""
+    return source if frame is None else f"{source}#{frame}"
+
+
+def print_record(record: dict) -> None:
+    """One JSON Lines record, flushed at once for a reader at the other end of a pipe."""
+    print(json.dumps(record), flush=not sys.stdout.isatty())

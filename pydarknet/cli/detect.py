@@ -22,14 +22,13 @@ while the next ones are decoded.
 from __future__ import annotations
 
 import json
-import os
 import re
-import sys
 from pathlib import Path
 from typing import Dict, List, Optional
 
 from .. import atomic, limits
-from .common import checked, model_options, network, subcommand
+from .common import (checked, input_failed, input_name, model_options, network, print_record, progress,
+                     sources_options, subcommand)
 
 # upstream's coco_ids (examples/detector.c): COCO's category id of each of its 80 classes
 COCO_IDS = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 27, 28, 31, 32,
@@ -41,10 +40,8 @@ def add_command(sub, formatter) -> None:
     probability, count = checked(limits.probability), checked(limits.positive_int)
     cmd = subcommand(sub, "detect", "find objects in images, folders, videos and streams", __doc__, formatter,
                      epilog="Exit status: 0 done, 1 some input failed, 2 bad arguments or model.")
-    cmd.add_argument("sources", nargs="+", metavar="SOURCE",
-                     help="an image, folder, glob, video, camera index or stream URL")
+    sources_options(cmd)
     model_options(cmd, "yolov3-tiny")
-    cmd.add_argument("--recursive", action="store_true", help="folders and ** globs with their subfolders")
     cmd.add_argument("--json", action="store_true", help="JSON Lines: one record per image or frame")
     cmd.add_argument("--coco", type=Path, metavar="FILE", help="also write the detections in COCO results format")
     cmd.add_argument("--thresh", type=probability, default=0.5, help="report boxes above this confidence")
@@ -66,13 +63,17 @@ def _annotation_names(sources: List, out: Optional[Path]):
     out.mkdir(parents=True, exist_ok=True)
     seen: Dict[str, str] = {}
     for source in sources:
-        stem = Path(str(source)).stem or "camera"
+        stem = _stem(source)
         if stem in seen and seen[stem] != str(source):
             raise ValueError(f"{seen[stem]} and {source} would both be annotated as {out / stem}*.jpg; "
                              "give inputs with different names, or one --out per run")
         seen[stem] = str(source)
-    return lambda r: out / (Path(r.source).stem or "camera" if r.frame is None
-                            else f"{Path(r.source).stem or 'camera'}-{r.frame:06d}")
+    return lambda r: out / (_stem(r.source) if r.frame is None else f"{_stem(r.source)}-{r.frame:06d}")
+
+
+def _stem(source) -> str:
+    """What an input's annotated files are named after."""
+    return Path(str(source)).stem or "camera"
 
 
 def _image_id(source: str, position: int) -> int:
@@ -94,7 +95,7 @@ def _coco_records(result, position: int, category) -> List[dict]:
 
 
 def _print_table(result, written: Optional[Path]) -> None:
-    name = result.source if result.frame is None else f"{result.source}#{result.frame}"
+    name = input_name(result.source, result.frame)
     print(f"{name}: {len(result.detections)} objects" + (f" -> {written}" if written else ""))
     if result.detections:
         print(f"  {'label':<16} {'conf':>7} {'x1':>7} {'y1':>7} {'x2':>7} {'y2':>7}")
@@ -103,16 +104,6 @@ def _print_table(result, written: Optional[Path]) -> None:
 
 
 def run(args) -> int:
-    try:
-        return _detect(args)
-    except BrokenPipeError:  # `| head`: the reader is gone; end quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-
-
-def _detect(args) -> int:
-    from tqdm import tqdm
-
     from .. import set_num_threads
     from ..runtime.samples import upstream_path
     from ..runtime.stream import detect_stream, expand
@@ -125,26 +116,25 @@ def _detect(args) -> int:
     coco = net.labels == upstream_path("data/coco.names").read_text().split("\n")[:80]
     category = (lambda c: COCO_IDS[c]) if coco else (lambda c: c)
     records, failed = [], 0
-    progress = tqdm(total=None, unit="image", file=sys.stderr, disable=not sys.stderr.isatty(), leave=False)
+    bar = progress()
     for position, result in enumerate(detect_stream(net, sources, batch=args.batch, thresh=args.thresh,
                                                     hier_thresh=args.hier_thresh, nms=args.nms,
                                                     errors="yield", annotate=annotate), 1):
-        progress.update()
+        bar.update()
         if result.error is not None:
             failed += 1
-            progress.clear()
-            print(f"pydarknet: error: {result.error}", file=sys.stderr)
+            input_failed(result.error, bar)
             if args.fail_fast:
                 break
             continue
         if args.coco:
             records += _coco_records(result, position, category)
         if args.json:
-            print(json.dumps(result.to_json()), flush=not sys.stdout.isatty())
+            print_record(result.to_json())
         else:
             target = annotate(result) if annotate else None
             _print_table(result, target.with_name(target.name + ".jpg") if target else None)
-    progress.close()
+    bar.close()
     if args.coco:
         with atomic.replacing(args.coco) as (temp,):
             temp.write_text(json.dumps(records) + "\n", encoding="utf-8")

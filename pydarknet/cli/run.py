@@ -3,19 +3,16 @@ detect.py)."""
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
 from .. import limits
-from .common import checked, device_option, model_options, network, warned
+from .common import (checked, device_option, input_failed, input_name, model_options, network, print_record,
+                     progress, sources_options, warned)
 
 
 def cmd_classify(args) -> int:
     """Each image or frame of the sources (as detect takes them): its top classes. A bad
     input is one line on stderr and the run goes on (exit status 1)."""
-    from tqdm import tqdm
-
     from ..runtime.inference import classify
     from ..runtime.stream import decoded, prefetched
 
@@ -23,21 +20,22 @@ def cmd_classify(args) -> int:
         raise ValueError("classify needs --cfg, --weights and --names (there is no zoo classifier yet)")
     net = network(args)
     failed = 0
-    for item in tqdm(prefetched(decoded(args.sources, args.recursive), 4), unit="image", file=sys.stderr,
-                     disable=not sys.stderr.isatty(), leave=False):
+    bar = progress()
+    for item in prefetched(decoded(args.sources, args.recursive), 4):
+        bar.update()
         if item.error is not None:
             failed += 1
-            print(f"pydarknet: error: {item.error}", file=sys.stderr)
+            input_failed(item.error, bar)
             continue
         results = classify(net, item.image, top=args.top)
-        name = item.source if item.frame is None else f"{item.source}#{item.frame}"
         if args.json:
-            print(json.dumps({"source": item.source, "frame": item.frame, "top": [
-                {"label": r.label, "probability": r.probability} for r in results]}), flush=True)
+            print_record({"source": item.source, "frame": item.frame,
+                          "top": [{"label": r.label, "probability": r.probability} for r in results]})
         else:
-            print(f"{name}:")
+            print(f"{input_name(item.source, item.frame)}:")
             for result in results:
                 print(f"  {result.probability:>7.2%}  {result.label}")
+    bar.close()
     return 1 if failed else 0
 
 
@@ -77,9 +75,7 @@ def add_commands(sub, formatter) -> None:
     """classify and info as subcommands of the pydarknet parser."""
     classify = sub.add_parser("classify", help="top classes of images", formatter_class=formatter,
                               epilog="Exit status: 0 done, 1 some input failed, 2 bad arguments or model.")
-    classify.add_argument("sources", nargs="+", metavar="SOURCE",
-                          help="an image, folder, glob, video, camera index or stream URL (as detect takes them)")
-    classify.add_argument("--recursive", action="store_true", help="folders and ** globs with their subfolders")
+    sources_options(classify)
     model_options(classify, None)
     classify.add_argument("--json", action="store_true", help="JSON Lines: source, frame, top classes")
     classify.add_argument("--top", type=checked(limits.positive_int), default=5, help="how many classes to print")

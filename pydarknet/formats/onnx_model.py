@@ -130,7 +130,7 @@ class _Reader:
         names = [n for n in node.input if n]
         if node.op_type in ("Shape", "Size") and names and names[0] in self.shapes:
             shape = self.shapes[names[0]]  # its value, without the tensor (which may be huge)
-            a = {x.name: onnx().helper.get_attribute_value(x) for x in node.attribute}
+            a = _attributes(node)
             value = shape[a.get("start", 0):a.get("end", len(shape))] if node.op_type == "Shape" else math.prod(shape)
             if math.prod(shape) > 2**63 - 1:
                 raise OnnxError(f"{node.op_type} '{node.name}': the shape {shape} is too large")

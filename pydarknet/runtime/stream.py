@@ -58,8 +58,13 @@ class _Input:
     error: Optional[BaseException] = None
 
 
+def _is_stream(name: str) -> bool:
+    """A camera index or a stream URL."""
+    return name.isdigit() or "://" in name
+
+
 def _is_video_name(name: str) -> bool:
-    return name.isdigit() or "://" in name or Path(name).suffix.lower() in VIDEO_SUFFIXES
+    return _is_stream(name) or Path(name).suffix.lower() in VIDEO_SUFFIXES
 
 
 def expand(sources: Iterable[Source], recursive: bool = False) -> Iterator[Source]:
@@ -91,7 +96,7 @@ def _video(name: str) -> Iterator[_Input]:
         yield _Input(name, None, error=ImportError(f"{name}: videos, cameras and streams are decoded by OpenCV: "
                                                    "pip install \"pydarknet[video]\""))
         return
-    if not (name.isdigit() or "://" in name or os.path.isfile(name)):
+    if not (_is_stream(name) or os.path.isfile(name)):
         yield _Input(name, None, error=FileError("cannot open video: no such file", file=name))
         return
     capture = cv2.VideoCapture(int(name) if name.isdigit() else name)

@@ -247,8 +247,9 @@ class Mapper:
         if node.attrs.get("batch_statistics"):
             raise Unsupported("it normalizes with the batch's own statistics, not stored ones")
         p = {k: np.asarray(v, np.float64).ravel() for k, v in node.params.items()}
-        k = p["gamma"] / folding.caffe_denominator(p["variance"], node.attrs["eps"])
-        return self._channel_affine(node, k, p["beta"] - p["mean"] * k, "batch normalization")
+        k, shift = folding.fold_factors(p["mean"], folding.caffe_denominator(p["variance"], node.attrs["eps"]),
+                                        p["gamma"], p["beta"])
+        return self._channel_affine(node, k, shift, "batch normalization")
 
     def _affine(self, position: int, node: Node) -> str:
         p = node.params
