@@ -30,8 +30,10 @@ found a bug, named ``crash-*``) is replayed by the test suite, with seeded mutat
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -49,13 +51,12 @@ MEMORY = 64 * 2**20
 MAX_BFLOPS = 0.05
 
 
-def _workdir() -> Path:
-    return Path(tempfile.mkdtemp(prefix="pydarknet-fuzz-"))
-
-
 @functools.lru_cache(maxsize=None)
 def _scratch() -> Path:
-    return _workdir()
+    folder, owner = Path(tempfile.mkdtemp(prefix="pydarknet-fuzz-")), os.getpid()
+    # Gone when the process that made it ends (a forked child shares it and leaves it).
+    atexit.register(lambda: os.getpid() == owner and shutil.rmtree(folder, ignore_errors=True))
+    return folder
 
 
 def _expected():
