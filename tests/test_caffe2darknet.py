@@ -82,6 +82,22 @@ def test_batchnorm_scale_relu_leaky(tmp_path, fold_bn):
     assert len(conversion.tensor_layers) >= 2  # per-layer comparison took place
 
 
+def test_other_leaky_slopes_are_relu_and_a_weighted_shortcut(tmp_path):
+    """Darknet's leaky is fixed at 0.1; other slopes (in place, as Caffe nets write them, and
+    negative) are (1 - a) relu(x) + a x, checked against OpenCV DNN."""
+    b = NetBuilder()
+    b.simple("leaky0", "ReLU", ["data"], "r", relu_param__negative_slope=0.3)  # a copy of the input first
+    b.conv("conv1", "r", "conv1", 6)
+    b.simple("leaky1", "ReLU", ["conv1"], "conv1", relu_param__negative_slope=0.2)
+    b.conv("conv2", "conv1", "conv2", 5)
+    b.simple("leaky2", "ReLU", ["conv2"], "out", relu_param__negative_slope=-0.5)
+    conversion, _ = converted(b, tmp_path)
+    assert sections(tmp_path) == ["activation"] + ["activation", "shortcut", "convolutional"] * 2 + [
+        "activation", "shortcut"]
+    assert "alpha=0.8" in (tmp_path / "out.cfg").read_text()
+    assert len(conversion.tensor_layers) >= 5  # per-layer comparison took place
+
+
 def test_standalone_batchnorm_and_scale(tmp_path):
     """BN after pooling and a Scale alone become depthwise 1x1 convolutions."""
     b = NetBuilder(shape=(4, 8, 8))
@@ -270,14 +286,13 @@ def test_unsupported_layers_are_listed_together(tmp_path):
     b.conv("conv", "data", "conv", 4)
     b.simple("prod", "Eltwise", ["conv", "conv"], "prod", eltwise_param__operation=0)
     b.simple("prelu", "PReLU", ["prod"], "prelu")
-    b.simple("odd", "ReLU", ["prelu"], "odd", relu_param__negative_slope=0.2)
+    b.simple("power", "Power", ["prelu"], "power")
     prototxt, caffemodel = b.write(tmp_path)
     with pytest.raises(ConversionError) as info:
         convert.caffe_to_darknet(prototxt, caffemodel, tmp_path / "out")
     message = str(info.value)
     assert "3 layer(s) cannot be converted" in message
-    assert "prod (Eltwise): PROD" in message and "prelu (PReLU)" in message
-    assert "odd (ReLU): negative slope 0.2" in message
+    assert "prod (Eltwise): PROD" in message and "prelu (PReLU)" in message and "power (Power)" in message
     assert not list(tmp_path.glob("out.*"))
 
 

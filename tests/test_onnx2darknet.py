@@ -204,19 +204,54 @@ def test_conv_transpose_leaky_and_residual_from_the_input(tmp_path):
     assert sections(tmp_path)[:2] == ["activation", "deconvolutional"]  # the input, read twice, first
 
 
+def leaky_model(slope):
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("LeakyRelu", ["c"], ["l"], alpha=slope),
+             helper.make_node("Conv", ["l", "w2"], ["c2"], pads=[1, 1, 1, 1]),
+             helper.make_node("Add", ["c2", "c"], ["y"])]
+    return make_model(nodes, [("x", [1, 3, 6, 6])], None, [("w", weights(4, 3, 3, 3)), ("w2", weights(4, 4, 3, 3))])
+
+
+@pytest.mark.parametrize("slope", [0.01, 0.0, -0.5, 1.5])
+def test_leaky_slopes_other_than_darknets(tmp_path, slope):
+    """PyTorch's default slope is 0.01, Darknet's leaky 0.1: another slope a is (1 - a) relu(x)
+    + a x, an [activation] and a weighted [shortcut]; the convolution's output it reads
+    stays as it was for the other branch (the Add)."""
+    conversion = run_both(tmp_path, leaky_model(slope), (3, 6, 6))
+    expected = ["convolutional", "activation", "shortcut"] if slope else ["convolutional", "activation"]
+    assert sections(tmp_path)[:len(expected)] == expected
+    how = next(m["how"] for m in conversion.mapping if m["type"] == "LeakyRelu")
+    assert ("relu(x) +" in how) == bool(slope)
+
+
+@pytest.mark.parametrize("name", ["leaky 0.01", "encoder_decoder"])
+def test_round_trip_back_to_onnx(tmp_path, name):
+    """ONNX -> Darknet -> ONNX (pydarknet to-onnx): the model exported back runs on
+    onnxruntime like the original ([activation] layers and weighted shortcuts included)."""
+    original = tmp_path / "original.onnx"
+    onnx.save(leaky_model(0.01) if name == "leaky 0.01" else onnx.load(FIXTURES / f"{name}.onnx"), original)
+    onnx_to_darknet.onnx_to_darknet(original, tmp_path / "out")
+    back = tmp_path / "back.onnx"
+    pydarknet.export_onnx(tmp_path / "out.cfg", tmp_path / "out.weights", back)
+    shape = json.loads((tmp_path / "out.json").read_text())["input"]["shape_chw"]
+    x = np.random.default_rng(3).random((2, *shape), dtype=np.float32) - 0.3
+    assert_close(onnxruntime_output(original, x), onnxruntime_output(back, x))
+
+
 def test_unconvertible_nodes_are_listed_together_and_nothing_is_written(tmp_path):
     nodes = [helper.make_node("Conv", ["x", "w"], ["c"], dilations=[2, 2]),
-             helper.make_node("LeakyRelu", ["c"], ["l"]),  # alpha 0.01
-             helper.make_node("Mul", ["l", "l"], ["m"]),
+             helper.make_node("PRelu", ["x", "p"], ["l"]),
+             helper.make_node("Mul", ["l", "c"], ["m"]),
              helper.make_node("Conv", ["m", "w2"], ["c2"], pads=[0, 0, 1, 1]),
              helper.make_node("Erf", ["c2"], ["y"])]
-    model = make_model(nodes, [("x", [1, 2, 8, 8])], None, [("w", weights(2, 2, 3, 3)), ("w2", weights(2, 2, 3, 3))])
+    model = make_model(nodes, [("x", [1, 2, 8, 8])], None, [("w", weights(2, 2, 3, 3)), ("w2", weights(2, 2, 3, 3)),
+                                                          ("p", weights(2, 1, 1))])
     onnx.save(model, tmp_path / "m.onnx")
     with pytest.raises(ConversionError) as caught:
         onnx_to_darknet.onnx_to_darknet(tmp_path / "m.onnx", tmp_path / "out")
     message = str(caught.value)
     assert message.startswith("5 layer(s) cannot be converted")
-    for expected in ["(Conv): dilation (2, 2)", "(LeakyRelu): negative slope 0.01", "(Mul): only x * Sigmoid(x)",
+    for expected in ["(Conv): dilation (2, 2)", "(PRelu): no Darknet equivalent", "(Mul): only x * Sigmoid(x)",
                      "(Conv): pads (0, 0, 1, 1)", "(Erf): no Darknet equivalent"]:
         assert expected in message
     assert not list(tmp_path.glob("out.*"))

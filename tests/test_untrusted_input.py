@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import math
-import os
 import subprocess
 import sys
 import textwrap

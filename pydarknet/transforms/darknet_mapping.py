@@ -259,10 +259,15 @@ class Mapper:
     def _activation(self, position: int, node: Node) -> str:
         activation = ACTIVATIONS.get(node.op)
         if node.op == "leaky":
-            slope = node.attrs["slope"]
-            if abs(slope - 0.1) > 1e-7:
-                raise Unsupported(f"negative slope {slope:g}: Darknet's leaky slope is fixed at 0.1 (relu is 0)")
-            activation = "leaky"
+            slope = float(node.attrs["slope"])
+            if not np.isfinite(slope):
+                raise Unsupported(f"negative slope {slope}: not a number Darknet can compute with")
+            if slope == 0:
+                activation = "relu"
+            elif abs(slope - 0.1) <= 1e-7:
+                activation = "leaky"
+            else:
+                return self._leaky_with_slope(node, slope)
         blob = self.bottom(node)
         last = self.layers[-1] if self.layers else None
         if (blob.exclusive and blob.index == len(self.layers) - 1 and last is not None
@@ -274,6 +279,23 @@ class Mapper:
             self.set_outputs(node, blob)
             return f"activation={activation} of layer {blob.index}"
         return self.output(node, "activation", {"activation": activation}, [], blob.shape)
+
+    def _leaky_with_slope(self, node: Node, slope: float) -> str:
+        """Darknet's leaky slope is fixed at 0.1; slope a is (1 - a) relu(x) + a x: an [activation]
+        and a [shortcut] back to x weighted by alpha and beta (exact but for the rounding of
+        that sum where x > 0, under 1e-7 of x)."""
+        blob = self.bottom(node)
+        if blob.index < 0 and not self.layers:  # [shortcut] cannot read the network input; a copy of it
+            blob = Blob(self.emit("activation", {"activation": "linear"}, [], blob.shape,
+                                  f"the network input, for {node.label}"), blob.shape)
+        self.read(blob, node.label)
+        self.emit("activation", {"activation": "relu"}, [], blob.shape, node.label)
+        a = np.float32(slope)  # Darknet's own precision, in the shortest form that reads back the same
+        alpha, beta = str(1 - a), str(a)
+        index = self.emit("shortcut", {"from": blob.index, "alpha": alpha, "beta": beta, "activation": "linear"},
+                          [], blob.shape, node.label)
+        self.set_outputs(node, Blob(index, blob.shape))
+        return f"layers {index - 1}..{index} [activation] + [shortcut] ({alpha} relu(x) + {beta} x)"
 
     def _global_avgpool(self, position: int, node: Node) -> str:
         c, h, w = self.map_shape(self.bottom(node))

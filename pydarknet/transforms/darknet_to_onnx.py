@@ -265,6 +265,9 @@ def _layer(g: _Graph, i: int, layer, section, floats: np.ndarray, transposed: bo
         return g.node("Reshape", [x, g.constant("shape", np.array([-1, *_shape(layer)], np.int64))])
     if kind == "reorg":
         return _reorg(g, x, layer, section)
+    if kind == "activation":
+        y = _activation(g, x, layer.activation)
+        return y if y != x else g.node("Identity", [x])
     if kind in ("dropout", "cost"):
         return g.node("Identity", [x])
     if kind == "yolo":
