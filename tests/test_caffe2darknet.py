@@ -98,6 +98,21 @@ def test_other_leaky_slopes_are_relu_and_a_weighted_shortcut(tmp_path):
     assert len(conversion.tensor_layers) >= 5  # per-layer comparison took place
 
 
+@pytest.mark.parametrize("shared", [False, True])
+def test_prelu(tmp_path, shared):
+    """PReLU per channel, x + relu((a - 1) x) (a depthwise 1x1 convolution with relu and a
+    [shortcut] back to x), and channel_shared (as a leaky slope), against OpenCV DNN."""
+    b = NetBuilder()
+    b.conv("conv1", "data", "conv1", 6)
+    prelu = b.simple("prelu", "PReLU", ["conv1"], "conv1")
+    prelu.prelu_param.channel_shared = shared
+    b.blob(prelu, [0.25] if shared else np.linspace(-0.5, 1.0, 6))
+    b.conv("conv2", "conv1", "out", 5)
+    converted(b, tmp_path)
+    assert sections(tmp_path) == ["convolutional", "activation" if shared else "convolutional", "shortcut",
+                                  "convolutional"]
+
+
 def test_standalone_batchnorm_and_scale(tmp_path):
     """BN after pooling and a Scale alone become depthwise 1x1 convolutions."""
     b = NetBuilder(shape=(4, 8, 8))

@@ -204,12 +204,22 @@ def test_conv_transpose_leaky_and_residual_from_the_input(tmp_path):
     assert sections(tmp_path)[:2] == ["activation", "deconvolutional"]  # the input, read twice, first
 
 
-def leaky_model(slope):
-    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
-             helper.make_node("LeakyRelu", ["c"], ["l"], alpha=slope),
+def activation_between_convolutions(activation, *initializers):
+    """conv -> activation (reads c, writes l) -> conv, plus the first conv's output added
+    back (so a mapping must leave c as it was)."""
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]), activation,
              helper.make_node("Conv", ["l", "w2"], ["c2"], pads=[1, 1, 1, 1]),
              helper.make_node("Add", ["c2", "c"], ["y"])]
-    return make_model(nodes, [("x", [1, 3, 6, 6])], None, [("w", weights(4, 3, 3, 3)), ("w2", weights(4, 4, 3, 3))])
+    return make_model(nodes, [("x", [1, 3, 6, 6])], None,
+                      [("w", weights(4, 3, 3, 3)), ("w2", weights(4, 4, 3, 3)), *initializers])
+
+
+def leaky_model(slope):
+    return activation_between_convolutions(helper.make_node("LeakyRelu", ["c"], ["l"], alpha=slope))
+
+
+def prelu_model(slope):
+    return activation_between_convolutions(helper.make_node("PRelu", ["c", "s"], ["l"]), ("s", slope))
 
 
 @pytest.mark.parametrize("slope", [0.01, 0.0, -0.5, 1.5])
@@ -224,12 +234,35 @@ def test_leaky_slopes_other_than_darknets(tmp_path, slope):
     assert ("relu(x) +" in how) == bool(slope)
 
 
-@pytest.mark.parametrize("name", ["leaky 0.01", "encoder_decoder"])
+PRELU_SLOPES = {"one": [0.25], "Darknet's 0.1": [0.1], "per channel": np.linspace(-0.5, 1.0, 4).reshape(4, 1, 1),
+                "per channel, 4-D": np.linspace(0.0, 0.3, 4).reshape(1, 4, 1, 1)}
+
+
+@pytest.mark.parametrize("form", PRELU_SLOPES)
+def test_prelu(tmp_path, form):
+    """PyTorch's nn.PReLU(): one slope (as a leaky slope); nn.PReLU(C): x + relu((a - 1) x),
+    a depthwise 1x1 convolution with relu and a [shortcut] back to x."""
+    run_both(tmp_path, prelu_model(PRELU_SLOPES[form]), (3, 6, 6))
+    expected = {"one": ["activation", "shortcut"], "Darknet's 0.1": ["activation", "convolutional"]}
+    assert sections(tmp_path)[1:3] == expected.get(form, ["convolutional", "shortcut"])
+    assert ("activation=leaky" in (tmp_path / "out.cfg").read_text()) == (form == "Darknet's 0.1")
+
+
+def test_prelu_forms_without_an_exact_mapping_are_refused(tmp_path):
+    for slope, reason in [(np.array([0.1, 1.5, 0.2, 0.0]).reshape(4, 1, 1), "slope 1.5 in channel 1"),
+                          (np.linspace(0, 0.5, 6), "only one slope per channel of a map converts")]:
+        onnx.save(prelu_model(slope), tmp_path / "m.onnx")
+        with pytest.raises(ConversionError, match=reason):
+            onnx_to_darknet.onnx_to_darknet(tmp_path / "m.onnx", tmp_path / "out")
+
+
+@pytest.mark.parametrize("name", ["leaky 0.01", "prelu", "encoder_decoder"])
 def test_round_trip_back_to_onnx(tmp_path, name):
     """ONNX -> Darknet -> ONNX (pydarknet to-onnx): the model exported back runs on
     onnxruntime like the original ([activation] layers and weighted shortcuts included)."""
     original = tmp_path / "original.onnx"
-    onnx.save(leaky_model(0.01) if name == "leaky 0.01" else onnx.load(FIXTURES / f"{name}.onnx"), original)
+    made = {"leaky 0.01": lambda: leaky_model(0.01), "prelu": lambda: prelu_model(PRELU_SLOPES["per channel"])}
+    onnx.save(made[name]() if name in made else onnx.load(FIXTURES / f"{name}.onnx"), original)
     onnx_to_darknet.onnx_to_darknet(original, tmp_path / "out")
     back = tmp_path / "back.onnx"
     pydarknet.export_onnx(tmp_path / "out.cfg", tmp_path / "out.weights", back)
@@ -240,18 +273,17 @@ def test_round_trip_back_to_onnx(tmp_path, name):
 
 def test_unconvertible_nodes_are_listed_together_and_nothing_is_written(tmp_path):
     nodes = [helper.make_node("Conv", ["x", "w"], ["c"], dilations=[2, 2]),
-             helper.make_node("PRelu", ["x", "p"], ["l"]),
+             helper.make_node("Mod", ["x", "x"], ["l"]),
              helper.make_node("Mul", ["l", "c"], ["m"]),
              helper.make_node("Conv", ["m", "w2"], ["c2"], pads=[0, 0, 1, 1]),
              helper.make_node("Erf", ["c2"], ["y"])]
-    model = make_model(nodes, [("x", [1, 2, 8, 8])], None, [("w", weights(2, 2, 3, 3)), ("w2", weights(2, 2, 3, 3)),
-                                                          ("p", weights(2, 1, 1))])
+    model = make_model(nodes, [("x", [1, 2, 8, 8])], None, [("w", weights(2, 2, 3, 3)), ("w2", weights(2, 2, 3, 3))])
     onnx.save(model, tmp_path / "m.onnx")
     with pytest.raises(ConversionError) as caught:
         onnx_to_darknet.onnx_to_darknet(tmp_path / "m.onnx", tmp_path / "out")
     message = str(caught.value)
     assert message.startswith("5 layer(s) cannot be converted")
-    for expected in ["(Conv): dilation (2, 2)", "(PRelu): no Darknet equivalent", "(Mul): only x * Sigmoid(x)",
+    for expected in ["(Conv): dilation (2, 2)", "(Mod): no Darknet equivalent", "(Mul): only x * Sigmoid(x)",
                      "(Conv): pads (0, 0, 1, 1)", "(Erf): no Darknet equivalent"]:
         assert expected in message
     assert not list(tmp_path.glob("out.*"))

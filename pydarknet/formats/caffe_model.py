@@ -107,6 +107,11 @@ def _relu(layer, blobs):
     return ("relu", {}, {}) if slope == 0 else ("leaky", {"slope": slope}, {})
 
 
+def _prelu(layer, blobs):
+    (slope,) = _blobs(blobs, layer, 1)[:1]
+    return "prelu", {}, {"slope": slope.astype(np.float64).ravel()}
+
+
 def _pooling(layer, blobs):
     p = layer.pooling_param
     op = {0: "maxpool", 1: "avgpool"}.get(p.pool)
@@ -142,7 +147,8 @@ KNOWN_OPS = {"Convolution": "conv", "Deconvolution": "deconv", "InnerProduct": "
 LAYERS = {
     "Input": "identity", "Dropout": "identity", "Split": "identity", "Sigmoid": "sigmoid", "TanH": "tanh",
     "Convolution": _convolution, "Deconvolution": _convolution, "InnerProduct": _innerproduct,
-    "BatchNorm": _batchnorm, "Scale": _scale, "ReLU": _relu, "Pooling": _pooling, "Eltwise": _eltwise,
+    "BatchNorm": _batchnorm, "Scale": _scale, "ReLU": _relu, "PReLU": _prelu, "Pooling": _pooling,
+    "Eltwise": _eltwise,
     "Concat": _concat,
     "Flatten": lambda layer, blobs: ("flatten", {"axis": layer.flatten_param.axis,
                                                  "end_axis": layer.flatten_param.end_axis}, {}),

@@ -79,6 +79,23 @@ def _leaky(r, node, a) -> None:
     r.add(node, "leaky", node.input[:1], {"slope": a.get("alpha", 0.01)})
 
 
+def _prelu(r, node, a) -> None:
+    """PRelu with a slope that is one number, or one per channel of a map (PyTorch's
+    nn.PReLU: shape (1,) or (C, 1, 1))."""
+    shape = r.shape(node.input[0])
+    slope = r.constant(node.input[1], "slope").astype(np.float64)
+    if slope.size == 1:
+        r.add(node, "prelu", node.input[:1], {}, {"slope": slope.ravel()})
+        return
+    try:
+        full = np.broadcast_to(slope, (1, *shape[1:]))[0]
+    except ValueError:
+        raise Unsupported(f"slope of shape {slope.shape} does not broadcast to its input {shape}") from None
+    if len(shape) != 4 or 0 in full.shape or (full != full[:, :1, :1]).any():
+        raise Unsupported(f"slope of shape {slope.shape} on {shape}: only one slope per channel of a map converts")
+    r.add(node, "prelu", node.input[:1], {}, {"slope": full[:, 0, 0].copy()})
+
+
 def _shaping(r, node, a) -> None:
     """Flatten/Reshape/Squeeze/Unsqueeze: a flatten when the result is (N, everything
     else) of the input, nothing when it keeps the shape."""
@@ -220,5 +237,5 @@ OPS = {
     "GlobalAveragePool": _simple("global_avgpool"), "GlobalMaxPool": _simple("global_maxpool"),
     "Flatten": _shaping, "Reshape": _shaping, "Squeeze": _shaping, "Unsqueeze": _shaping, "Gemm": _gemm,
     "MatMul": _matmul, "Add": _add, "Mul": _mul, "Concat": _concat, "Resize": _resize, "Upsample": _resize,
-    "Softmax": _softmax, "Dropout": _simple("identity"), "Identity": _simple("identity"),
+    "Softmax": _softmax, "Dropout": _simple("identity"), "Identity": _simple("identity"), "PRelu": _prelu,
 }

@@ -257,17 +257,13 @@ class Mapper:
                                     np.asarray(p["bias"], np.float64).ravel(), "scale and bias")
 
     def _activation(self, position: int, node: Node) -> str:
-        activation = ACTIVATIONS.get(node.op)
         if node.op == "leaky":
-            slope = float(node.attrs["slope"])
-            if not np.isfinite(slope):
-                raise Unsupported(f"negative slope {slope}: not a number Darknet can compute with")
-            if slope == 0:
-                activation = "relu"
-            elif abs(slope - 0.1) <= 1e-7:
-                activation = "leaky"
-            else:
-                return self._leaky_with_slope(node, slope)
+            return self._leaky(position, node, float(node.attrs["slope"]))
+        return self._apply_activation(position, node, ACTIVATIONS[node.op])
+
+    def _apply_activation(self, position: int, node: Node, activation: str) -> str:
+        """The producing layer's own activation when it has none yet and nothing else reads
+        its output; else an [activation] layer."""
         blob = self.bottom(node)
         last = self.layers[-1] if self.layers else None
         if (blob.exclusive and blob.index == len(self.layers) - 1 and last is not None
@@ -280,15 +276,25 @@ class Mapper:
             return f"activation={activation} of layer {blob.index}"
         return self.output(node, "activation", {"activation": activation}, [], blob.shape)
 
-    def _leaky_with_slope(self, node: Node, slope: float) -> str:
-        """Darknet's leaky slope is fixed at 0.1; slope a is (1 - a) relu(x) + a x: an [activation]
-        and a [shortcut] back to x weighted by alpha and beta (exact but for the rounding of
-        that sum where x > 0, under 1e-7 of x)."""
+    def _shortcut_source(self, node: Node) -> Blob:
+        """The node's input, made the previous layer's output, for layers that end in a
+        [shortcut] back to it (which cannot read the network input: a copy of it then)."""
         blob = self.bottom(node)
-        if blob.index < 0 and not self.layers:  # [shortcut] cannot read the network input; a copy of it
+        if blob.index < 0 and not self.layers:
             blob = Blob(self.emit("activation", {"activation": "linear"}, [], blob.shape,
                                   f"the network input, for {node.label}"), blob.shape)
         self.read(blob, node.label)
+        return blob
+
+    def _leaky(self, position: int, node: Node, slope: float) -> str:
+        """Darknet's leaky slope is fixed at 0.1 (and 0 is relu); another slope a is (1 - a) relu(x)
+        + a x: an [activation] and a [shortcut] back to x weighted by alpha and beta (exact but
+        for the rounding of that sum where x > 0, under 1e-7 of x)."""
+        if not np.isfinite(slope):
+            raise Unsupported(f"negative slope {slope}: not a number Darknet can compute with")
+        if slope == 0 or abs(slope - 0.1) <= 1e-7:
+            return self._apply_activation(position, node, "relu" if slope == 0 else "leaky")
+        blob = self._shortcut_source(node)
         self.emit("activation", {"activation": "relu"}, [], blob.shape, node.label)
         a = np.float32(slope)  # Darknet's own precision, in the shortest form that reads back the same
         alpha, beta = str(1 - a), str(a)
@@ -296,6 +302,31 @@ class Mapper:
                           [], blob.shape, node.label)
         self.set_outputs(node, Blob(index, blob.shape))
         return f"layers {index - 1}..{index} [activation] + [shortcut] ({alpha} relu(x) + {beta} x)"
+
+    def _prelu(self, position: int, node: Node) -> str:
+        """One slope: as leaky. One per channel (a_c <= 1): x + relu((a_c - 1) x), a depthwise
+        1x1 [convolutional] with activation=relu and a [shortcut] back to x (exact where
+        x > 0, one rounding of the sum elsewhere)."""
+        slope = np.asarray(node.params["slope"], np.float64).ravel()
+        if not np.isfinite(slope).all():
+            raise Unsupported("a slope that is not a number Darknet can compute with")
+        if slope.size == 1:
+            return self._leaky(position, node, float(slope[0]))
+        channels = self.map_shape(self.bottom(node))[0]
+        if slope.size != channels:
+            raise self.graph.error(f"{node.label}: {slope.size} slopes for {channels} channels")
+        if (slope > 1).any():
+            c = int(np.argmax(slope > 1))
+            raise Unsupported(f"slope {slope[c]:g} in channel {c}: per-channel slopes above 1 have no exact "
+                              "form in Darknet layers (x + relu((a - 1) x) needs a <= 1)")
+        blob = self._shortcut_source(node)
+        options = {"filters": channels, "size": 1, "stride": 1, "padding": 0, "groups": channels,
+                   "batch_normalize": 0, "activation": "relu"}
+        self.emit("convolutional", options, [np.zeros(channels), (slope - 1).reshape(channels, 1, 1, 1)],
+                  blob.shape, node.label)
+        index = self.emit("shortcut", {"from": blob.index, "activation": "linear"}, [], blob.shape, node.label)
+        self.set_outputs(node, Blob(index, blob.shape))
+        return f"layers {index - 1}..{index} [convolutional] (depthwise, relu) + [shortcut]: x + relu((a - 1) x)"
 
     def _global_avgpool(self, position: int, node: Node) -> str:
         c, h, w = self.map_shape(self.bottom(node))
