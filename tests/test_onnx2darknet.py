@@ -18,7 +18,7 @@ from pydarknet.transforms import onnx_to_darknet
 from conftest import REPO
 
 FIXTURES = REPO / "tests" / "onnx"
-CLASSIFIERS = ("resnet18", "vgg_style", "depthwise_silu")
+CLASSIFIERS = ("resnet18", "vgg_style", "depthwise_silu", "with_dynamo")
 
 
 def onnxruntime_output(model, x: np.ndarray) -> np.ndarray:
@@ -45,7 +45,7 @@ def sections(tmp_path):
     return [line[1:-1] for line in (tmp_path / "out.cfg").read_text().splitlines() if line.startswith("[")][1:]
 
 
-@pytest.mark.parametrize("name", ["resnet18", "vgg_style", "depthwise_silu", "encoder_decoder"])
+@pytest.mark.parametrize("name", ["resnet18", "vgg_style", "depthwise_silu", "encoder_decoder", "with_dynamo"])
 @pytest.mark.parametrize("fold_bn", [True, False])
 def test_pytorch_exports_match_onnxruntime(tmp_path, name, fold_bn):
     model = FIXTURES / f"{name}.onnx"
@@ -59,18 +59,21 @@ def test_pytorch_exports_match_onnxruntime(tmp_path, name, fold_bn):
         assert [list(np.argsort(-r)[:5]) for r in reference] == [list(np.argsort(-g)[:5]) for g in got]
     check = onnx_to_darknet.verify(model, conversion)
     assert check.ok and check.compared > 5, str(check)  # layer by layer, not only the output
-    assert ("batch_normalize=1" in (tmp_path / "out.cfg").read_text()) == (not fold_bn and name != "vgg_style"
-                                                                          and name != "encoder_decoder")
+    # BatchNormalization nodes where the exporter did not fold them itself
+    assert ("batch_normalize=1" in (tmp_path / "out.cfg").read_text()) == (
+        not fold_bn and name in ("resnet18", "depthwise_silu"))
 
 
 def test_what_the_fixtures_exercise(tmp_path):
     """The exports contain what the issue lists, and the mapping says what became of it."""
     ops = {name: {n.op_type for n in onnx.load(FIXTURES / f"{name}.onnx").graph.node}
-           for name in ("resnet18", "vgg_style", "depthwise_silu", "encoder_decoder")}
+           for name in ("resnet18", "vgg_style", "depthwise_silu", "encoder_decoder", "with_dynamo")}
     assert {"BatchNormalization", "Add", "GlobalAveragePool", "Flatten", "Gemm"} <= ops["resnet18"]
     assert {"Shape", "Gather", "Unsqueeze", "Concat", "Reshape", "Softmax"} <= ops["vgg_style"]
     assert {"Mul", "Sigmoid", "BatchNormalization"} <= ops["depthwise_silu"]
     assert {"Resize", "ConvTranspose", "Concat", "Add", "Tanh", "LeakyRelu"} <= ops["encoder_decoder"]
+    # torch.onnx's default exporter: AdaptiveAvgPool2d(1) as ReduceMean (axes an input at opset 18)
+    assert {"ReduceMean", "PRelu", "LeakyRelu", "Reshape"} <= ops["with_dynamo"]
     conversion = onnx_to_darknet.onnx_to_darknet(FIXTURES / "vgg_style.onnx", tmp_path / "out")
     hows = {m["type"]: m["how"] for m in conversion.mapping}
     assert hows["Reshape"].endswith("[flatten]") and hows["Softmax"].endswith("[softmax]")
@@ -107,6 +110,29 @@ def run_both(tmp_path, model, shape, inputs=2, **options):
 
 def weights(*shape, seed=0):
     return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+def test_verify_runs_the_batch_the_file_fixes(tmp_path):
+    """torch.onnx exports the example's batch as a fixed dimension: --verify feeds that."""
+    model = make_model([helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1])], [("x", [3, 3, 6, 6])],
+                       [3, 4, 6, 6], [("w", weights(4, 3, 3, 3))])
+    onnx.save(model, tmp_path / "m.onnx")
+    conversion = onnx_to_darknet.onnx_to_darknet(tmp_path / "m.onnx", tmp_path / "out")
+    check = onnx_to_darknet.verify(tmp_path / "m.onnx", conversion)
+    assert check.ok and "3 random inputs" in str(check), str(check)
+
+
+def test_a_model_onnxruntime_refuses_is_an_onnx_error(tmp_path, monkeypatch):
+    model = make_model([helper.make_node("Relu", ["x"], ["y"])], [("x", [1, 3, 4, 4])], [1, 3, 4, 4])
+    onnx.save(model, tmp_path / "m.onnx")
+    conversion = onnx_to_darknet.onnx_to_darknet(tmp_path / "m.onnx", tmp_path / "out")
+
+    def refuse(*args, **kwargs):  # as onnxruntime's own exception classes do (no common base)
+        raise RuntimeError("[ONNXRuntimeError] : 1 : FAIL : Type Error: no kernel\nmore detail")
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", refuse)
+    with pytest.raises(OnnxError, match=r"m\.onnx: onnxruntime, the reference runtime for --verify, cannot run"):
+        onnx_to_darknet.verify(tmp_path / "m.onnx", conversion)
 
 
 def test_matmul_add_is_one_connected_layer(tmp_path):
@@ -232,6 +258,43 @@ def test_leaky_slopes_other_than_darknets(tmp_path, slope):
     assert sections(tmp_path)[:len(expected)] == expected
     how = next(m["how"] for m in conversion.mapping if m["type"] == "LeakyRelu")
     assert ("relu(x) +" in how) == bool(slope)
+
+
+def reduction_model(op, opset, axes, keepdims=1):
+    """conv -> ReduceMean/ReduceMax; axes an attribute before opset 18, an input from it on."""
+    reduce = (helper.make_node(op, ["c", "axes"], ["y"], keepdims=keepdims) if opset >= 18 and axes is not None
+              else helper.make_node(op, ["c"], ["y"], keepdims=keepdims, **({"axes": axes} if axes else {})))
+    model = make_model([helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]), reduce],
+                       [("x", [1, 3, 6, 6])], [1, 4, 1, 1] if keepdims else [1, 4], [("w", weights(4, 3, 3, 3))],
+                       opset=opset)
+    if opset >= 18 and axes is not None:
+        model.graph.initializer.append(numpy_helper.from_array(np.array(axes, np.int64), "axes"))
+    return model
+
+
+@pytest.mark.parametrize("op", ["ReduceMean", "ReduceMax"])
+@pytest.mark.parametrize("opset, axes, keepdims", [(13, [2, 3], 1), (13, [-1, -2], 0), (18, [2, 3], 1),
+                                                   (18, [3, -2], 0)])
+def test_spatial_reductions_are_global_pooling(tmp_path, op, opset, axes, keepdims):
+    """torch.onnx's dynamo exporter writes nn.AdaptiveAvgPool2d(1) as ReduceMean over H, W."""
+    run_both(tmp_path, reduction_model(op, opset, axes, keepdims), (3, 6, 6))
+    assert sections(tmp_path)[1] == ("avgpool" if op == "ReduceMean" else "maxpool")
+
+
+def test_reduction_without_axes_that_is_a_no_op(tmp_path):
+    model = make_model([helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+                        helper.make_node("ReduceMean", ["c"], ["y"], noop_with_empty_axes=1)],
+                       [("x", [1, 3, 6, 6])], None, [("w", weights(4, 3, 3, 3))], opset=18)
+    run_both(tmp_path, model, (3, 6, 6))
+    assert sections(tmp_path) == ["convolutional"]
+
+
+def test_other_reductions_are_refused(tmp_path):
+    for opset, axes, reason in [(13, [1], r"axes \[1\] of \(1, 4, 6, 6\)"), (18, None, "axes all"),
+                                (13, [2, 3, 7], r"axes \[2, 3, 7\]")]:
+        onnx.save(reduction_model("ReduceMean", opset, axes), tmp_path / "m.onnx")
+        with pytest.raises((ConversionError, OnnxError), match=reason):
+            onnx_to_darknet.onnx_to_darknet(tmp_path / "m.onnx", tmp_path / "out")
 
 
 PRELU_SLOPES = {"one": [0.25], "Darknet's 0.1": [0.1], "per channel": np.linspace(-0.5, 1.0, 4).reshape(4, 1, 1),

@@ -385,7 +385,8 @@ def write_seeds(directory: Path) -> None:
     b.simple("concat", "Concat", ["deconv", "deconv"], "concat")
     put("prototxt", "input-layer.prototxt", b.write(_scratch(), "seed2")[0].read_bytes())
     put("onnx", "seed.onnx", _onnx_seed())
-    put("onnx", "depthwise_silu.onnx", (HERE.parent / "tests/onnx/depthwise_silu.onnx").read_bytes())
+    for fixture in ("depthwise_silu.onnx", "with_dynamo.onnx"):  # the TorchScript and the dynamo exporter
+        put("onnx", fixture, (HERE.parent / "tests/onnx" / fixture).read_bytes())
     put("model-json", "caffe.json", b'{"preprocessing": {"channel_order": "BGR", "pixel_range": 255, '
                                     b'"mean": [104, 117, 123], "scale": [1, 1, 1], "resize": "stretch"}}')
     put("model-json", "short.json", b'{"preprocessing": {"mean": 0.5, "scale": [2], "resize": "letterbox"}}')

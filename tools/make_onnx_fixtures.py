@@ -1,6 +1,8 @@
 """Write the ONNX fixtures of tests/onnx/: small PyTorch CNNs of the shapes people
-deploy, exported by torch.onnx (TorchScript exporter, which emits the Shape/Gather
-chains and Sigmoid+Mul that older exports have) at several opsets.
+deploy, exported by torch.onnx at several opsets: by the TorchScript exporter, which
+emits the Shape/Gather chains and Sigmoid+Mul that older exports have, and by the
+dynamo exporter, torch.onnx's default since PyTorch 2.9 (ReduceMean for adaptive
+pooling, BatchNorm already folded, opset 18 and up).
 
     python -m venv /tmp/torch && /tmp/torch/bin/pip install torch onnx numpy
     /tmp/torch/bin/python tools/make_onnx_fixtures.py tests/onnx
@@ -133,25 +135,49 @@ class EncoderDecoder(nn.Module):
         return self.dec1(torch.cat([self.up2(d2), e1], 1))
 
 
-# file name -> (module, input C x H x W, opset, dynamic batch, fold constants). Without
-# constant folding, the exporter leaves BatchNormalization nodes for the converter.
+class PyTorchDefaults(nn.Module):
+    """Layers with PyTorch's default arguments that Darknet has no single layer for:
+    LeakyReLU (slope 0.01), PReLU per channel and shared, with a residual block, a
+    depthwise convolution with SiLU, nearest upsampling and an adaptive-pool head."""
+
+    def __init__(self, classes: int = 10):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), bn(8), nn.LeakyReLU(), nn.MaxPool2d(2, ceil_mode=True))
+        self.res = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1, bias=False), bn(8))
+        self.body = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.SiLU(), nn.PReLU(8),
+                                  nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(8, 16, 3, 2, 1),
+                                  nn.LeakyReLU(0.2), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.head = nn.Sequential(nn.Linear(16, 16), nn.PReLU(), nn.Dropout(), nn.Linear(16, classes), nn.Softmax(1))
+        with torch.no_grad():  # slopes of a trained model, not all the initial 0.25
+            self.body[2].weight.uniform_(-0.2, 0.6)
+
+    def forward(self, x):
+        x = self.stem(x)
+        return self.head(self.body(torch.relu(x + self.res(x))))
+
+
+# file name -> (module, input C x H x W, opset, dynamic batch, fold constants, dynamo).
+# Without constant folding, the TorchScript exporter leaves BatchNormalization nodes for
+# the converter.
 FIXTURES = {
-    "resnet18.onnx": (ResNet18, (3, 64, 64), 13, False, False),
-    "vgg_style.onnx": (VGGStyle, (3, 29, 29), 11, True, True),
-    "depthwise_silu.onnx": (DepthwiseSiLU, (3, 48, 48), 17, True, False),
-    "encoder_decoder.onnx": (EncoderDecoder, (3, 32, 32), 20, False, True),
+    "resnet18.onnx": (ResNet18, (3, 64, 64), 13, False, False, False),
+    "vgg_style.onnx": (VGGStyle, (3, 29, 29), 11, True, True, False),
+    "depthwise_silu.onnx": (DepthwiseSiLU, (3, 48, 48), 17, True, False, False),
+    "encoder_decoder.onnx": (EncoderDecoder, (3, 32, 32), 20, False, True, False),
+    "with_dynamo.onnx": (PyTorchDefaults, (3, 32, 32), 18, False, True, True),
 }
 
 
 def main(folder: str) -> None:
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
-    for seed, (name, (make, shape, opset, dynamic, fold)) in enumerate(sorted(FIXTURES.items())):
+    for seed, (name, (make, shape, opset, dynamic, fold, dynamo)) in enumerate(sorted(FIXTURES.items())):
         torch.manual_seed(seed)
         model = make().eval()
         axes = {"input": {0: "batch"}, "output": {0: "batch"}} if dynamic else None
-        torch.onnx.export(model, torch.rand(1, *shape), out / name, input_names=["input"], output_names=["output"],
-                          opset_version=opset, dynamic_axes=axes, do_constant_folding=fold, dynamo=False)
+        torch.onnx.export(model, (torch.rand(1, *shape),), out / name, input_names=["input"], output_names=["output"],
+                          opset_version=opset, dynamic_axes=axes, do_constant_folding=fold, dynamo=dynamo,
+                          **({"external_data": False} if dynamo else {}))
         print(f"wrote {out / name} ({(out / name).stat().st_size} bytes, opset {opset})")
 
 

@@ -69,6 +69,24 @@ def _pool(op: str):
     return translate
 
 
+def _spatial_reduction(op: str):
+    """ReduceMean/ReduceMax over H and W: global pooling (torch.onnx's dynamo exporter
+    writes nn.AdaptiveAvgPool2d(1) this way). Axes: an attribute before opset 18, an input
+    from it on."""
+    def translate(r, node, a) -> None:
+        shape = r.shape(node.input[0])
+        axes = r.constant(node.input[1], "axes") if len(node.input) > 1 and node.input[1] else a.get("axes", ())
+        axes = [int(x) for x in np.ravel(axes)]
+        if not axes and a.get("noop_with_empty_axes", 0):
+            r.add(node, "identity", node.input[:1])
+            return
+        if len(shape) != 4 or any(not -4 <= x < 4 for x in axes) or sorted({x % 4 for x in axes}) != [2, 3]:
+            raise Unsupported(f"it reduces axes {axes or 'all'} of {shape}; only H and W of a map (global pooling) "
+                              "convert")
+        r.add(node, op, node.input[:1])
+    return translate
+
+
 def _simple(op: str, **attrs):
     def translate(r, node, a) -> None:
         r.add(node, op, node.input[:1], dict(attrs))
@@ -235,6 +253,7 @@ OPS = {
     "BatchNormalization": _batchnorm, "Relu": _simple("relu"), "LeakyRelu": _leaky, "Sigmoid": _simple("sigmoid"),
     "Tanh": _simple("tanh"), "MaxPool": _pool("maxpool"), "AveragePool": _pool("avgpool"),
     "GlobalAveragePool": _simple("global_avgpool"), "GlobalMaxPool": _simple("global_maxpool"),
+    "ReduceMean": _spatial_reduction("global_avgpool"), "ReduceMax": _spatial_reduction("global_maxpool"),
     "Flatten": _shaping, "Reshape": _shaping, "Squeeze": _shaping, "Unsqueeze": _shaping, "Gemm": _gemm,
     "MatMul": _matmul, "Add": _add, "Mul": _mul, "Concat": _concat, "Resize": _resize, "Upsample": _resize,
     "Softmax": _softmax, "Dropout": _simple("identity"), "Identity": _simple("identity"), "PRelu": _prelu,

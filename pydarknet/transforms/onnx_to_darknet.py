@@ -13,6 +13,7 @@ from typing import Optional, Tuple, Union
 
 import numpy as np
 
+from ..errors import OnnxError
 from ..formats.onnx_model import model_graph, onnx, read_onnx
 from . import folding
 from .to_darknet import Conversion, convert_graph, layer_outputs, write
@@ -47,12 +48,20 @@ def verify(model: PathLike, conversion: Conversion, inputs: int = 2, seed: int =
     for name in exposed:  # intermediate tensors become outputs too, to compare layer by layer
         if name not in known:
             original.graph.output.append(module.helper.make_tensor_value_info(name, module.TensorProto.FLOAT, None))
-    session = onnxruntime.InferenceSession(original.SerializeToString(), providers=["CPUExecutionProvider"])
     names = [conversion.output_name] + exposed
-    x = np.random.default_rng(seed).random((inputs, *conversion.input_shape), dtype=np.float32)
-    input_name = session.get_inputs()[0].name
-    # one image per run: models exported with a fixed batch of 1 take nothing else
-    runs = [session.run(names, {input_name: x[i:i + 1]}) for i in range(inputs)]
+    try:  # onnxruntime's errors have no common class: whatever it raises is about the file
+        session = onnxruntime.InferenceSession(original.SerializeToString(), providers=["CPUExecutionProvider"])
+        # runs of the batch the file fixes (exporters often fix 1), else of one image each
+        batch = session.get_inputs()[0].shape[0]
+        per_run = batch if isinstance(batch, int) and batch > 0 else 1
+        inputs = -(-inputs // per_run) * per_run
+        x = np.random.default_rng(seed).random((inputs, *conversion.input_shape), dtype=np.float32)
+        input_name = session.get_inputs()[0].name
+        runs = [session.run(names, {input_name: x[i:i + per_run]}) for i in range(0, inputs, per_run)]
+    except Exception as e:
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        raise OnnxError(f"onnxruntime, the reference runtime for --verify, cannot run this model: {reason}",
+                        file=os.fspath(model)) from None
     reference = [np.concatenate([run[k] for run in runs]) for k in range(len(names))]
     outputs = layer_outputs(conversion, x)
     indices = [len(conversion.layers) - 1] + [conversion.tensor_layers[name] for name in exposed]
