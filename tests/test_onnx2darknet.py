@@ -297,6 +297,74 @@ def test_other_reductions_are_refused(tmp_path):
             onnx_to_darknet.onnx_to_darknet(tmp_path / "m.onnx", tmp_path / "out")
 
 
+def bound(name, value):
+    return numpy_helper.from_array(np.array(value, np.float32), name)
+
+
+CLIPS = {  # name -> (the clipping node on c, opset, bounds the output reaches, initializers)
+    "ReLU6": (helper.make_node("Clip", ["c", "lo", "hi"], ["y"]), 13, (0, 6), [bound("lo", 0), bound("hi", 6)]),
+    "Hardtanh(-2, 3), opset 10": (helper.make_node("Clip", ["c"], ["y"], min=-2.0, max=3.0), 10, (-2, 3), []),
+    "lower bound only": (helper.make_node("Clip", ["c", "lo"], ["y"]), 13, (-1, None), [bound("lo", -1)]),
+    "upper bound only": (helper.make_node("Clip", ["c", "", "hi"], ["y"]), 13, (None, 2), [bound("hi", 2)]),
+    "Hardsigmoid": (helper.make_node("HardSigmoid", ["c"], ["y"], alpha=1 / 6, beta=0.5), 13, (0, 1), []),
+    "relu": (helper.make_node("Clip", ["c", "lo"], ["y"]), 13, (0, None), [bound("lo", 0)]),
+}
+
+
+@pytest.mark.parametrize("form", CLIPS)
+def test_clips_through_hardtan(tmp_path, form):
+    """MobileNetV2's ReLU6 and its kin: into hardtan's [-1, 1] (folded into the convolution
+    before, the only reader of its output) and back by a depthwise 1x1 convolution (one
+    bound: relu); the random convolution's outputs reach every bound."""
+    clip, opset, (lo, hi), initializers = CLIPS[form]
+    model = make_model([helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]), clip], [("x", [1, 3, 6, 6])],
+                       None, [("w", 3 * weights(4, 3, 3, 3))], opset=opset)
+    model.graph.initializer.extend(initializers)
+    run_both(tmp_path, model, (3, 6, 6))
+    reference = onnxruntime_output(tmp_path / "model.onnx", np.random.default_rng(7).random((2, 3, 6, 6),
+                                                                                           dtype=np.float32) - 0.3)
+    assert all(b is None or np.isclose(reference, b).any() for b in (lo, hi))
+    assert sections(tmp_path) == ["convolutional"] * (1 if form == "relu" else 2)
+    assert ("activation=hardtan" in (tmp_path / "out.cfg").read_text()) == (None not in (lo, hi) and form != "relu")
+
+
+def test_clip_of_an_output_read_twice(tmp_path):
+    """The convolution's output is also added back: both maps are depthwise layers."""
+    clip, opset, _, initializers = CLIPS["ReLU6"]
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]), clip,
+             helper.make_node("Add", ["y", "c"], ["sum"])]
+    model = make_model(nodes, [("x", [1, 3, 6, 6])], None, [("w", 3 * weights(4, 3, 3, 3))], output="sum")
+    model.graph.initializer.extend(initializers)
+    run_both(tmp_path, model, (3, 6, 6))
+    assert sections(tmp_path) == ["convolutional"] * 3 + ["shortcut"]
+
+
+@pytest.mark.parametrize("fold_bn", [True, False])
+def test_clip_after_batchnorm(tmp_path, fold_bn):
+    """A kept BatchNorm (batch_normalize=1) leaves the convolution's weights alone."""
+    clip, _, _, initializers = CLIPS["ReLU6"]
+    rng = np.random.default_rng(2)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["b"], pads=[1, 1, 1, 1]),
+             helper.make_node("BatchNormalization", ["b", "g", "beta", "m", "v"], ["c"]), clip]
+    model = make_model(nodes, [("x", [1, 3, 6, 6])], None,
+                       [("w", 3 * weights(4, 3, 3, 3)), ("g", rng.uniform(0.5, 2, 4)), ("beta", rng.normal(0, 1, 4)),
+                        ("m", rng.normal(0, 1, 4)), ("v", rng.uniform(0.5, 2, 4))])
+    model.graph.initializer.extend(initializers)
+    run_both(tmp_path, model, (3, 6, 6), fold_bn=fold_bn)
+    assert sections(tmp_path) == ["convolutional"] * (2 if fold_bn else 3)
+
+
+def test_clip_of_a_vector_and_back_to_onnx(tmp_path):
+    clip, _, _, initializers = CLIPS["ReLU6"]
+    nodes = [helper.make_node("Flatten", ["x"], ["f"]), helper.make_node("Gemm", ["f", "g"], ["c"], transB=1), clip]
+    model = make_model(nodes, [("x", [1, 3, 4, 4])], [1, 8], [("g", 3 * weights(8, 48))])
+    model.graph.initializer.extend(initializers)
+    run_both(tmp_path, model, (3, 4, 4))
+    pydarknet.export_onnx(tmp_path / "out.cfg", tmp_path / "out.weights", tmp_path / "back.onnx")
+    x = np.random.default_rng(1).random((2, 3, 4, 4), dtype=np.float32)
+    assert_close(onnxruntime_output(tmp_path / "model.onnx", x), onnxruntime_output(tmp_path / "back.onnx", x))
+
+
 PRELU_SLOPES = {"one": [0.25], "Darknet's 0.1": [0.1], "per channel": np.linspace(-0.5, 1.0, 4).reshape(4, 1, 1),
                 "per channel, 4-D": np.linspace(0.0, 0.3, 4).reshape(1, 4, 1, 1)}
 

@@ -235,14 +235,16 @@ def _onnx_seed() -> bytes:
 
     rng = np.random.default_rng(0)
     arrays = {"w": rng.standard_normal((4, 3, 3, 3)), "s": np.ones(4), "b": np.zeros(4), "m": np.zeros(4),
-              "v": np.ones(4), "ps": np.linspace(0, 0.3, 4).reshape(4, 1, 1), "g": rng.standard_normal((5, 8)),
+              "v": np.ones(4), "ps": np.linspace(0, 0.3, 4).reshape(4, 1, 1), "lo": np.array(0), "hi": np.array(6),
+              "g": rng.standard_normal((5, 8)),
               "up": np.array([1, 1, 2, 2])}
     nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
              helper.make_node("BatchNormalization", ["c", "s", "b", "m", "v"], ["n"]),
              helper.make_node("Sigmoid", ["n"], ["sg"]), helper.make_node("Mul", ["n", "sg"], ["a"]),
              helper.make_node("MaxPool", ["a"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
              helper.make_node("PRelu", ["p", "ps"], ["pr"]), helper.make_node("LeakyRelu", ["pr"], ["lr"]),
-             helper.make_node("Resize", ["lr", "", "up"], ["r"], mode="nearest"),
+             helper.make_node("Clip", ["lr", "lo", "hi"], ["cl"]), helper.make_node("HardSigmoid", ["cl"], ["hs"]),
+             helper.make_node("Resize", ["hs", "", "up"], ["r"], mode="nearest"),
              helper.make_node("Concat", ["r", "a"], ["cat"], axis=1),
              helper.make_node("GlobalAveragePool", ["cat"], ["gp"]), helper.make_node("Flatten", ["gp"], ["f"]),
              helper.make_node("Shape", ["f"], ["sh"]),

@@ -14,6 +14,8 @@ share (NCHW; a batch axis 0 that Darknet handles by itself):
 - ``affine``: per-channel scale and bias.
 - ``relu``, ``leaky`` (slope), ``sigmoid``, ``tanh``, ``swish`` (x * sigmoid(x)).
 - ``prelu``: slope, one per channel or one for all.
+- ``clip``: min(max(scale x + shift, min), max); min, max may be infinite; scale 1
+  and shift 0 unless given.
 - ``maxpool``/``avgpool``: kernel, stride, pads, ceil (output size rounding);
   clip_padded_only (Caffe: a ceil-rounded last window that starts past the input is
   dropped only when there is padding; ONNX/PyTorch: always); count_include_pad.

@@ -97,6 +97,26 @@ def _leaky(r, node, a) -> None:
     r.add(node, "leaky", node.input[:1], {"slope": a.get("alpha", 0.01)})
 
 
+def _clip(r, node, a) -> None:
+    """Clip (nn.ReLU6, nn.Hardtanh): bounds as attributes before opset 11, optional
+    constant inputs from it on; float32's extremes (the old defaults) mean no bound."""
+    bounds = []
+    for i, key, default in ((1, "min", -np.inf), (2, "max", np.inf)):
+        value = (r.constant(node.input[i], f"{key} bound") if len(node.input) > i and node.input[i]
+                 else a.get(key, default))
+        value = float(np.ravel(value)[0]) if np.size(value) == 1 else np.nan
+        bounds.append(value if abs(value) < np.finfo(np.float32).max else np.copysign(np.inf, value))
+    if np.isnan(bounds).any():
+        raise Unsupported("a bound that is not one number")
+    r.add(node, "clip", node.input[:1], {"min": bounds[0], "max": bounds[1]})
+
+
+def _hard_sigmoid(r, node, a) -> None:
+    """max(0, min(1, alpha x + beta)) (nn.Hardsigmoid: alpha 1/6)."""
+    r.add(node, "clip", node.input[:1], {"min": 0.0, "max": 1.0, "scale": a.get("alpha", 0.2),
+                                         "shift": a.get("beta", 0.5)})
+
+
 def _prelu(r, node, a) -> None:
     """PRelu with a slope that is one number, or one per channel of a map (PyTorch's
     nn.PReLU: shape (1,) or (C, 1, 1))."""
@@ -257,4 +277,5 @@ OPS = {
     "Flatten": _shaping, "Reshape": _shaping, "Squeeze": _shaping, "Unsqueeze": _shaping, "Gemm": _gemm,
     "MatMul": _matmul, "Add": _add, "Mul": _mul, "Concat": _concat, "Resize": _resize, "Upsample": _resize,
     "Softmax": _softmax, "Dropout": _simple("identity"), "Identity": _simple("identity"), "PRelu": _prelu,
+    "Clip": _clip, "HardSigmoid": _hard_sigmoid,
 }

@@ -10,47 +10,15 @@ layer that alone feeds it is folded into it, or kept as its batch_normalize=1.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
 from ..formats.model_graph import ModelGraph, Node
 from . import folding
+from .activation_mapping import ActivationMapping
 from .bn_folds import plan_folds
-
-Shape = Tuple[int, ...]  # (C, H, W) for maps, (N,) for vectors
-# Darknet layers with an activation of their own, which a following activation joins.
-HAS_ACTIVATION = ("convolutional", "deconvolutional", "connected", "shortcut")
-ACTIVATIONS = {"relu": "relu", "sigmoid": "logistic", "tanh": "tanh", "swish": "swish"}
-
-
-class Unsupported(Exception):
-    """One node that cannot be converted; collected, then reported together."""
-
-
-class InputMissing(Exception):
-    """A node downstream of one that could not be converted (not reported again)."""
-
-
-@dataclass
-class DarknetLayer:
-    section: str
-    options: Dict[str, object]
-    params: List[np.ndarray]  # in weights-file order
-    shape: Shape  # the output shape the runtime must report
-    source: str  # the node(s) it comes from
-
-
-@dataclass
-class Blob:
-    """Where a tensor lives in the Darknet network: the output of layer ``index`` (-1:
-    the network input). ``exclusive``: nothing else reads that Darknet output through
-    another name (so an activation may join the layer)."""
-
-    index: int
-    shape: Shape
-    exclusive: bool = True
+from .darknet_layers import ACTIVATIONS, Blob, DarknetLayer, InputMissing, Shape, Unsupported, depthwise
 
 
 def _check_window(graph: ModelGraph, node: Node) -> None:
@@ -90,7 +58,7 @@ def pool_size(x: int, k: int, begin: int, end: int, s: int, ceil: bool, clip_pad
     return out
 
 
-class Mapper:
+class Mapper(ActivationMapping):
     """Turns the nodes of ``graph``, in order, into ``layers``."""
 
     def __init__(self, graph: ModelGraph, shape: Shape, fold_bn: bool):
@@ -233,14 +201,12 @@ class Mapper:
                            [biases, weight, *bn_params], (outputs,))
 
     def _channel_affine(self, node: Node, k: np.ndarray, shift: np.ndarray, what: str) -> str:
-        """y = k x + shift per channel, as a depthwise 1x1 [convolutional] (exact)."""
+        """y = k x + shift per channel, as a depthwise 1x1 [convolutional]."""
         blob = self.bottom(node)
         channels = blob.shape[0]
         if k.size != channels or shift.size != channels:
             raise self.graph.error(f"{node.label}: {k.size} values for {channels} channels")
-        options = {"filters": channels, "size": 1, "stride": 1, "padding": 0, "groups": channels,
-                   "batch_normalize": 0, "activation": "linear"}
-        return self.output(node, "convolutional", options, [shift, k], blob.shape,
+        return self.output(node, "convolutional", *depthwise(channels, k, shift), blob.shape,
                            f"depthwise 1x1: {what} as a per-channel affine map")
 
     def _batchnorm(self, position: int, node: Node) -> str:
@@ -255,78 +221,6 @@ class Mapper:
         p = node.params
         return self._channel_affine(node, np.asarray(p["scale"], np.float64).ravel(),
                                     np.asarray(p["bias"], np.float64).ravel(), "scale and bias")
-
-    def _activation(self, position: int, node: Node) -> str:
-        if node.op == "leaky":
-            return self._leaky(position, node, float(node.attrs["slope"]))
-        return self._apply_activation(position, node, ACTIVATIONS[node.op])
-
-    def _apply_activation(self, position: int, node: Node, activation: str) -> str:
-        """The producing layer's own activation when it has none yet and nothing else reads
-        its output; else an [activation] layer."""
-        blob = self.bottom(node)
-        last = self.layers[-1] if self.layers else None
-        if (blob.exclusive and blob.index == len(self.layers) - 1 and last is not None
-                and last.section in HAS_ACTIVATION and last.options.get("activation") == "linear"
-                and self.graph.only_reader(node.inputs[0]) == position):
-            last.options["activation"] = activation
-            last.source += f" + {node.label}"
-            self.overwritten.add(node.inputs[0])
-            self.set_outputs(node, blob)
-            return f"activation={activation} of layer {blob.index}"
-        return self.output(node, "activation", {"activation": activation}, [], blob.shape)
-
-    def _shortcut_source(self, node: Node) -> Blob:
-        """The node's input, made the previous layer's output, for layers that end in a
-        [shortcut] back to it (which cannot read the network input: a copy of it then)."""
-        blob = self.bottom(node)
-        if blob.index < 0 and not self.layers:
-            blob = Blob(self.emit("activation", {"activation": "linear"}, [], blob.shape,
-                                  f"the network input, for {node.label}"), blob.shape)
-        self.read(blob, node.label)
-        return blob
-
-    def _leaky(self, position: int, node: Node, slope: float) -> str:
-        """Darknet's leaky slope is fixed at 0.1 (and 0 is relu); another slope a is (1 - a) relu(x)
-        + a x: an [activation] and a [shortcut] back to x weighted by alpha and beta (exact but
-        for the rounding of that sum where x > 0, under 1e-7 of x)."""
-        if not np.isfinite(slope):
-            raise Unsupported(f"negative slope {slope}: not a number Darknet can compute with")
-        if slope == 0 or abs(slope - 0.1) <= 1e-7:
-            return self._apply_activation(position, node, "relu" if slope == 0 else "leaky")
-        blob = self._shortcut_source(node)
-        self.emit("activation", {"activation": "relu"}, [], blob.shape, node.label)
-        a = np.float32(slope)  # Darknet's own precision, in the shortest form that reads back the same
-        alpha, beta = str(1 - a), str(a)
-        index = self.emit("shortcut", {"from": blob.index, "alpha": alpha, "beta": beta, "activation": "linear"},
-                          [], blob.shape, node.label)
-        self.set_outputs(node, Blob(index, blob.shape))
-        return f"layers {index - 1}..{index} [activation] + [shortcut] ({alpha} relu(x) + {beta} x)"
-
-    def _prelu(self, position: int, node: Node) -> str:
-        """One slope: as leaky. One per channel (a_c <= 1): x + relu((a_c - 1) x), a depthwise
-        1x1 [convolutional] with activation=relu and a [shortcut] back to x (exact where
-        x > 0, one rounding of the sum elsewhere)."""
-        slope = np.asarray(node.params["slope"], np.float64).ravel()
-        if not np.isfinite(slope).all():
-            raise Unsupported("a slope that is not a number Darknet can compute with")
-        if slope.size == 1:
-            return self._leaky(position, node, float(slope[0]))
-        channels = self.map_shape(self.bottom(node))[0]
-        if slope.size != channels:
-            raise self.graph.error(f"{node.label}: {slope.size} slopes for {channels} channels")
-        if (slope > 1).any():
-            c = int(np.argmax(slope > 1))
-            raise Unsupported(f"slope {slope[c]:g} in channel {c}: per-channel slopes above 1 have no exact "
-                              "form in Darknet layers (x + relu((a - 1) x) needs a <= 1)")
-        blob = self._shortcut_source(node)
-        options = {"filters": channels, "size": 1, "stride": 1, "padding": 0, "groups": channels,
-                   "batch_normalize": 0, "activation": "relu"}
-        self.emit("convolutional", options, [np.zeros(channels), (slope - 1).reshape(channels, 1, 1, 1)],
-                  blob.shape, node.label)
-        index = self.emit("shortcut", {"from": blob.index, "activation": "linear"}, [], blob.shape, node.label)
-        self.set_outputs(node, Blob(index, blob.shape))
-        return f"layers {index - 1}..{index} [convolutional] (depthwise, relu) + [shortcut]: x + relu((a - 1) x)"
 
     def _global_avgpool(self, position: int, node: Node) -> str:
         c, h, w = self.map_shape(self.bottom(node))

@@ -18,7 +18,8 @@ from ..formats.darknet import CURRENT_HEADER, Weights, cfg_text
 from ..formats.model_graph import ModelGraph
 from ..formats.preprocessing import Preprocessing
 from . import folding
-from .darknet_mapping import Blob, DarknetLayer, InputMissing, Mapper, Unsupported
+from .darknet_layers import Blob, DarknetLayer, InputMissing, Unsupported
+from .darknet_mapping import Mapper
 
 PathLike = Union[str, "os.PathLike[str]"]
 Shape = Tuple[int, ...]  # (C, H, W) for maps, (N,) for vectors
