@@ -207,6 +207,11 @@ LAYER_CASES = {
     "local": "[local]\nfilters=4\nsize=3\nstride=1\npad=1\nactivation=leaky\n\n",
     "dropout": "[dropout]\nprobability=.5\n\n",
     "l2norm + logistic": "[l2norm]\n\n[logistic]\n\n",
+    # what the converters build for activations Darknet lacks (activation_mapping.py)
+    "leaky slope 0.01": "[activation]\nactivation=relu\n\n[shortcut]\nfrom=-2\nalpha=0.99\nbeta=0.01\n"
+                        "activation=linear\n\n",
+    "clip (ReLU6)": "[convolutional]\nfilters=8\nsize=1\ngroups=8\nactivation=hardtan\n\n"
+                    "[convolutional]\nfilters=8\nsize=1\ngroups=8\nactivation=linear\n\n",
     "yolo": "[convolutional]\nfilters=18\nsize=1\nactivation=linear\n\n[yolo]\nmask=0,1,2\n"
             "anchors=10,14, 23,27, 37,58\nclasses=1\nnum=3\n\n",
 }
