@@ -328,6 +328,22 @@ def test_clips_through_hardtan(tmp_path, form):
     assert ("activation=hardtan" in (tmp_path / "out.cfg").read_text()) == (None not in (lo, hi) and form != "relu")
 
 
+def test_clip_bounds_that_are_not_one_number_are_refused(tmp_path):
+    """A NaN or a vector bound is not silently taken as no bound."""
+    for value, reason in [(np.nan, r"min bound \[nan\]"), ([0.0, 6.0], r"min bound \[0.0, 6.0\]")]:
+        model = make_model([helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+                            helper.make_node("Clip", ["c", "lo"], ["y"])],
+                           [("x", [1, 3, 6, 6])], None, [("w", weights(4, 3, 3, 3)), ("lo", value)])
+        onnx.save(model, tmp_path / "m.onnx")
+        with pytest.raises(ConversionError, match=reason):
+            onnx_to_darknet.onnx_to_darknet(tmp_path / "m.onnx", tmp_path / "out")
+    model = make_model([helper.make_node("Clip", ["x", "", "hi"], ["y"])], [("x", [1, 3, 6, 6])], None,
+                       [("hi", [1.0, 2.0])])
+    onnx.save(model, tmp_path / "m.onnx")
+    with pytest.raises(ConversionError, match=r"max bound \[1.0, 2.0\]: not one number"):
+        onnx_to_darknet.onnx_to_darknet(tmp_path / "m.onnx", tmp_path / "out")
+
+
 def test_clip_of_an_output_read_twice(tmp_path):
     """The convolution's output is also added back: both maps are depthwise layers."""
     clip, opset, _, initializers = CLIPS["ReLU6"]

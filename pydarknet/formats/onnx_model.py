@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
 from ..errors import ConversionError, OnnxError
-from .model_graph import ModelGraph, Node
+from .model_graph import ModelGraph, Node, Shape
 from .onnx_ops import OPS, Unsupported
 
 PathLike = Union[str, "os.PathLike[str]"]
-Shape = Tuple[int, ...]
 NOT_STATED = ("not stated by the ONNX file: RGB 0-1, stretched to the input, no mean or std; pass --mean/--std "
               "(torchvision's: --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225) if the model was trained with them")
 

@@ -14,9 +14,13 @@ class Unsupported(Exception):
     """This node cannot become a ModelGraph node (the message says why)."""
 
 
+def _optional(r, node, i: int, what: str, default=None):
+    """Input i as a constant, or ``default`` where the node leaves it out (absent or '')."""
+    return r.constant(node.input[i], what) if len(node.input) > i and node.input[i] else default
+
+
 def _auto_pad(a: dict) -> None:
-    mode = a.get("auto_pad", b"NOTSET")
-    mode = mode.decode() if isinstance(mode, bytes) else mode
+    mode = _text(a.get("auto_pad"), "NOTSET")
     if mode not in ("NOTSET", "VALID"):
         raise Unsupported(f"auto_pad {mode}: export with explicit pads")
 
@@ -40,7 +44,7 @@ def _conv(r, node, a, deconv: bool = False) -> None:
     weight = r.constant(node.input[1], "weight")
     if weight.ndim != 4:
         raise Unsupported(f"a {weight.ndim - 2}-D convolution: only 2-D ones convert")
-    bias = r.constant(node.input[2], "bias") if len(node.input) > 2 and node.input[2] else None
+    bias = _optional(r, node, 2, "bias")
     attrs = _window(a, a.get("kernel_shape", weight.shape[2:]))
     attrs["group"] = a.get("group", 1)
     if deconv:
@@ -75,8 +79,7 @@ def _spatial_reduction(op: str):
     from it on."""
     def translate(r, node, a) -> None:
         shape = r.shape(node.input[0])
-        axes = r.constant(node.input[1], "axes") if len(node.input) > 1 and node.input[1] else a.get("axes", ())
-        axes = [int(x) for x in np.ravel(axes)]
+        axes = [int(x) for x in np.ravel(_optional(r, node, 1, "axes", a.get("axes", ())))]
         if not axes and a.get("noop_with_empty_axes", 0):
             r.add(node, "identity", node.input[:1])
             return
@@ -102,12 +105,10 @@ def _clip(r, node, a) -> None:
     constant inputs from it on; float32's extremes (the old defaults) mean no bound."""
     bounds = []
     for i, key, default in ((1, "min", -np.inf), (2, "max", np.inf)):
-        value = (r.constant(node.input[i], f"{key} bound") if len(node.input) > i and node.input[i]
-                 else a.get(key, default))
-        value = float(np.ravel(value)[0]) if np.size(value) == 1 else np.nan
-        bounds.append(value if abs(value) < np.finfo(np.float32).max else np.copysign(np.inf, value))
-    if np.isnan(bounds).any():
-        raise Unsupported("a bound that is not one number")
+        value = np.ravel(_optional(r, node, i, f"{key} bound", a.get(key, default))).astype(np.float64)
+        if value.size != 1 or np.isnan(value[0]):
+            raise Unsupported(f"{key} bound {value.tolist()}: not one number")
+        bounds.append(float(value[0]) if abs(value[0]) < np.finfo(np.float32).max else np.copysign(np.inf, value[0]))
     r.add(node, "clip", node.input[:1], {"min": bounds[0], "max": bounds[1]})
 
 
@@ -159,10 +160,9 @@ def _gemm(r, node, a) -> None:
         raise Unsupported("transA: the input must be (batch, features)")
     b = r.constant(node.input[1], "weight").astype(np.float64)
     weight = (b if a.get("transB", 0) else b.T) * a.get("alpha", 1.0)
-    bias = None
-    if len(node.input) > 2 and node.input[2]:
-        bias = np.broadcast_to(r.constant(node.input[2], "bias").astype(np.float64) * a.get("beta", 1.0),
-                               (1, weight.shape[0])).ravel()
+    bias = _optional(r, node, 2, "bias")
+    if bias is not None:
+        bias = np.broadcast_to(bias.astype(np.float64) * a.get("beta", 1.0), (1, weight.shape[0])).ravel()
     _dense(r, node, weight, bias)
 
 

@@ -15,7 +15,7 @@ from .darknet_layers import ACTIVATIONS, HAS_ACTIVATION, WEIGHTED, Blob, Darknet
 
 class ActivationMapping:
     """The activation nodes' part of Mapper, which provides bottom, read, emit, output,
-    set_outputs, map_shape, layers, graph and overwritten."""
+    set_outputs, map_shape, copy_input, layers, graph and overwritten."""
 
     def _activation(self, position: int, node: Node) -> str:
         if node.op == "leaky":
@@ -52,8 +52,7 @@ class ActivationMapping:
         [shortcut] back to it (which cannot read the network input: a copy of it then)."""
         blob = self.bottom(node)
         if blob.index < 0 and not self.layers:
-            blob = Blob(self.emit("activation", {"activation": "linear"}, [], blob.shape,
-                                  f"the network input, for {node.label}"), blob.shape)
+            blob = self.copy_input(f"for {node.label}")
         self.read(blob, node.label)
         return blob
 
@@ -102,7 +101,7 @@ class ActivationMapping:
         one bound, relu takes hardtan's place (relu(x - lo) + lo, hi - relu(hi - x))."""
         lo, hi = float(node.attrs["min"]), float(node.attrs["max"])
         s, t = float(node.attrs.get("scale", 1.0)), float(node.attrs.get("shift", 0.0))
-        if not (lo < hi and np.isfinite([s, t]).all() and lo < np.inf and hi > -np.inf):
+        if not (lo < hi and np.isfinite([s, t]).all()):
             raise Unsupported(f"bounds [{lo:g}, {hi:g}] with scale {s:g} and shift {t:g}: not a clip Darknet computes")
         if (s, t, lo, hi) == (1.0, 0.0, 0.0, np.inf):
             return self._apply_activation(position, node, "relu")

@@ -9,19 +9,19 @@ layers, as it does for ONNX models. ``verify`` runs the original on OpenCV DNN.
 from __future__ import annotations
 
 import os
-from typing import Optional, Tuple, Union
+from typing import Optional, Union
 
 import numpy as np
 
 from ..formats.caffe import blobs_by_layer, read_caffemodel, read_prototxt
 from ..formats.caffe_graph import Graph
 from ..formats.caffe_model import model_graph
+from ..formats.model_graph import Shape
 from . import folding
 from .opencv_reference import opencv_errors, opencv_net
 from .to_darknet import Conversion, convert_graph, layer_outputs, write
 
 PathLike = Union[str, "os.PathLike[str]"]
-Shape = Tuple[int, ...]
 
 
 def convert_net(structure, weights, *, input_shape_chw: Optional[Shape] = None, fold_bn: bool = True,

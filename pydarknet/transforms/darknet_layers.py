@@ -8,7 +8,8 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
-Shape = Tuple[int, ...]  # (C, H, W) for maps, (N,) for vectors
+from ..formats.model_graph import Shape
+
 # Darknet layers with an activation of their own, which a following activation joins.
 HAS_ACTIVATION = ("convolutional", "deconvolutional", "connected", "shortcut")
 WEIGHTED = ("convolutional", "deconvolutional", "connected")  # params [biases, weights] without BN

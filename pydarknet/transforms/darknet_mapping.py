@@ -14,11 +14,11 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from ..formats.model_graph import ModelGraph, Node
+from ..formats.model_graph import ModelGraph, Node, Shape
 from . import folding
 from .activation_mapping import ActivationMapping
 from .bn_folds import plan_folds
-from .darknet_layers import ACTIVATIONS, Blob, DarknetLayer, InputMissing, Shape, Unsupported, depthwise
+from .darknet_layers import ACTIVATIONS, Blob, DarknetLayer, InputMissing, Unsupported, depthwise
 
 
 def _check_window(graph: ModelGraph, node: Node) -> None:
@@ -69,6 +69,8 @@ class Mapper(ActivationMapping):
         self.layers: List[DarknetLayer] = []
         self.where: Dict[str, Blob] = {graph.input: Blob(-1, shape)}
         self.overwritten = set()  # tensors whose Darknet layer took an activation after them
+        if len(graph.readers(graph.input)) > 1:
+            self.copy_input("read by several layers")
 
     # -- bookkeeping ---------------------------------------------------------------
 
@@ -85,6 +87,15 @@ class Mapper(ActivationMapping):
              source: str) -> int:
         self.layers.append(DarknetLayer(section, options, params, shape, source))
         return len(self.layers) - 1
+
+    def copy_input(self, why: str) -> Blob:
+        """Darknet layers cannot route to the network input: an identity layer, the first,
+        holds it for them."""
+        shape = self.where[self.graph.input].shape
+        blob = Blob(self.emit("activation", {"activation": "linear"}, [], shape, f"the network input, {why}"),
+                    shape, exclusive=False)
+        self.where[self.graph.input] = blob
+        return blob
 
     def read(self, blob: Blob, source: str) -> None:
         """Make ``blob`` the previous layer's output, with a [route] if it is not."""

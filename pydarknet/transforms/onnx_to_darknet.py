@@ -9,17 +9,17 @@ onnxruntime, an independent runtime.
 from __future__ import annotations
 
 import os
-from typing import Optional, Tuple, Union
+from typing import Optional, Union
 
 import numpy as np
 
 from ..errors import OnnxError
+from ..formats.model_graph import Shape
 from ..formats.onnx_model import model_graph, onnx, read_onnx
 from . import folding
 from .to_darknet import Conversion, convert_graph, layer_outputs, write
 
 PathLike = Union[str, "os.PathLike[str]"]
-Shape = Tuple[int, ...]
 
 
 def onnx_to_darknet(model: PathLike, out: PathLike, *, input_shape: Optional[Shape] = None, fold_bn: bool = True,

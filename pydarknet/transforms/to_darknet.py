@@ -8,21 +8,20 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
 from .. import atomic
 from ..errors import ConversionError
 from ..formats.darknet import CURRENT_HEADER, Weights, cfg_text
-from ..formats.model_graph import ModelGraph
+from ..formats.model_graph import ModelGraph, Shape
 from ..formats.preprocessing import Preprocessing
 from . import folding
-from .darknet_layers import Blob, DarknetLayer, InputMissing, Unsupported
+from .darknet_layers import DarknetLayer, InputMissing, Unsupported
 from .darknet_mapping import Mapper
 
 PathLike = Union[str, "os.PathLike[str]"]
-Shape = Tuple[int, ...]  # (C, H, W) for maps, (N,) for vectors
 
 
 @dataclass
@@ -72,10 +71,6 @@ def convert_graph(graph: ModelGraph, *, input_shape: Optional[Shape] = None, fol
     if shape is None or len(shape) != 3 or min(shape) < 1:
         raise ConversionError(f"input shape {shape}: give C,H,W (--input-shape)")
     mapper = Mapper(graph, shape, fold_bn)
-    if len(graph.readers(graph.input)) > 1:
-        # Darknet layers cannot route to the network input: an identity layer first
-        mapper.emit("activation", {"activation": "linear"}, [], shape, "the network input, read by several layers")
-        mapper.where[graph.input] = Blob(0, shape, exclusive=False)
     unsupported, mapping = [], []
     for position, node in enumerate(graph.nodes):
         try:
