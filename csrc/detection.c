@@ -261,6 +261,8 @@ int pdn_detect(network *net, const pdn_image *images, int n, const pdn_preproces
     }, {
         if (classes < 0) darknet_fail(DARKNET_ERR_CFG, "this network has no detection layer ([yolo], [region] or [detection])");
         int b, allocated = 0;
+        /* stretched: the boxes relative to the input are relative to the image */
+        int letterboxed = letterboxes(pre, net->letter_box);
         input = calloc((size_t)net->inputs * n, sizeof(float));
         saved_batch = calloc(net->n, sizeof(int));
         for (b = 0; b < n; ++b) prepare_input(net, &images[b], pre, net->letter_box, input + (size_t)b * net->inputs);
@@ -269,8 +271,6 @@ int pdn_detect(network *net, const pdn_image *images, int n, const pdn_preproces
             enter_batch_item(net, b, saved_batch);
             inside = b;
             int boxes = 0;
-            /* stretched: the boxes relative to the input are relative to the image */
-            int letterboxed = letterboxes(pre, net->letter_box);
             int box_w = letterboxed ? images[b].w : net->w, box_h = letterboxed ? images[b].h : net->h;
             dets = get_network_boxes(net, box_w, box_h, thresh, hier_thresh, 0, 1, &boxes);
             nboxes = boxes;

@@ -54,7 +54,7 @@ class Detector:
 
         self.threads = threads or actor_cpus()
         set_num_threads(self.threads)
-        self.net = resolve_model(tuple(model) if isinstance(model, list) else model, device, batch=batch)
+        self.net = resolve_model(model, device, batch=batch)
         self.options = {"thresh": thresh, "hier_thresh": hier_thresh, "nms": nms, "channel_order": channel_order}
         self.column, self.output = column, output
 

@@ -49,7 +49,7 @@ def add_command(sub, formatter) -> None:
                      help="class-tree threshold (hierarchical models such as yolo9000)")
     cmd.add_argument("--nms", type=probability, default=0.45, help="overlap (IoU) above which NMS drops a box")
     cmd.add_argument("--batch", type=count, default=1, help="images per forward pass")
-    cmd.add_argument("--threads", type=checked(limits.positive_int), help="threads per forward pass")
+    cmd.add_argument("--threads", type=count, help="threads per forward pass")
     cmd.add_argument("--out", type=Path, help="folder for annotated images (SOURCE-stem.jpg, -FRAME.jpg)")
     cmd.add_argument("--fail-fast", action="store_true", help="stop at the first input that fails")
     cmd.set_defaults(handler=run)
