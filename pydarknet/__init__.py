@@ -26,7 +26,8 @@ __all__ = [
     "Network", "Layer", "load", "detect", "detect_batch", "detect_stream", "FrameResult", "draw", "classify",
     "Detection", "export_onnx",
     "Classification", "load_image", "Image", "register_layer", "unregister_layer", "zoo",
-    "samples", "convert", "build_info", "upstream_path", "set_num_threads", "get_num_threads", "__version__",
+    "samples", "convert", "build_info", "upstream_path", "set_num_threads", "get_num_threads",
+    "thread_policy", "__version__",
     "cuda_device_count", "DarknetError", "FileError", "CfgError", "WeightsError", "ImageError",
     "OutOfMemoryError", "InternalError", "DeviceError", "CaffeError", "OnnxError", "FoldError", "ConversionError",
     "Preprocessing", "PreprocessingWarning",
@@ -64,38 +65,40 @@ __version__ = _version()
 def _native():
     from . import binding
 
-    global _threads_from_environment
-    if _threads_from_environment:
-        _threads_from_environment = False
-        threads = _os.environ.get("PYDARKNET_NUM_THREADS", "").strip()
-        if threads:
-            from .limits import MAX_THREADS, positive_int
-
-            if not threads.isdigit():
-                raise ValueError(f"PYDARKNET_NUM_THREADS={threads!r}: give a number of threads, 1 to {MAX_THREADS}")
-            binding.lib.pdn_set_num_threads(positive_int(int(threads), "PYDARKNET_NUM_THREADS", MAX_THREADS))
     return binding
-
-
-_threads_from_environment = True
 
 
 def set_num_threads(n: int) -> None:
     """Threads for a forward pass, for the whole process: the OpenMP pool that runs the
     loops and oneDNN's primitives and splits each GEMM (OpenBLAS itself then stays
-    single-threaded), or in a build without OpenMP the BLAS library's threads. The environment variable
-    PYDARKNET_NUM_THREADS sets it at first use; the default is OpenMP's (OMP_NUM_THREADS,
-    else every core), or without OpenMP the BLAS library's (OPENBLAS_NUM_THREADS).
-    At most ``limits.MAX_THREADS``."""
+    single-threaded), or in a build without OpenMP the BLAS library's threads. The
+    default, set at first use: ``PYDARKNET_NUM_THREADS``, else ``OMP_NUM_THREADS``, else
+    the CPUs this process may use (its affinity mask capped by its cgroup CPU quota; see
+    ``thread_policy()``). At most ``limits.MAX_THREADS``."""
     from .limits import MAX_THREADS, positive_int
 
     n = positive_int(n, "set_num_threads", MAX_THREADS)
-    _native().lib.pdn_set_num_threads(n)
+    binding = _native()
+    binding.lib.pdn_set_num_threads(n)
+    binding.threads_source = "set_num_threads"
 
 
 def get_num_threads() -> int:
     """The number of threads a forward pass uses."""
     return _native().lib.pdn_num_threads()
+
+
+def thread_policy() -> dict:
+    """How forward passes use the CPU: ``threads`` (as get_num_threads()), ``source``
+    (what set that count: set_num_threads, PYDARKNET_NUM_THREADS, OMP_NUM_THREADS, the
+    CPU affinity or a cgroup CPU quota), ``cpus`` (the CPUs this process may use) and
+    ``wait`` (how idle OpenMP workers wait; see pydarknet/cpus.py)."""
+    from . import cpus
+
+    threads = get_num_threads()
+    openmp = build_info()["features"]["openmp"]
+    return {"threads": threads, "source": _native().threads_source, "cpus": cpus.available_cpus()[0],
+            "wait": cpus.wait_policy() if openmp else "no OpenMP in this build (the BLAS library's threads)"}
 
 
 def __getattr__(name):

@@ -5,7 +5,7 @@ cffi (source/ffi_builder.py)."""
 
 import threading
 
-from . import errors
+from . import cpus, errors
 
 # Libraries the extension may link from wheels, with the wheel of each, in an order
 # that loads each one's own needs first. Installed, the extension's run path finds
@@ -64,8 +64,10 @@ def _import():
     return _darknet
 
 
-_darknet = _import()
+with cpus.openmp_environment():  # the OpenMP runtime reads its wait policy as it loads
+    _darknet = _import()
 ffi, lib = _darknet.ffi, _darknet.lib
+threads_source = cpus.set_default_threads(lib.pdn_set_num_threads)  # what set_num_threads() may then change
 
 # darknet_error_code (include/darknet.h, patches 0001 and 0049) -> exception class
 _ERRORS = {lib.DARKNET_ERR_FILE: errors.FileError, lib.DARKNET_ERR_CFG: errors.CfgError,

@@ -6,6 +6,7 @@ Darknet knew them, and says so in its message.
 
 from __future__ import annotations
 
+import os
 from typing import Optional
 
 
@@ -24,6 +25,15 @@ class DarknetError(Exception):
         if self.section is not None:
             where += f"{': ' if where else ''}layer {self.section}"
         super().__init__(f"{where}: {message}" if where else message)
+
+    def in_file(self, file) -> "DarknetError":
+        """This error, naming ``file`` where it names none (for the file a tool was
+        given, when the error comes from deeper down)."""
+        if self.file is not None:
+            return self
+        located = type(self)(self.message, file=os.fspath(file), section=self.section, line=self.line)
+        located.__traceback__ = self.__traceback__
+        return located
 
 
 class FileError(DarknetError, OSError):

@@ -131,5 +131,46 @@ def pristine() -> dict:
     return files
 
 
+# Detections computed at another batch size, thread count, backend or SIMD width (AVX2
+# against AVX-512) sum their float32 products in another order, which moves network
+# outputs by about 1e-6 of their size (a confidence by 1.2e-6 between batch 1 and 3 on
+# AVX2): confidences are compared to 1e-4 and boxes by IoU, never for equality. A box
+# whose confidence lies that close to the threshold may be found on one side only.
+CONFIDENCE_TOLERANCE = 1e-4
+MIN_IOU = 0.999
+
+
+def _as_detection(d):
+    """(class_id, confidence, (x1, y1, x2, y2)) of a Detection or its JSON record."""
+    if isinstance(d, dict):
+        return d["class_id"], d["confidence"], (d["x1"], d["y1"], d["x2"], d["y2"])
+    return d.class_id, d.confidence, d.box
+
+
+def iou(a, b) -> float:
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    inter = max(w, 0) * max(h, 0)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else float(a == b)
+
+
+def assert_same_detections(got, want, thresh=0.5):
+    """``got`` and ``want`` (Detections or their JSON records) find the same objects:
+    each pair of the same class, confidences within CONFIDENCE_TOLERANCE, boxes with an
+    IoU of at least MIN_IOU; an unmatched one only at the threshold's edge."""
+    got, want = [_as_detection(d) for d in got], [_as_detection(d) for d in want]
+    unmatched = list(range(len(got)))
+    for cls, conf, box in sorted(want, key=lambda d: -d[1]):
+        pair = next((i for i in unmatched if got[i][0] == cls and abs(got[i][1] - conf) <= CONFIDENCE_TOLERANCE
+                     and iou(got[i][2], box) >= MIN_IOU), None)
+        if pair is None:
+            assert abs(conf - thresh) <= CONFIDENCE_TOLERANCE, f"not found: class {cls} {conf} at {box} in {got}"
+        else:
+            unmatched.remove(pair)
+    for i in unmatched:
+        assert abs(got[i][1] - thresh) <= CONFIDENCE_TOLERANCE, f"found only here: {got[i]} (expected {want})"
+
+
 def random_input(shape, seed=0) -> np.ndarray:
     return np.random.default_rng(seed).random(shape, dtype=np.float32)

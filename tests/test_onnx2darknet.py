@@ -429,7 +429,7 @@ def test_unconvertible_nodes_are_listed_together_and_nothing_is_written(tmp_path
     with pytest.raises(ConversionError) as caught:
         onnx_to_darknet.onnx_to_darknet(tmp_path / "m.onnx", tmp_path / "out")
     message = str(caught.value)
-    assert message.startswith("5 layer(s) cannot be converted")
+    assert message.startswith(f"{tmp_path / 'm.onnx'}: 5 layer(s) cannot be converted")
     for expected in ["(Conv): dilation (2, 2)", "(Mod): no Darknet equivalent", "(Mul): only x * Sigmoid(x)",
                      "(Conv): pads (0, 0, 1, 1)", "(Erf): no Darknet equivalent"]:
         assert expected in message

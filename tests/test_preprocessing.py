@@ -33,19 +33,64 @@ def pixels(shape, seed=0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
 
 
+def with_softmax(path):
+    """onnxruntime on the ONNX model with a Softmax node on its output: probabilities
+    from the reference runtime itself."""
+    import onnx
+
+    model = onnx.load(str(path))
+    logits = model.graph.output[0].name
+    model.graph.node.append(onnx.helper.make_node("Softmax", [logits], ["probabilities"], axis=1))
+    model.graph.output.append(onnx.helper.make_tensor_value_info("probabilities", onnx.TensorProto.FLOAT, None))
+    return onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
 def test_classify_applies_the_stated_preprocessing(resnet, tmp_path):
     """An image already at the input size: the torchvision normalization, computed here
-    from its definition, fed to onnxruntime, gives what classify() reports."""
+    from its definition, fed to onnxruntime, gives the scores classify() reports; the
+    model ends in logits, so its probabilities are onnxruntime's softmax of them."""
     image = pixels((64, 64, 3))
     x = ((image / 255.0 - TORCHVISION["mean"]) * TORCHVISION["scale"]).transpose(2, 0, 1)[None].astype(np.float32)
-    session = onnxruntime.InferenceSession(str(REPO / "tests/onnx/resnet18.onnx"), providers=["CPUExecutionProvider"])
-    reference = session.run(None, {"input": x})[0][0]
+    logits, probabilities = (out[0] for out in with_softmax(REPO / "tests/onnx/resnet18.onnx").run(None, {"input": x}))
     with pydarknet.Network(*resnet[:2], names=resnet[2]) as net:
         assert net.preprocessing.mean == tuple(TORCHVISION["mean"]) and net.preprocessing.resize == "stretch"
         assert np.abs(net.preprocess(image) - x[0]).max() <= 1e-5  # float32 rounding of 0-1 pixels
         top = pydarknet.classify(net, image, top=10)
-    got = np.array([p for _, p in sorted((int(label[5:]), p) for label, p in top)])
-    assert np.abs(got - reference).max() <= 1e-4 * np.abs(reference).max()
+    by_class = sorted(top, key=lambda r: int(r.label[5:]))
+    assert {r.normalization for r in top} == {"softmax"}
+    scores = np.array([r.score for r in by_class])
+    assert np.abs(scores - logits).max() <= 1e-4 * np.abs(logits).max()
+    assert np.abs(np.array([r.probability for r in by_class]) - probabilities).max() <= 1e-5
+
+
+def test_logits_are_reported_as_probabilities(resnet, tmp_path, capsys):
+    """classify --json and the table on a model that ends in logits: values in [0, 1]
+    whose sum is at most 1, the raw scores beside them, and a note in the table."""
+    cfg, weights, names = resnet
+    image = tmp_path / "image.png"
+    cv2.imwrite(str(image), pixels((64, 64, 3), seed=3))
+    model = ["--cfg", str(cfg), "--weights", str(weights), "--names", str(names)]
+    assert cli.main(["classify", str(image), *model, "--json", "--top", "3"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    probabilities = [r["probability"] for r in record["top"]]
+    assert record["normalization"] == "softmax" and all(0 <= p <= 1 for p in probabilities)
+    assert sum(probabilities) <= 1 and all(isinstance(r["score"], float) for r in record["top"])
+    assert cli.main(["classify", str(image), *model]) == 0
+    out, err = capsys.readouterr()
+    assert "ends in raw scores" in err and "-" not in "".join(line.split()[0] for line in out.splitlines()[1:])
+
+
+def test_a_network_that_ends_in_probabilities_keeps_them(tiny_cfg, tiny_weights):
+    """The tiny net ends in [softmax]: its outputs are reported as they are."""
+    with pydarknet.Network(tiny_cfg, tiny_weights) as net:
+        image = pixels((16, 16, 3))
+        top = pydarknet.classify(net, image, top=5)
+        raw = net.predict(net.preprocess(image))
+    assert {r.normalization for r in top} == {"network"}
+    assert sorted(r.probability for r in top) == pytest.approx(sorted(raw.tolist()))
+    assert [r.probability for r in top] == [r.score for r in top]
+    label, probability = top[0]  # unpacks as the (label, probability) pair it was
+    assert (label, probability) == (top[0].label, top[0].probability)
 
 
 def test_running_without_it_warns(resnet):

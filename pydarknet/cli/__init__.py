@@ -3,13 +3,13 @@
 One convention for all of them: a user error (bad input, a missing file, a model that
 does not fit) is one line on stderr, ``pydarknet: error: ...``, and exit status 2; a
 failed check (``--check``, ``--verify``, ``patches check``) exits 1; ``--debug`` shows
-the traceback instead. A closed output pipe (``| head``) ends the command quietly.
+the traceback instead. A closed output pipe (``| head``) ends the command quietly;
+Ctrl-C ends it with one line and exit status 130.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Optional, Sequence
 
@@ -18,6 +18,7 @@ from ..runtime.zoo import ZooError
 from ..source.patches import PatchError
 from ..source.upstream import UpstreamError
 from . import convert, detect, fold_bn, patches, run, to_onnx
+from .common import close_stdout
 
 USER_ERRORS = (DarknetError, ZooError, UpstreamError, OSError, ValueError, TypeError)
 
@@ -52,8 +53,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
+    except KeyboardInterrupt as exc:  # Ctrl-C: one line, the shell's status for SIGINT
+        print(f"pydarknet: interrupted{' ' + str(exc) if str(exc) else ''}", file=sys.stderr)
+        return 130
     except BrokenPipeError:  # `| head`: the reader is gone; end quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
+        close_stdout()  # nothing left to flush at exit
         return 0
     except PatchError as exc:  # a patch that does not apply: the check failed
         return _report(args, exc, 1)

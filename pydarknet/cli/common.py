@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 
@@ -109,6 +110,11 @@ def network(args, batch: int = 1):
     return warned(zoo.load(args.model, weights=args.weights, batch=batch, verbose=args.verbose, device=args.device))
 
 
+def note(message: str) -> None:
+    """Something the user should know about the results: one line on stderr."""
+    print(f"pydarknet: note: {message}", file=sys.stderr)
+
+
 def warned(net):
     """The network, its cfg warnings (keys nothing reads: a typo, or a feature of another
     Darknet fork) printed on stderr first."""
@@ -145,3 +151,8 @@ def input_name(source: str, frame) -> str:
 def print_record(record: dict) -> None:
     """One JSON Lines record, flushed at once for a reader at the other end of a pipe."""
     print(json.dumps(record), flush=not sys.stdout.isatty())
+
+
+def close_stdout() -> None:
+    """The reader of our output is gone: what is still printed goes nowhere."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

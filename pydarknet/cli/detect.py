@@ -13,22 +13,28 @@ Lines, one record per image or frame, also for those with no detections: source,
 frame (null for images), width, height and detections (label, class_id, confidence,
 x, y, w, h with x/y the centre, x1, y1, x2, y2, in pixels). --coco FILE writes the
 detections in COCO's results format (upstream's: category ids mapped to COCO's 91 for
-models with COCO's 80 classes, boxes clipped to the image, image_id the number at the
-end of the file name, else the input's position). A bad input is one line on stderr
-and the run goes on (--fail-fast stops there); images and frames run --batch at a time
-while the next ones are decoded.
+models with COCO's 80 classes, boxes clipped to the image; image_id the number at the
+end of each file name where every input has a distinct one, as COCO's own files do,
+else the position of the image or frame, from 1) and, beside it, FILE.images.json
+mapping each image_id to its file and frame. A bad input is one line on stderr and the
+run goes on (--fail-fast stops there); images and frames run --batch at a time while
+the next ones are decoded. Nothing is written over an input. Ctrl-C stops the run
+(exit 130) and a reader that closes the output (| head) stops the printing; either
+way --coco holds what was found until then, and --out the images drawn.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Dict, List, Optional
 
 from .. import atomic, limits
-from .common import (checked, input_failed, input_name, model_options, network, print_record, progress,
-                     sources_options, subcommand)
+from ..runtime.stream import is_video_name, printable
+from .common import (checked, close_stdout, input_failed, input_name, model_options, network, print_record,
+                     progress, sources_options, subcommand)
 
 # upstream's coco_ids (examples/detector.c): COCO's category id of each of its 80 classes
 COCO_IDS = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 27, 28, 31, 32,
@@ -56,19 +62,37 @@ def add_command(sub, formatter) -> None:
 
 
 def _annotation_names(sources: List, out: Optional[Path]):
-    """OUT/stem for images, OUT/stem-FRAME for frames; refused before any work when two
-    inputs would write the same file."""
+    """OUT/stem for images, OUT/stem-FRAME for video frames; refused before any work
+    when two inputs would write the same file or an annotated copy would replace an
+    input (``--out`` onto the photos' own folder)."""
     if out is None:
         return None
-    out.mkdir(parents=True, exist_ok=True)
-    seen: Dict[str, str] = {}
-    for source in sources:
+    images: Dict[str, str] = {}
+    videos: Dict[str, str] = {}
+    inputs = {_same_file(s): s for s in map(str, sources) if os.path.isfile(s)}
+    for source in map(str, sources):
         stem = _stem(source)
-        if stem in seen and seen[stem] != str(source):
-            raise ValueError(f"{seen[stem]} and {source} would both be annotated as {out / stem}*.jpg; "
-                             "give inputs with different names, or one --out per run")
-        seen[stem] = str(source)
+        kind = videos if is_video_name(source) else images
+        other = images.get(stem) or videos.get(stem)
+        if other is not None and other != source:
+            raise ValueError(f"{printable(other)} and {printable(source)} would both be annotated as "
+                             f"{printable(str(out / stem))}*.jpg; give inputs with different names, or one --out "
+                             "per run")
+        kind[stem] = source
+        if kind is images and _same_file(out / f"{stem}.jpg") in inputs:
+            raise ValueError(f"--out {printable(str(out))}: the annotated copy of {printable(source)} would replace "
+                             f"the input {printable(inputs[_same_file(out / f'{stem}.jpg')])}; give another folder")
+    for stem, source in images.items():  # an image named like a frame of a video
+        match = re.fullmatch(r"(.*)-\d{6,}", stem)
+        if match and match.group(1) in videos:
+            raise ValueError(f"{printable(source)} and the frames of {printable(videos[match.group(1)])} would both "
+                             f"be annotated as {printable(str(out / stem))}.jpg; give inputs with different names")
+    out.mkdir(parents=True, exist_ok=True)
     return lambda r: out / (_stem(r.source) if r.frame is None else f"{_stem(r.source)}-{r.frame:06d}")
+
+
+def _same_file(path) -> str:
+    return os.path.normcase(os.path.realpath(path))
 
 
 def _stem(source) -> str:
@@ -76,27 +100,55 @@ def _stem(source) -> str:
     return Path(str(source)).stem or "camera"
 
 
-def _image_id(source: str, position: int) -> int:
-    """As upstream's get_coco_image_id: the number after the name's last '_' (COCO's
-    file names), else the input's position (from 1)."""
-    found = re.search(r"(?:^|_)(\d+)$", Path(source).stem)
-    return int(found.group(1)) if found else position
+def _numbered_ids(sources: List) -> Optional[Dict[str, int]]:
+    """COCO image ids from the number after the last '_' of each file name (COCO's own
+    names, as upstream's get_coco_image_id), where every input is an image named so and
+    no two share a number; else None: ids are then the images' and frames' positions."""
+    ids = {}
+    for source in map(str, sources):
+        found = re.search(r"(?:^|_)(\d+)$", Path(source).stem)
+        if found is None or is_video_name(source):
+            return None
+        ids[source] = int(found.group(1))
+    return ids if len(set(ids.values())) == len(ids) else None
 
 
-def _coco_records(result, position: int, category) -> List[dict]:
-    records = []
-    for d in result.detections:
-        x1, y1 = max(d.x1, 0.0), max(d.y1, 0.0)
-        x2, y2 = min(d.x2, float(result.width)), min(d.y2, float(result.height))
-        records.append({"image_id": _image_id(result.source, position) if result.frame is None else position,
-                        "category_id": category(d.class_id), "bbox": [x1, y1, x2 - x1, y2 - y1],
-                        "score": round(d.confidence, 6)})
-    return records
+class _Coco:
+    """--coco FILE: the results of every image and frame, and FILE's images beside it
+    (FILE with suffix .images.json: id, file_name, frame, width, height), written
+    together, also when the run stops early."""
+
+    def __init__(self, path: Path, sources: List, net):
+        from ..runtime.samples import upstream_path
+
+        if not path.parent.is_dir():
+            raise ValueError(f"--coco {printable(str(path))}: the folder {printable(str(path.parent))} does not exist")
+        self.path = path
+        self.numbered = _numbered_ids(sources)
+        coco = net.labels == upstream_path("data/coco.names").read_text().split("\n")[:80]
+        self.category = (lambda c: COCO_IDS[c]) if coco else (lambda c: c)
+        self.records: List[dict] = []
+        self.images: List[dict] = []
+
+    def add(self, result) -> None:
+        image_id = self.numbered[result.source] if self.numbered else len(self.images) + 1
+        self.images.append({"id": image_id, "file_name": printable(result.source), "frame": result.frame,
+                            "width": result.width, "height": result.height})
+        for d in result.detections:
+            x1, y1 = max(d.x1, 0.0), max(d.y1, 0.0)
+            x2, y2 = min(d.x2, float(result.width)), min(d.y2, float(result.height))
+            self.records.append({"image_id": image_id, "category_id": self.category(d.class_id),
+                                 "bbox": [x1, y1, x2 - x1, y2 - y1], "score": round(d.confidence, 6)})
+
+    def write(self) -> None:
+        with atomic.replacing(self.path, self.path.with_suffix(".images.json")) as (results, images):
+            results.write_text(json.dumps(self.records) + "\n", encoding="utf-8")
+            images.write_text(json.dumps(self.images) + "\n", encoding="utf-8")
 
 
 def _print_table(result, written: Optional[Path]) -> None:
-    name = input_name(result.source, result.frame)
-    print(f"{name}: {len(result.detections)} objects" + (f" -> {written}" if written else ""))
+    name = printable(input_name(result.source, result.frame))
+    print(f"{name}: {len(result.detections)} objects" + (f" -> {printable(str(written))}" if written else ""))
     if result.detections:
         print(f"  {'label':<16} {'conf':>7} {'x1':>7} {'y1':>7} {'x2':>7} {'y2':>7}")
     for d in result.detections:
@@ -105,7 +157,6 @@ def _print_table(result, written: Optional[Path]) -> None:
 
 def run(args) -> int:
     from .. import set_num_threads
-    from ..runtime.samples import upstream_path
     from ..runtime.stream import detect_stream, expand
 
     if args.threads:
@@ -113,29 +164,49 @@ def run(args) -> int:
     sources = list(expand(args.sources, args.recursive))
     annotate = _annotation_names(sources, args.out)
     net = network(args, batch=args.batch)
-    coco = net.labels == upstream_path("data/coco.names").read_text().split("\n")[:80]
-    category = (lambda c: COCO_IDS[c]) if coco else (lambda c: c)
-    records, failed = [], 0
+    coco = _Coco(args.coco, sources, net) if args.coco else None
+    failed, done = 0, 0
+    stdout_open = True
     bar = progress()
-    for position, result in enumerate(detect_stream(net, sources, batch=args.batch, thresh=args.thresh,
-                                                    hier_thresh=args.hier_thresh, nms=args.nms,
-                                                    errors="yield", annotate=annotate), 1):
-        bar.update()
-        if result.error is not None:
-            failed += 1
-            input_failed(result.error, bar)
-            if args.fail_fast:
-                break
-            continue
-        if args.coco:
-            records += _coco_records(result, position, category)
-        if args.json:
-            print_record(result.to_json())
-        else:
-            target = annotate(result) if annotate else None
-            _print_table(result, target.with_name(target.name + ".jpg") if target else None)
+    results = detect_stream(net, sources, batch=args.batch, thresh=args.thresh, hier_thresh=args.hier_thresh,
+                            nms=args.nms, errors="yield", annotate=annotate)
+    try:
+        for result in results:
+            bar.update()
+            done += 1
+            if result.error is not None:
+                failed += 1
+                input_failed(printable(result.error), bar)
+                if args.fail_fast:
+                    break
+                continue
+            if coco:
+                coco.add(result)
+            if stdout_open:
+                try:
+                    _report(args, result, annotate)
+                except BrokenPipeError:  # `| head`: the reader is gone; the files asked for still get written
+                    stdout_open = False
+                    close_stdout()
+                    if not (coco or annotate):
+                        break
+    except KeyboardInterrupt:
+        bar.close()
+        if coco:
+            coco.write()
+        raise KeyboardInterrupt(f"after {done} images and frames"
+                                + (f"; {printable(str(args.coco))} holds their detections" if coco else "")) from None
+    finally:
+        results.close()
     bar.close()
-    if args.coco:
-        with atomic.replacing(args.coco) as (temp,):
-            temp.write_text(json.dumps(records) + "\n", encoding="utf-8")
+    if coco:
+        coco.write()
     return 1 if failed else 0
+
+
+def _report(args, result, annotate) -> None:
+    if args.json:
+        print_record(result.to_json())
+    else:
+        target = annotate(result) if annotate else None
+        _print_table(result, target.with_name(target.name + ".jpg") if target else None)

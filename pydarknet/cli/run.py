@@ -6,19 +6,22 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import limits
-from .common import (checked, device_option, input_failed, input_name, model_options, network, print_record,
-                     progress, sources_options, warned)
+from .common import (checked, device_option, input_failed, input_name, model_options, network, note,
+                     print_record, progress, sources_options, warned)
 
 
 def cmd_classify(args) -> int:
     """Each image or frame of the sources (as detect takes them): its top classes. A bad
     input is one line on stderr and the run goes on (exit status 1)."""
-    from ..runtime.inference import classify
+    from ..runtime.inference import classify, normalization
     from ..runtime.stream import decoded, prefetched
 
     if not args.cfg:
         raise ValueError("classify needs --cfg, --weights and --names (there is no zoo classifier yet)")
     net = network(args)
+    how = normalization(net)
+    if how == "softmax" and not args.json:
+        note(f"{net.cfg_path.name} ends in raw scores, not probabilities: the percentages are their softmax")
     failed = 0
     bar = progress()
     for item in prefetched(decoded(args.sources, args.recursive), 4):
@@ -29,8 +32,8 @@ def cmd_classify(args) -> int:
             continue
         results = classify(net, item.image, top=args.top)
         if args.json:
-            print_record({"source": item.source, "frame": item.frame,
-                          "top": [{"label": r.label, "probability": r.probability} for r in results]})
+            print_record({"source": item.source, "frame": item.frame, "normalization": how,
+                          "top": [r.to_json() for r in results]})
         else:
             print(f"{input_name(item.source, item.frame)}:")
             for result in results:
@@ -77,7 +80,8 @@ def add_commands(sub, formatter) -> None:
                               epilog="Exit status: 0 done, 1 some input failed, 2 bad arguments or model.")
     sources_options(classify)
     model_options(classify, None)
-    classify.add_argument("--json", action="store_true", help="JSON Lines: source, frame, top classes")
+    classify.add_argument("--json", action="store_true",
+                          help="JSON Lines: source, frame, normalization, top classes (label, probability, score)")
     classify.add_argument("--top", type=checked(limits.positive_int), default=5, help="how many classes to print")
     classify.set_defaults(handler=cmd_classify)
 

@@ -49,8 +49,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     differences = darknet_to_onnx.verify(args.cfg, args.weights, args.output,
                                          batches=(args.batch,) if args.batch else (1, 2))
-    failed = max(differences.values()) > TOLERANCE
+    failed = not max(differences.values()) <= TOLERANCE
     if not args.quiet or failed:
         for name, difference in differences.items():
-            print(f"  {name}: {difference:.2e} of the range" + (" (above 1e-4)" if difference > TOLERANCE else ""))
+            print(f"  {name}: {difference:.2e} of the range" + ("" if difference <= TOLERANCE else " (above 1e-4)"))
     return 1 if failed else 0

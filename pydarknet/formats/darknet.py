@@ -9,7 +9,6 @@ The runtime parses the cfg (``Network``) and says how many floats each layer rea
 from __future__ import annotations
 
 import os
-import re
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,7 @@ from .. import atomic
 from ..errors import CfgError, FileError, WeightsError
 
 PathLike = Union[str, "os.PathLike[str]"]
-_WHITESPACE = re.compile(r"\s+")
+_STRIPPED = str.maketrans("", "", " \t\n\r")  # the characters upstream's strip() removes
 
 
 # -- cfg ---------------------------------------------------------------------------
@@ -47,15 +46,22 @@ class Section:
 
 class Cfg:
     """A .cfg file: ``lines`` as read (line endings kept) and the ``sections`` they
-    define, read as upstream's read_cfg() does (all whitespace removed, '#' and ';'
-    comments). ``layers`` are the sections after [net], one per network layer."""
+    define, read exactly as upstream's read_cfg() reads them: lines end at '\n' only
+    (fgetl), spaces, tabs, CR and LF are removed anywhere in a line (strip), '#' and ';'
+    start comments, and a key is what comes before the first '='. ``layers`` are the
+    sections after [net], one per network layer. A NUL byte, which the C reader treats
+    in ways no editor shows, is refused."""
 
     def __init__(self, text: str, path: Optional[PathLike] = None):
         self.path = None if path is None else Path(os.fspath(path))
-        self.lines: List[str] = text.splitlines(keepends=True)
+        where = str(self.path) if self.path else None
+        pieces = text.split("\n")
+        self.lines: List[str] = [piece + "\n" for piece in pieces[:-1]] + ([pieces[-1]] if pieces[-1] else [])
         self.sections: List[Section] = []
         for index, raw in enumerate(self.lines):
-            line = _WHITESPACE.sub("", raw)
+            if "\0" in raw:
+                raise CfgError("a NUL byte: this is not a text cfg", file=where, line=index + 1)
+            line = raw.translate(_STRIPPED)
             if not line or line[0] in "#;":
                 continue
             if line[0] == "[":
@@ -65,18 +71,23 @@ class Cfg:
                 # Darknet's option_find() reads a key's first line; a repeated key is unused
                 self.sections[-1].options.setdefault(key, Option(key, value, index))
             else:
-                raise CfgError(f"'{raw.strip()}' is not a [section] or key=value line",
-                               file=str(self.path) if self.path else None, line=index + 1)
+                raise CfgError(f"'{raw.strip()}' is not a [section] or key=value line", file=where, line=index + 1)
         if not self.sections or self.sections[0].name not in ("net", "network"):
-            raise CfgError("the first section must be [net]", file=str(self.path) if self.path else None)
+            raise CfgError("the first section must be [net]", file=where)
 
     @classmethod
     def read(cls, path: PathLike) -> "Cfg":
+        """The cfg in ``path``, its bytes as the C reader sees them (text that is not
+        UTF-8 is kept byte for byte)."""
         try:
-            with open(path, encoding="utf-8", newline="") as f:
-                return cls(f.read(), path)
+            with open(path, "rb") as f:
+                return cls(f.read().decode("utf-8", "surrogateescape"), path)
         except OSError as e:
             raise FileError(f"cannot read the cfg: {e.strerror}", file=os.fspath(path)) from None
+
+    def write(self, path: PathLike) -> None:
+        """The lines, byte for byte as read (but for changed keys), into ``path``."""
+        Path(os.fspath(path)).write_bytes(self.text().encode("utf-8", "surrogateescape"))
 
     @property
     def layers(self) -> List[Section]:
@@ -87,7 +98,7 @@ class Cfg:
         indentation and line ending kept)."""
         option = section.options[key]
         old = self.lines[option.line]
-        indent = old[:len(old) - len(old.lstrip())]
+        indent = old[:len(old) - len(old.lstrip(" \t"))]
         ending = old[len(old.rstrip("\r\n")):]
         self.lines[option.line] = f"{indent}{key}={value}{ending}"
         option.value = value

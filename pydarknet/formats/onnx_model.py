@@ -13,15 +13,18 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 
-from ..errors import ConversionError, OnnxError
+from ..errors import ConversionError, DarknetError, OnnxError
 from .model_graph import ModelGraph, Node, Shape
 from .onnx_ops import OPS, Unsupported
 
 PathLike = Union[str, "os.PathLike[str]"]
+#: Bytes constant folding may allocate beyond the model's own data (the shape tensors
+#: and casts exporters fold are tiny; a dead ConstantOfShape([N, 1024, 1024]) is not).
+FOLD_ALLOWANCE = 16 << 20
 NOT_STATED = ("not stated by the ONNX file: RGB 0-1, stretched to the input, no mean or std; pass --mean/--std "
               "(torchvision's: --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225) if the model was trained with them")
 
@@ -36,17 +39,62 @@ def onnx():
 
 def read_onnx(path: PathLike):
     """The model in ``path``, checked by onnx's checker; OnnxError naming the file if
-    it cannot be read or is not valid ONNX."""
+    it cannot be read or is not valid ONNX. Tensors stored outside the file (external
+    data) are read only from files inside the model's own folder, whatever the onnx
+    version (before 1.16 it follows '../' out of it)."""
     module = onnx()
     if not os.path.isfile(path):
         raise OnnxError("no such file", file=os.fspath(path))
     try:
-        model = module.load(os.fspath(path))
+        model = module.load(os.fspath(path), load_external_data=False)
+    except Exception as e:  # protobuf's DecodeError
+        raise OnnxError(f"not a valid ONNX model ({type(e).__name__}: {str(e).strip()[:300]}); export it again",
+                        file=os.fspath(path)) from None
+    _load_external_data(module, model, os.path.dirname(os.path.abspath(path)), os.fspath(path))
+    try:
         module.checker.check_model(model)
-    except Exception as e:  # protobuf's DecodeError, the checker's ValidationError, missing external data
+    except Exception as e:  # the checker's ValidationError
         raise OnnxError(f"not a valid ONNX model ({type(e).__name__}: {str(e).strip().splitlines()[0][:300]}); "
                         "export it again", file=os.fspath(path)) from None
     return model
+
+
+def _tensors(graph) -> Iterator:
+    """Every tensor a graph holds: initializers, node attributes, subgraphs'."""
+    yield from graph.initializer
+    for sparse in graph.sparse_initializer:
+        yield from (sparse.values, sparse.indices)
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.HasField("t"):
+                yield attribute.t
+            yield from attribute.tensors
+            if attribute.HasField("g"):
+                yield from _tensors(attribute.g)
+            for subgraph in attribute.graphs:
+                yield from _tensors(subgraph)
+
+
+def _load_external_data(module, model, folder: str, path: str) -> None:
+    """Read each externally stored tensor from its file, which must lie in ``folder``
+    (symbolic links resolved) and hold the bytes the tensor declares."""
+    real_folder = os.path.realpath(folder)
+    for tensor in _tensors(model.graph):
+        if tensor.data_location != module.TensorProto.EXTERNAL:
+            continue
+        info = {entry.key: entry.value for entry in tensor.external_data}
+        location = info.get("location", "")
+        target = os.path.realpath(os.path.join(real_folder, location))
+        if not location or os.path.isabs(location) or os.path.commonpath([real_folder, target]) != real_folder:
+            raise OnnxError(f"the tensor '{tensor.name}' is stored in {location!r}, outside the model's folder; "
+                            "external data must lie beside the model", file=path)
+        try:
+            module.external_data_helper.load_external_data_for_tensor(tensor, real_folder)
+            tensor.data_location = module.TensorProto.DEFAULT
+            del tensor.external_data[:]
+        except Exception as e:  # a missing file, an offset or length beyond it
+            raise OnnxError(f"the tensor '{tensor.name}' cannot be read from {location!r} "
+                            f"({type(e).__name__}: {str(e)[:200]})", file=path) from None
 
 
 class _Reader:
@@ -59,6 +107,8 @@ class _Reader:
         self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
         graph = model.graph
         self.constants: Dict[str, np.ndarray] = {t.name: self._array(t) for t in graph.initializer}
+        # what folding may allocate: a file cannot make us hold much more than its own data
+        self.fold_budget = FOLD_ALLOWANCE + sum(v.nbytes for v in self.constants.values())
         inputs = [i for i in graph.input if i.name not in self.constants]
         self.inputs = [i.name for i in inputs]
         if len(inputs) != 1:  # model_graph stops here, and the conversion core refuses it
@@ -132,13 +182,18 @@ class _Reader:
             a = _attributes(node)
             value = shape[a.get("start", 0):a.get("end", len(shape))] if node.op_type == "Shape" else math.prod(shape)
             if math.prod(shape) > 2**63 - 1:
-                raise OnnxError(f"{node.op_type} '{node.name}': the shape {shape} is too large")
+                raise OnnxError(f"{_label(node)}: the shape {shape} is too large")
             self.constants[node.output[0]] = np.array(value, dtype=np.int64)
             return True
         if all(n in self.constants for n in names) and node.op_type not in ("RandomNormal", "RandomUniform"):
             feeds = {n: self.constants[n] for n in names}
         else:
             return False
+        size = 8 * self._fold_elements(node, [feeds[n] for n in names])  # bytes, at most 8 per element
+        if size > self.fold_budget:
+            raise OnnxError(f"{_label(node)} would make a constant of about {size / 2**20:.0f} MB, "
+                            f"beyond what this model's own data allows ({self.fold_budget / 2**20:.0f} MB)")
+        self.fold_budget -= size
         module = onnx()
         helper = module.helper
         typed = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
@@ -151,10 +206,31 @@ class _Reader:
 
             values = ReferenceEvaluator(alone).run(None, feeds)
         except Exception as e:
-            raise OnnxError(f"{node.op_type} '{node.name}' computes a constant that onnx's reference evaluator "
+            raise OnnxError(f"{_label(node)} computes a constant that onnx's reference evaluator "
                             f"cannot ({type(e).__name__}: {str(e)[:200]})") from None
         self.constants.update({n: np.asarray(v) for n, v in zip([n for n in node.output if n], values)})
         return True
+
+    def _fold_elements(self, node, inputs: List[np.ndarray]) -> int:
+        """How many values evaluating ``node`` makes: from the inferred shapes, else for
+        the operators that make more than they read, from their inputs' values."""
+        shapes = [self.shapes.get(n) for n in node.output if n]
+        if shapes and all(shape is not None for shape in shapes):
+            return sum(math.prod(shape) for shape in shapes)
+        op, count = node.op_type, lambda values: math.prod(int(v) for v in np.ravel(values))
+        try:
+            if op == "ConstantOfShape":
+                return count(inputs[0])
+            if op == "Expand":
+                return count(np.broadcast_shapes(inputs[0].shape, tuple(int(v) for v in np.ravel(inputs[1]))))
+            if op == "Tile":
+                return inputs[0].size * count(inputs[1])
+            if op == "Range":
+                start, limit, delta = (float(np.ravel(v)[0]) for v in inputs[:3])
+                return max(math.ceil((limit - start) / delta), 0)
+        except (ValueError, IndexError, OverflowError, ZeroDivisionError):
+            return 0  # onnx's evaluator refuses these inputs itself
+        return sum(v.size for v in inputs) + 1
 
     def constant(self, name: str, what: str) -> np.ndarray:
         if name not in self.constants:
@@ -195,6 +271,15 @@ class _Reader:
             except Unsupported as e:
                 data = [n for n in node.input if n and n not in self.constants]
                 self.add(node, "unsupported", data, {"reason": str(e)})
+            except DarknetError:
+                raise
+            except (ValueError, TypeError, IndexError, KeyError, ArithmeticError) as e:  # values no check foresaw
+                raise OnnxError(f"{_label(node)} cannot be read ({type(e).__name__}: {str(e)[:200]})") from None
+
+
+def _label(node) -> str:
+    """How messages name an ONNX node: its operator and name (else its first output)."""
+    return f"{node.op_type} '{node.name or (node.output[0] if node.output else '')}'"
 
 
 def _attributes(node) -> dict:

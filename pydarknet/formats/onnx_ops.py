@@ -161,8 +161,9 @@ def _gemm(r, node, a) -> None:
     b = r.constant(node.input[1], "weight").astype(np.float64)
     weight = (b if a.get("transB", 0) else b.T) * a.get("alpha", 1.0)
     bias = _optional(r, node, 2, "bias")
-    if bias is not None:
-        bias = np.broadcast_to(bias.astype(np.float64) * a.get("beta", 1.0), (1, weight.shape[0])).ravel()
+    if bias is not None:  # C broadcast to (1, outputs): one value for all, or one each (the mapping checks)
+        bias = bias.astype(np.float64).ravel() * a.get("beta", 1.0)
+        bias = np.full(weight.shape[0], bias[0]) if bias.size == 1 else bias
     _dense(r, node, weight, bias)
 
 

@@ -28,16 +28,27 @@ RESIZES = ("letterbox", "stretch", "crop")
 CHANNEL_ORDERS = ("RGB", "BGR")
 
 
+#: The largest float32: the C side computes in float32, where a larger value is inf.
+FLOAT32_MAX = 3.4028234663852886e38
+#: The smallest normal float32: below it a scale loses precision, and at about 1e-45
+#: it is 0, every input the same.
+FLOAT32_TINY = 1.1754943508222875e-38
+
+
 def number(value, what: str) -> float:
-    """``value`` as a finite float (bools and huge integers refused)."""
+    """``value`` as a float that float32 holds (finite, not so small that it becomes 0
+    or loses precision; bools and huge integers refused)."""
     try:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise TypeError
         result = float(value)
     except (TypeError, OverflowError):
         result = float("nan")
-    if not math.isfinite(result):
-        raise ValueError(f"{what} values must be finite numbers, not {repr(value)[:40]}")
+    if not abs(result) <= FLOAT32_MAX:  # also NaN
+        raise ValueError(f"{what} values must be finite float32 numbers (at most {FLOAT32_MAX:.4g} in size), "
+                         f"not {repr(value)[:40]}")
+    if result and abs(result) < FLOAT32_TINY:
+        raise ValueError(f"{what} value {result:g} is below float32's normal range ({FLOAT32_TINY:.4g})")
     return result
 
 
@@ -76,6 +87,11 @@ class Preprocessing:
         object.__setattr__(self, "pixel_range", float(self.pixel_range))
         object.__setattr__(self, "mean", triple(self.mean, "mean"))
         object.__setattr__(self, "scale", triple(self.scale, "scale"))
+        # the largest input value, (pixel * pixel_range - mean) * scale, must be finite in float32
+        extreme = max(max(abs(self.pixel_range - m), abs(m)) * abs(k) for m, k in zip(self.mean, self.scale))
+        if not extreme <= FLOAT32_MAX:
+            raise ValueError(f"pixel_range {self.pixel_range:g}, mean {self.mean} and scale {self.scale} make "
+                             f"inputs up to {extreme:.3g}, beyond float32 ({FLOAT32_MAX:.4g})")
 
     @property
     def is_darknets(self) -> bool:
@@ -98,11 +114,18 @@ class Preprocessing:
 
     @classmethod
     def from_json(cls, entry: dict, file: Optional[PathLike] = None) -> "Preprocessing":
-        known = set(cls.__dataclass_fields__)
+        """The entry as written by to_json(); an unknown key is refused by name (a
+        misspelt or foreign key would leave the model running with a default)."""
+        known = list(cls.__dataclass_fields__)
         try:
             if not isinstance(entry, dict):
                 raise ValueError(f"expected an object, found {type(entry).__name__}")
-            return cls(**{k: v for k, v in entry.items() if k in known})
+            unknown = [k for k in entry if k not in known]
+            if unknown:
+                hints = "".join(f" ({k!r}: {HINTS[k]})" for k in unknown if k in HINTS)
+                raise ValueError(f"unknown key(s) {', '.join(map(repr, unknown))}{hints}; the keys are "
+                                 f"{', '.join(known)}")
+            return cls(**entry)
         except (TypeError, ValueError) as e:
             raise FileError(f"its 'preprocessing' entry is not usable: {e}; fix or delete the entry "
                             "(the model then gets Darknet's RGB 0-1 letterbox)",
@@ -117,6 +140,10 @@ class Preprocessing:
 
 
 DARKNET = Preprocessing()
+#: What the keys people write instead of ours mean here.
+HINTS = {"std": "give scale, 1/std per channel (the CLI's --std does that)",
+         "channel-order": "channel_order", "order": "channel_order", "Scale": "scale", "Mean": "mean",
+         "size": "resize", "range": "pixel_range"}
 
 
 def sidecar(cfg: PathLike) -> Path:
@@ -131,7 +158,8 @@ def stated(cfg: PathLike) -> Optional[Preprocessing]:
         return None
     try:
         entry = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    # ValueError: numbers beyond Python's digit limit; RecursionError: nesting too deep
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
         raise FileError(f"cannot read the model description next to the cfg: {e}; fix or remove it",
                         file=os.fspath(path)) from None
     if not isinstance(entry, dict) or "preprocessing" not in entry:

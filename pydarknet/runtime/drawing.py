@@ -4,11 +4,13 @@ CLI's ``--out`` and ``pydarknet.draw``."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .. import binding
+from .. import atomic, binding
 from ..binding import ffi, lib
 from .images import ImageSource, load_image, owned_image
 
@@ -54,3 +56,20 @@ def draw(image: ImageSource, detections: Sequence, channel_order: str = "RGB",
         raise binding.error(err)
     drawn = owned_image(raw).to_uint8()
     return np.ascontiguousarray(drawn[:, :, ::-1]) if channel_order == "BGR" else drawn
+
+
+def annotation_targets(annotate, count: int) -> List[Optional[Path]]:
+    """``annotate`` checked: one path without extension (or None) per image, as the
+    JPEG files they name; two images may not write the same file. [] when None."""
+    if annotate is None:
+        return []
+    if isinstance(annotate, (str, bytes, os.PathLike)):
+        raise TypeError("annotate takes one path per image (a list), not a single path")
+    annotate = list(annotate)
+    if len(annotate) != count:
+        raise ValueError(f"annotate has {len(annotate)} paths for {count} images: give one per image (None to skip)")
+    if any(p is not None and not isinstance(p, (str, bytes, os.PathLike)) for p in annotate):
+        raise TypeError("annotate[i] must be a path (str or os.PathLike) or None")
+    targets = [None if p is None else Path(os.fsdecode(p) + ".jpg") for p in annotate]
+    atomic.check_outputs([t for t in targets if t])  # across chunks, before any work
+    return targets

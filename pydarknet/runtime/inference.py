@@ -10,7 +10,9 @@ from __future__ import annotations
 import functools
 import threading
 from dataclasses import dataclass, field
-from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
+
+import numpy as np
 
 from .. import limits
 from . import zoo
@@ -24,7 +26,10 @@ ModelSpec = Union[Network, str, Tuple]
 @dataclass(frozen=True)
 class Detection:
     """One labelled box, in pixels of the image you passed (not the network input).
-    Boxes are not clipped to the image, exactly as upstream computes them."""
+    Boxes are not clipped to the image, exactly as upstream computes them.
+    ``confidence`` (objectness times the class probability) and ``objectness`` are in
+    [0, 1]: [yolo] and [region] layers make them so, and a [detection] layer (YOLOv1),
+    whose objectness is a regression that can leave that range, has them clipped."""
 
     label: str
     class_id: int
@@ -69,9 +74,47 @@ class Detection:
                 "x1": self.x1, "y1": self.y1, "x2": self.x2, "y2": self.y2}
 
 
-class Classification(NamedTuple):
+@dataclass(frozen=True)
+class Classification:
+    """One class of an image. ``probability`` is in [0, 1]: the network's own output
+    where its last layer makes probabilities (softmax, logistic), else the softmax of
+    its outputs, which pydarknet applies (``normalization`` says which: "network" or
+    "softmax"). ``score`` is the network's own output for the class either way.
+    Unpacks as ``label, probability``."""
+
     label: str
     probability: float
+    score: float
+    normalization: str
+
+    def __iter__(self):
+        return iter((self.label, self.probability))
+
+    def to_json(self) -> dict:
+        return {"label": self.label, "probability": self.probability, "score": self.score}
+
+
+#: Last layers whose outputs are probabilities already: a softmax, or values through
+#: the logistic function (a [logistic] layer, or any layer with activation=logistic).
+PROBABILITY_LAYERS = ("softmax", "logistic")
+
+
+def normalization(net: Network) -> str:
+    """How ``classify`` turns ``net``'s outputs into probabilities: "network" where its
+    last layer (before any [cost]) makes them, else "softmax"."""
+    last = next((layer for layer in reversed(net.layers) if layer.type != "cost"), None)
+    if last is not None and (last.type in PROBABILITY_LAYERS or last.activation == "logistic"):
+        return "network"
+    return "softmax"
+
+
+def probabilities(scores: np.ndarray, how: str) -> np.ndarray:
+    """Scores as probabilities by ``how`` (see ``normalization``), in float64."""
+    scores = scores.astype(np.float64)
+    if how == "network":
+        return scores
+    shifted = np.exp(scores - scores.max())
+    return shifted / shifted.sum()
 
 
 _zoo_lock = threading.Lock()
@@ -102,13 +145,17 @@ def resolve_model(model: ModelSpec, device: Optional[str] = None, batch: int = 1
                     "or a (cfg, weights, names) tuple")
 
 
+def _unit(value: float) -> float:
+    return min(max(value, 0.0), 1.0)
+
+
 def detections_of(net: Network, image: Image, raw) -> List[Detection]:
     """``net``'s raw detections in ``image`` as Detections in its pixels, by confidence."""
     labels = net.labels
     found = [
-        Detection(label=labels[d.class_id], class_id=d.class_id, confidence=d.prob,
+        Detection(label=labels[d.class_id], class_id=d.class_id, confidence=_unit(d.prob),
                   x=d.x * image.width, y=d.y * image.height, w=d.w * image.width, h=d.h * image.height,
-                  objectness=d.objectness, classes=net.classes)
+                  objectness=_unit(d.objectness), classes=net.classes)
         for d in raw
     ]
     return sorted(found, key=lambda d: -d.confidence)
@@ -142,10 +189,14 @@ def classify(model: ModelSpec, image: ImageSource, *, top: int = 5,
              channel_order: str = "RGB", device: Optional[str] = None) -> List[Classification]:
     """The ``top`` classes of a classifier cfg, as upstream's ``darknet classifier predict``,
     with the image prepared as the network's ``preprocessing`` says (a converted model's
-    .json: its channel order, mean and scale; else upstream's letterbox)."""
+    .json: its channel order, mean and scale; else upstream's letterbox). A network that
+    ends in raw scores (logits: most converted PyTorch models) has its outputs turned
+    into probabilities by a softmax, as ``Classification.normalization`` says."""
     top = limits.positive_int(top, "top")
     net = resolve_model(model, device)
-    probs = net.classify_raw(load_image(image, channel_order))
+    scores = net.classify_raw(load_image(image, channel_order))
+    how = normalization(net)
+    probs = probabilities(scores, how)
     labels = net.labels
     order = sorted(range(len(probs)), key=lambda i: -probs[i])[:top]
-    return [Classification(labels[i], float(probs[i])) for i in order]
+    return [Classification(labels[i], float(probs[i]), float(scores[i]), how) for i in order]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import weakref
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union
 
@@ -16,7 +17,7 @@ from ..binding import ffi, lib
 from ..transforms import folding
 from . import layers
 from .devices import device_index, device_name
-from .drawing import c_labels, glyphs_dir
+from .drawing import annotation_targets, c_labels, glyphs_dir
 from .images import Image, ImageSource, c_preprocessing, load_image, model_preprocessing
 from .layer_info import Layer, RawDetection, layer_table, read_layer
 from .names import NamesSource, load_names
@@ -105,6 +106,8 @@ class Network:
         self._c_preprocessing = c_preprocessing(self.preprocessing)
         self._lock = threading.Lock()
         self._holder: Optional[int] = None  # the thread inside _locked()
+        self._pid = os.getpid()  # a CUDA context does not survive a fork
+        _LIVE.add(self)
         self._net = _NULL
         self._folded: set = set()  # layers whose BN fold_batchnorm() folded
         handle = ffi.new("network **")
@@ -323,7 +326,7 @@ class Network:
         outputs = [target_path] + ([cfg_path] if cfg_path else [])
         with atomic.replacing(*outputs) as temps:
             if cfg_path:
-                temps[1].write_text(cfg_without_bn(self.cfg_path, sorted(folded)).text(), encoding="utf-8")
+                cfg_without_bn(self.cfg_path, sorted(folded)).write(temps[1])
             with self._locked():
                 # Created by Darknet's fopen, so the file gets the usual permissions.
                 if lib.pdn_save_weights(self._net, os.fsencode(temps[0]), fold_code, self.verbose, err):
@@ -343,7 +346,7 @@ class Network:
         thresh = limits.probability(thresh, "thresh")
         hier_thresh = limits.probability(hier_thresh, "hier_thresh")
         nms = limits.probability(nms, "nms")
-        targets = _annotation_targets(annotate, len(images))
+        targets = annotation_targets(annotate, len(images))
         kept, names = c_labels(self.labels)  # kept: the label buffers, alive while C reads them
         glyphs = glyphs_dir()
         results: List[List[RawDetection]] = [[] for _ in images]
@@ -413,6 +416,10 @@ class Network:
         with self._lock:
             if self.closed:
                 raise ValueError("this Network is closed")
+            if self.device != "cpu" and os.getpid() != self._pid:
+                raise errors.DeviceError(
+                    f"this network lives on {self.device} of the process that loaded it, and CUDA does not "
+                    "survive a fork: load it in this process, or start workers with the 'spawn' method")
             self._holder = threading.get_ident()
             try:
                 yield
@@ -444,19 +451,21 @@ class Network:
             self.close()
 
 
-def _annotation_targets(annotate, count: int) -> List[Optional[Path]]:
-    """``annotate`` checked: one path without extension (or None) per image, as the
-    JPEG files they name; two images may not write the same file. [] when None."""
-    if annotate is None:
-        return []
-    if isinstance(annotate, (str, bytes, os.PathLike)):
-        raise TypeError("annotate takes one path per image (a list), not a single path")
-    annotate = list(annotate)
-    if len(annotate) != count:
-        raise ValueError(f"annotate has {len(annotate)} paths for {count} images: give one per image (None to skip)")
-    targets = [None if p is None else Path(os.fsdecode(_path_arg(p, "annotate[i]")) + ".jpg") for p in annotate]
-    atomic.check_outputs([t for t in targets if t])  # across chunks, before any work
-    return targets
+#: Every open network, for _after_fork.
+_LIVE: "weakref.WeakSet[Network]" = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    """In a forked child only the forking thread lives on: a network that another
+    thread was running is locked by a thread that is not there. Its buffers are
+    rewritten by the next pass, so a new lock is all it needs. (The OpenMP workers are
+    released before the fork by the C side: csrc/backend/parallel.c.)"""
+    for net in list(_LIVE):
+        net._lock = threading.Lock()
+        net._holder = None
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 def _with_warnings(exc: Exception, warnings: List[str]) -> Exception:

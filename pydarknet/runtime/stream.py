@@ -10,8 +10,10 @@ their frames are BGR, images go through Darknet's own decoder, as ``detect`` doe
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import os
+import re
 import queue
 import threading
 from dataclasses import dataclass
@@ -45,9 +47,15 @@ class FrameResult:
     error: Optional[str] = None
 
     def to_json(self) -> dict:
-        """The JSON Lines record of ``pydarknet detect --json``."""
-        return {"source": self.source, "frame": self.frame, "width": self.width, "height": self.height,
+        """The JSON Lines record of ``pydarknet detect --json`` (see ``printable``)."""
+        return {"source": printable(self.source), "frame": self.frame, "width": self.width, "height": self.height,
                 "detections": [d.to_json() for d in self.detections]}
+
+
+def printable(text: str) -> str:
+    """A name as it can be printed and stored in JSON: bytes of a file name that are not
+    UTF-8 (kept by Python as lone surrogates) written as \\xNN."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 @dataclass
@@ -63,7 +71,8 @@ def _is_stream(name: str) -> bool:
     return name.isdigit() or "://" in name
 
 
-def _is_video_name(name: str) -> bool:
+def is_video_name(name: str) -> bool:
+    """A video file's name, a camera index or a stream URL."""
     return _is_stream(name) or Path(name).suffix.lower() in VIDEO_SUFFIXES
 
 
@@ -71,22 +80,84 @@ def expand(sources: Iterable[Source], recursive: bool = False) -> Iterator[Sourc
     """Each source as the inputs it stands for: a folder as its image and video files
     (sorted; ``recursive``: with its subfolders'), a glob pattern as its matches (a
     matched folder as its files), and everything else as itself (a missing file then
-    fails when it is read). Expanding the result again changes nothing."""
+    fails when it is read). Symbolic links to folders are followed, each real folder
+    once (a link back up the tree is a loop, not more images). Expanding the result
+    again changes nothing."""
     for source in sources:
         if not isinstance(source, (str, os.PathLike)):
             yield source
             continue
         name = os.fspath(source)
         if os.path.isdir(name):
-            pattern = os.path.join(glob.escape(name), "**", "*") if recursive else os.path.join(glob.escape(name), "*")
-            found = sorted(p for p in glob.glob(pattern, recursive=recursive)
-                           if Path(p).suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES and os.path.isfile(p))
-            yield from found
+            yield from sorted(p for p in _folder_files(name, recursive) if _is_input_name(p))
         elif not os.path.exists(name) and any(c in name for c in "*?["):
-            matches = sorted(glob.glob(name, recursive=recursive))
+            matches = sorted(_glob(name, recursive))
             yield from (expand(matches, recursive) if matches else [name])  # a matched folder: its files
         else:
             yield name
+
+
+def _is_input_name(path: str) -> bool:
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES and os.path.isfile(path)
+
+
+def _folder_files(folder: str, recursive: bool) -> Iterator[str]:
+    """The files in ``folder`` (and below it), every real folder visited once."""
+    seen = set()
+    for here, folders, files in os.walk(folder, followlinks=True):
+        try:
+            info = os.stat(here)
+        except OSError:
+            folders[:] = []
+            continue
+        if (info.st_dev, info.st_ino) in seen:
+            folders[:] = []
+            continue
+        seen.add((info.st_dev, info.st_ino))
+        folders.sort()
+        yield from (os.path.join(here, f) for f in files)
+        if not recursive:
+            folders[:] = []
+
+
+def _glob(pattern: str, recursive: bool) -> List[str]:
+    """glob.glob, but a '**' (with ``recursive``) walks each real folder once: glob's own
+    follows every link to a folder, into loops."""
+    if not (recursive and "**" in pattern):
+        return glob.glob(pattern)
+    parts = Path(pattern).parts
+    fixed = next(i for i, part in enumerate(parts) if glob.has_magic(part))
+    root = os.path.join(*parts[:fixed]) if fixed else os.curdir
+    matcher = re.compile("".join(_glob_part(part) for part in parts[fixed:]).rstrip("/") + r"\Z", re.S)
+    found = []
+    for path in _walked(root):
+        relative = os.path.relpath(path, root)
+        if matcher.match(relative.replace(os.sep, "/")):
+            found.append(os.path.join(*parts[:fixed], relative) if fixed else relative)
+    return found
+
+
+def _glob_part(part: str) -> str:
+    """A regular expression for one component of a glob pattern ('**': any folders)."""
+    if part == "**":
+        return "(?:[^/]*/)*"
+    body = fnmatch.translate(part)[4:-3]  # "(?s:BODY)\\Z": '*' as '.*', '?' as '.'
+    body = re.sub(r"(?<!\\)\.", "[^/]", body)  # neither crosses a folder
+    return body + "/"
+
+
+def _walked(root: str) -> Iterator[str]:
+    """Every folder and file below ``root``, each real folder visited once."""
+    seen = set()
+    for here, folders, files in os.walk(root, followlinks=True):
+        info = os.stat(here)
+        if (info.st_dev, info.st_ino) in seen:
+            folders[:] = []
+            continue
+        seen.add((info.st_dev, info.st_ino))
+        if here != root:
+            yield here
+        yield from (os.path.join(here, f) for f in files)
 
 
 def _video(name: str) -> Iterator[_Input]:
@@ -123,7 +194,7 @@ def decoded(sources: Iterable[Source], recursive: bool = False, channel_order: s
     for position, source in enumerate(expand(sources, recursive)):
         if isinstance(source, int) and not isinstance(source, bool):
             source = str(source)  # a camera index
-        if isinstance(source, str) and _is_video_name(source):
+        if isinstance(source, str) and is_video_name(source):
             yield from _video(source)
             continue
         name = source if isinstance(source, str) else f"<image {position}>"

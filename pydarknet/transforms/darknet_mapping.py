@@ -33,6 +33,17 @@ def _check_window(graph: ModelGraph, node: Node) -> None:
                               f"(each must be a whole number >= {minimum})")
 
 
+def _bias(graph: ModelGraph, node: Node, outputs: int) -> np.ndarray:
+    """The node's bias, one value per output channel (zeros without one)."""
+    bias = node.params.get("bias")
+    if bias is None:
+        return np.zeros(outputs)
+    bias = np.asarray(bias).ravel()
+    if bias.size != outputs:
+        raise graph.error(f"{node.label}: {bias.size} bias values for {outputs} outputs")
+    return bias
+
+
 def _square(node: Node, name: str) -> int:
     h, w = node.attrs[name]
     if h != w:
@@ -182,8 +193,7 @@ class Mapper(ActivationMapping):
         expected = (c, filters // group, size, size) if deconv else (filters, c // max(group, 1), size, size)
         if weight.shape != expected or c % group or filters % group:
             raise self.graph.error(f"{node.label}: weights have shape {weight.shape}, the model implies {expected}")
-        bias = node.params.get("bias")
-        bias = np.zeros(filters) if bias is None else np.asarray(bias).ravel()
+        bias = _bias(self.graph, node, filters)
         options, weight, biases, bn_params = self._producer_params(
             position, node, weight, lambda w, k: folding.scale_outputs(w, k, "deconv" if deconv else "conv", group),
             bias)
@@ -204,8 +214,7 @@ class Mapper(ActivationMapping):
             raise self.graph.error(f"{node.label}: weights have shape {weight.shape}, the input implies "
                                    f"({weight.shape[0] if weight.ndim else '?'}, {inputs})")
         outputs = weight.shape[0]
-        bias = node.params.get("bias")
-        bias = np.zeros(outputs) if bias is None else np.asarray(bias).ravel()
+        bias = _bias(self.graph, node, outputs)
         options, weight, biases, bn_params = self._producer_params(
             position, node, weight, lambda w, k: folding.scale_outputs(w, k, "dense"), bias)
         return self.output(node, "connected", {"output": outputs, **options, "activation": "linear"},

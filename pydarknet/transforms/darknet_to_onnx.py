@@ -9,6 +9,7 @@ exported exactly is an error listing every such layer, and nothing is written.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Union
@@ -326,8 +327,10 @@ def _decoded(g: _Graph, x: str, layer, section, net_w: int, net_h: int):
 
 
 def _output_layers(layers) -> List[int]:
+    """The detection layers, else the layer whose output predict() returns: the last
+    that is not a [cost] (which only scores training, as upstream's network output)."""
     found = [layer.index for layer in layers if layer.type in OUTPUT_LAYERS]
-    return found or [len(layers) - 1]
+    return found or [next((layer.index for layer in reversed(layers) if layer.type != "cost"), len(layers) - 1)]
 
 
 def export(cfg: PathLike, weights: PathLike, path: PathLike, *, opset: int = DEFAULT_OPSET,
@@ -377,7 +380,12 @@ def export(cfg: PathLike, weights: PathLike, path: PathLike, *, opset: int = DEF
                               [helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, [dim, *input_shape])],
                               outputs, g.initializers)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="pydarknet")
-    onnx.checker.check_model(model, full_check=True)
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except Exception as e:  # the checker's ValidationError, shape inference's InferenceError
+        raise ConversionError(f"internal: the exported model fails onnx's checker ({type(e).__name__}: "
+                              f"{str(e).strip().splitlines()[0][:300]}); please report this cfg",
+                              file=os.fspath(cfg)) from None
     with atomic.replacing(path, inputs=(cfg, weights)) as (temp,):
         onnx.save(model, os.fspath(temp))
     return [output.name for output in outputs]
@@ -386,7 +394,8 @@ def export(cfg: PathLike, weights: PathLike, path: PathLike, *, opset: int = DEF
 def verify(cfg: PathLike, weights: PathLike, path: PathLike, *, batches=(1, 2), seed: int = 0) -> Dict[str, float]:
     """Each output of the ONNX file on onnxruntime against pydarknet on the same random
     inputs: the largest difference as a fraction of the output's range, per output and
-    batch ("yolo_16 @ 2": ...)."""
+    batch ("yolo_16 @ 2": ...); infinite where either side has a NaN or an infinity
+    the other does not equal."""
     from ..runtime.network import Network
 
     try:
@@ -405,7 +414,8 @@ def verify(cfg: PathLike, weights: PathLike, path: PathLike, *, batches=(1, 2), 
                 continue
             expected = ours[int(name.rsplit("_", 1)[1])].reshape(theirs.shape)
             spread = float(expected.max() - expected.min()) or 1.0
-            found[f"{name} @ {batch}"] = float(np.abs(theirs - expected).max()) / spread
+            difference = float(np.abs(theirs - expected).max()) / spread
+            found[f"{name} @ {batch}"] = difference if math.isfinite(difference) else math.inf
     return found
 
 

@@ -70,7 +70,7 @@ def fold(cfg_path: PathLike, weights_path: PathLike, out_cfg: PathLike, out_weig
         cfg.set(section, "batch_normalize", "0")
         report.folded.append(f"{where}: {layer.filters} outputs")
     with atomic.replacing(out_cfg, out_weights, inputs=(cfg_path, weights_path)) as (cfg_temp, weights_temp):
-        cfg_temp.write_text(cfg.text(), encoding="utf-8")
+        cfg.write(cfg_temp)
         weights.write(weights_temp)
     report.outputs = [os.fspath(out_cfg), os.fspath(out_weights)]
     return report

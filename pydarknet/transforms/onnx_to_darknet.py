@@ -13,7 +13,7 @@ from typing import Optional, Union
 
 import numpy as np
 
-from ..errors import OnnxError
+from ..errors import DarknetError, OnnxError
 from ..formats.model_graph import Shape
 from ..formats.onnx_model import model_graph, onnx, read_onnx
 from . import folding
@@ -29,9 +29,12 @@ def onnx_to_darknet(model: PathLike, out: PathLike, *, input_shape: Optional[Sha
     ``input_shape``: C, H, W where the file leaves them open. ``preprocessing``: fields
     of formats.preprocessing.Preprocessing (mean, scale, channel_order, ...): ONNX files
     state none, so give the model's own (e.g. torchvision's mean and 1/std)."""
-    graph = model_graph(read_onnx(model), input_shape)
-    conversion = convert_graph(graph, input_shape=input_shape, fold_bn=fold_bn, preprocessing=preprocessing)
-    return write(conversion, out, {"onnx": os.fspath(model)}, (model,), fold_bn)
+    try:
+        graph = model_graph(read_onnx(model), input_shape)
+        conversion = convert_graph(graph, input_shape=input_shape, fold_bn=fold_bn, preprocessing=preprocessing)
+        return write(conversion, out, {"onnx": os.fspath(model)}, (model,), fold_bn)
+    except DarknetError as e:
+        raise e.in_file(model) from None
 
 
 def verify(model: PathLike, conversion: Conversion, inputs: int = 2, seed: int = 0) -> folding.CheckResult:

@@ -13,7 +13,7 @@ from typing import Dict, List, Optional, Sequence, Union
 import numpy as np
 
 from .. import atomic
-from ..errors import ConversionError
+from ..errors import ConversionError, DarknetError
 from ..formats.darknet import CURRENT_HEADER, Weights, cfg_text
 from ..formats.model_graph import ModelGraph, Shape
 from ..formats.preprocessing import Preprocessing
@@ -82,6 +82,10 @@ def convert_graph(graph: ModelGraph, *, input_shape: Optional[Shape] = None, fol
             if not unsupported:  # an input no node produces: the file is broken
                 raise graph.error(f"{node.label} reads '{e}', which nothing before it produces") from None
             continue
+        except DarknetError:
+            raise
+        except (ValueError, TypeError, IndexError, KeyError, ArithmeticError) as e:  # values no check foresaw
+            raise graph.error(f"{node.label}: cannot be converted ({type(e).__name__}: {e})") from None
         top = mapper.where.get(node.outputs[0]) if node.outputs else None
         mapping.append({"source": node.name, "type": node.kind, "how": how,
                         "darknet": top.index if top and top.index >= 0 else None})
@@ -116,7 +120,14 @@ def _check_runtime_shapes(conversion: Conversion, cfg: PathLike, weights: PathLi
     """Load the written files and compare every layer's shape with the mapping's."""
     from ..runtime.network import Network
 
-    with Network(cfg, weights, fold_bn=False) as net:  # shapes only
+    try:
+        net = Network(cfg, weights, fold_bn=False)  # shapes only
+    except DarknetError as e:  # the message, not the temporary file it names
+        layer = e.section if e.section is not None and e.section < len(conversion.layers) else None
+        where = conversion.layers[layer].source if layer is not None else \
+            f"the input {'x'.join(map(str, conversion.input_shape))} (C x H x W)"
+        raise ConversionError(f"{where}: Darknet cannot run this: {e.message}") from None
+    with net:
         for layer, expected in zip(net.layers, conversion.layers):
             got = layer.output_shape if len(expected.shape) == 3 else (layer.outputs,)
             if tuple(got) != expected.shape:
