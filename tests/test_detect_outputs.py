@@ -212,11 +212,12 @@ def build(folder: Path, tree: dict, jpeg: bytes, links: list) -> None:
             build(folder / f"{name}.d", child, jpeg, links)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(tree=TREES, link_ups=st.lists(st.tuples(st.integers(0, 20), st.integers(0, 20)), max_size=3),
-       out_inside=st.booleans())
-def test_any_source_tree_gives_one_result_per_image_and_keeps_the_inputs(detector, jpeg, tree, link_ups,
-                                                                         out_inside):
+       out_at=st.one_of(st.none(), st.just(-1), st.integers(0, 20)))
+def test_any_source_tree_gives_one_result_per_image_and_keeps_the_inputs(detector, jpeg, tree, link_ups, out_at):
+    """``out_at``: --out outside the tree (None), a new folder inside it (-1), or one of
+    its folders, images and all."""
     with tempfile.TemporaryDirectory() as work:
         root = Path(work) / "root"
         folders: list = []
@@ -226,14 +227,21 @@ def test_any_source_tree_gives_one_result_per_image_and_keeps_the_inputs(detecto
         images = sorted({os.path.realpath(os.path.join(here, f)) for here, _, files in os.walk(root)
                          for f in files if f.endswith(".jpg")})
         before = snapshot(root)
-        out = root / "annotated" if out_inside else Path(work) / "annotated"
+        out = Path(work) / "annotated" if out_at is None else root / "annotated" if out_at == -1 else \
+            folders[out_at % len(folders)]
         status, printed, err = detect(detector, root, "--recursive", "--json", "--out", out)
-        assert snapshot(root) == {**before, **({} if not out_inside else snapshot(out))}  # inputs untouched
+        assert all(Path(path).read_bytes() == data for path, data in before.items())  # inputs untouched
         stems = [Path(p).stem for p in images]
         if len(set(stems)) < len(stems):  # two images, one annotated name: refused before any work
-            assert status == 2 and "would both be annotated" in err and printed == "" and not out.exists()
+            assert status == 2 and "would both be annotated" in err and printed == ""
+            assert snapshot(root) == before
+            return
+        if any(Path(p).parent == Path(os.path.realpath(out)) for p in images):  # --out onto the inputs
+            assert status == 2 and "would replace the input" in err and printed == ""
+            assert snapshot(root) == before
             return
         assert status == 0, err
         sources = [json.loads(line)["source"] for line in printed.splitlines()]
         assert sorted(os.path.realpath(s.replace("\\xff", "\udcff")) for s in sources) == images  # each once
-        assert sorted(p.stem for p in out.iterdir()) == sorted(stems)  # nothing lost
+        assert sorted(p.stem for p in out.iterdir() if p.suffix == ".jpg" and str(p) not in before) == \
+            sorted(stems)  # nothing lost

@@ -245,3 +245,21 @@ def test_cli_table_info_and_errors(yolo, tmp_path, classifier):
                   "--names", str(tmp_path / "c.names"), "--top", "2", cwd=tmp_path)
     assert top.returncode == 0, top.stderr
     assert len([l for l in top.stdout.splitlines() if l.startswith("  ")]) == 2
+
+
+def test_a_detection_layers_confidence_is_kept_in_the_unit_range(tmp_path):
+    """YOLOv1's [detection] layer regresses its objectness: here 3.0 (every class
+    probability 1), so upstream's confidence would be 3.0. Reported: 1."""
+    (tmp_path / "v1.cfg").write_text("[net]\nwidth=16\nheight=16\nchannels=3\n\n[connected]\noutput=28\n"
+                                     "activation=linear\n\n[detection]\nclasses=2\ncoords=4\nrescore=1\nside=2\n"
+                                     "num=1\nsoftmax=0\nsqrt=1\n")
+    with pydarknet.Network(tmp_path / "v1.cfg") as net:
+        net.save_weights(tmp_path / "v1.weights")
+    raw = (tmp_path / "v1.weights").read_bytes()
+    floats = np.zeros(28 + 28 * 768, np.float32)
+    floats[:8], floats[8:12], floats[12:28] = 1.0, 3.0, 0.5  # biases: classes, objectness, boxes
+    (tmp_path / "v1.weights").write_bytes(raw[:20] + floats.tobytes())
+    with pydarknet.Network(tmp_path / "v1.cfg", tmp_path / "v1.weights") as net:
+        assert max(r.prob for r in net.detect_raw([pydarknet.load_image(samples.path("dog.jpg"))])[0]) == 3.0
+        found = pydarknet.detect(net, samples.path("dog.jpg"))
+    assert found and all(d.confidence == 1.0 and d.objectness == 1.0 for d in found)

@@ -118,17 +118,25 @@ class _Coco:
     (FILE with suffix .images.json: id, file_name, frame, width, height), written
     together, also when the run stops early."""
 
-    def __init__(self, path: Path, sources: List, net):
-        from ..runtime.samples import upstream_path
-
+    def __init__(self, path: Path, sources: List):
+        """Checked before any work: the folder is there, and neither file is an input."""
         if not path.parent.is_dir():
             raise ValueError(f"--coco {printable(str(path))}: the folder {printable(str(path.parent))} does not exist")
-        self.path = path
+        self.path, self.inputs = path, [s for s in map(str, sources) if os.path.isfile(s)]
+        self.files = (path, path.with_suffix(".images.json"))
+        atomic.check_outputs(self.files, self.inputs)
         self.numbered = _numbered_ids(sources)
-        coco = net.labels == upstream_path("data/coco.names").read_text().split("\n")[:80]
-        self.category = (lambda c: COCO_IDS[c]) if coco else (lambda c: c)
+        self.category = lambda c: c
         self.records: List[dict] = []
         self.images: List[dict] = []
+
+    def for_model(self, net) -> "_Coco":
+        """Category ids mapped to COCO's 91 for a model with COCO's 80 classes."""
+        from ..runtime.samples import upstream_path
+
+        if net.labels == upstream_path("data/coco.names").read_text().split("\n")[:80]:
+            self.category = lambda c: COCO_IDS[c]
+        return self
 
     def add(self, result) -> None:
         image_id = self.numbered[result.source] if self.numbered else len(self.images) + 1
@@ -141,7 +149,7 @@ class _Coco:
                                  "bbox": [x1, y1, x2 - x1, y2 - y1], "score": round(d.confidence, 6)})
 
     def write(self) -> None:
-        with atomic.replacing(self.path, self.path.with_suffix(".images.json")) as (results, images):
+        with atomic.replacing(*self.files, inputs=self.inputs) as (results, images):
             results.write_text(json.dumps(self.records) + "\n", encoding="utf-8")
             images.write_text(json.dumps(self.images) + "\n", encoding="utf-8")
 
@@ -163,8 +171,9 @@ def run(args) -> int:
         set_num_threads(args.threads)
     sources = list(expand(args.sources, args.recursive))
     annotate = _annotation_names(sources, args.out)
+    coco = _Coco(args.coco, sources) if args.coco else None
     net = network(args, batch=args.batch)
-    coco = _Coco(args.coco, sources, net) if args.coco else None
+    coco = coco.for_model(net) if coco else None
     failed, done = 0, 0
     stdout_open = True
     bar = progress()

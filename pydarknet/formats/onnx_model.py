@@ -50,6 +50,7 @@ def read_onnx(path: PathLike):
     except Exception as e:  # protobuf's DecodeError
         raise OnnxError(f"not a valid ONNX model ({type(e).__name__}: {str(e).strip()[:300]}); export it again",
                         file=os.fspath(path)) from None
+    _check_names(model.graph, os.fspath(path))
     _load_external_data(module, model, os.path.dirname(os.path.abspath(path)), os.fspath(path))
     try:
         module.checker.check_model(model)
@@ -57,6 +58,20 @@ def read_onnx(path: PathLike):
         raise OnnxError(f"not a valid ONNX model ({type(e).__name__}: {str(e).strip().splitlines()[0][:300]}); "
                         "export it again", file=os.fspath(path)) from None
     return model
+
+
+def _check_names(graph, path: str) -> None:
+    """Names are UTF-8 text (protobuf hands out an invalid one as bytes, which every
+    message and the written .json would then trip over)."""
+    named = [(f"node {i}", node, ("name", "op_type", "domain")) for i, node in enumerate(graph.node)]
+    named += [(f"value '{value.name}'", value, ("name",))
+              for value in list(graph.input) + list(graph.output) + list(graph.initializer) + list(graph.value_info)]
+    for where, item, fields in named:
+        names = [(f, getattr(item, f)) for f in fields] + [("input", n) for n in getattr(item, "input", ())] \
+            + [("output", n) for n in getattr(item, "output", ())]
+        for field, value in names:
+            if not isinstance(value, str):
+                raise OnnxError(f"{where}: its {field} {value!r} is not UTF-8 text", file=path)
 
 
 def _tensors(graph) -> Iterator:

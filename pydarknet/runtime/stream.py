@@ -18,7 +18,7 @@ import queue
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, List, Optional, Sequence, Union
+from typing import Any, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 from .. import limits
 from ..errors import DarknetError, FileError
@@ -101,23 +101,28 @@ def _is_input_name(path: str) -> bool:
     return Path(path).suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES and os.path.isfile(path)
 
 
-def _folder_files(folder: str, recursive: bool) -> Iterator[str]:
-    """The files in ``folder`` (and below it), every real folder visited once."""
+def _real_folders(root: str, recursive: bool = True) -> Iterator[Tuple[str, List[str]]]:
+    """(folder, its file names) for ``root`` and, ``recursive``, the folders below it,
+    symbolic links followed but each real folder visited once."""
     seen = set()
-    for here, folders, files in os.walk(folder, followlinks=True):
+    for here, folders, files in os.walk(root, followlinks=True):
         try:
             info = os.stat(here)
         except OSError:
-            folders[:] = []
-            continue
-        if (info.st_dev, info.st_ino) in seen:
+            info = None
+        if info is None or (info.st_dev, info.st_ino) in seen:
             folders[:] = []
             continue
         seen.add((info.st_dev, info.st_ino))
         folders.sort()
-        yield from (os.path.join(here, f) for f in files)
         if not recursive:
             folders[:] = []
+        yield here, files
+
+
+def _folder_files(folder: str, recursive: bool) -> Iterator[str]:
+    for here, files in _real_folders(folder, recursive):
+        yield from (os.path.join(here, f) for f in files)
 
 
 def _glob(pattern: str, recursive: bool) -> List[str]:
@@ -148,13 +153,7 @@ def _glob_part(part: str) -> str:
 
 def _walked(root: str) -> Iterator[str]:
     """Every folder and file below ``root``, each real folder visited once."""
-    seen = set()
-    for here, folders, files in os.walk(root, followlinks=True):
-        info = os.stat(here)
-        if (info.st_dev, info.st_ino) in seen:
-            folders[:] = []
-            continue
-        seen.add((info.st_dev, info.st_ino))
+    for here, files in _real_folders(root):
         if here != root:
             yield here
         yield from (os.path.join(here, f) for f in files)
