@@ -245,3 +245,18 @@ def test_any_source_tree_gives_one_result_per_image_and_keeps_the_inputs(detecto
         assert sorted(os.path.realpath(s.replace("\\xff", "\udcff")) for s in sources) == images  # each once
         assert sorted(p.stem for p in out.iterdir() if p.suffix == ".jpg" and str(p) not in before) == \
             sorted(stems)  # nothing lost
+
+
+@pytest.mark.parametrize("pattern", ["**/*.jpg", "**/a*.jpg", "sub/**/*.png", "**/.hidden/*.jpg", "*/*.jpg"])
+def test_recursive_globs_match_what_glob_matches_without_links(tmp_path, pattern):
+    """The loop-safe '**' finds what Python's glob finds in a tree without links."""
+    import glob
+
+    from pydarknet.runtime.stream import expand
+
+    for name in ("a.jpg", "b.png", "sub/a1.jpg", "sub/deep/b2.png", "sub/deep/a3.jpg", ".hidden/a4.jpg",
+                 "sub/.x.jpg", "other/c.jpg"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    full = str(tmp_path / pattern)
+    assert list(expand([full], recursive=True)) == sorted(glob.glob(full, recursive=True))

@@ -134,9 +134,12 @@ def _glob(pattern: str, recursive: bool) -> List[str]:
     fixed = next(i for i, part in enumerate(parts) if glob.has_magic(part))
     root = os.path.join(*parts[:fixed]) if fixed else os.curdir
     matcher = re.compile("".join(_glob_part(part) for part in parts[fixed:]).rstrip("/") + r"\Z", re.S)
+    hidden = any(part.startswith(".") for part in parts[fixed:])  # as glob: '*' skips .names unless asked
     found = []
     for path in _walked(root):
         relative = os.path.relpath(path, root)
+        if not hidden and any(part.startswith(".") for part in Path(relative).parts):
+            continue
         if matcher.match(relative.replace(os.sep, "/")):
             found.append(os.path.join(*parts[:fixed], relative) if fixed else relative)
     return found
