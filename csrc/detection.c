@@ -30,7 +30,8 @@ static void check_pixels(int known, int w, int h, long long max_pixels)
 {
     if (known && (long long)w * h > max_pixels) {
         darknet_fail(DARKNET_ERR_IMAGE, "the image is %d x %d = %lld pixels, more than the limit of %lld; "
-                     "pass a larger max_pixels if you trust it", w, h, (long long)w * h, max_pixels);
+                     "if you trust it, decode it with pydarknet.load_image(source, max_pixels=N) and pass that "
+                     "image", w, h, (long long)w * h, max_pixels);
     }
 }
 

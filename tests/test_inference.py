@@ -263,3 +263,15 @@ def test_a_detection_layers_confidence_is_kept_in_the_unit_range(tmp_path):
         assert max(r.prob for r in net.detect_raw([pydarknet.load_image(samples.path("dog.jpg"))])[0]) == 3.0
         found = pydarknet.detect(net, samples.path("dog.jpg"))
     assert found and all(d.confidence == 1.0 and d.objectness == 1.0 for d in found)
+
+
+def test_a_missing_image_fails_before_the_model_is_fetched(monkeypatch, tmp_path):
+    from pydarknet.runtime import inference
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was resolved (and maybe downloaded) before the image was read")
+
+    monkeypatch.setattr(inference, "resolve_model", no_model)
+    for call in (pydarknet.detect, pydarknet.classify):
+        with pytest.raises(pydarknet.FileError, match="missing.jpg"):
+            call("yolov3-tiny", tmp_path / "missing.jpg")

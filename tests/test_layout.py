@@ -5,6 +5,7 @@ defines it."""
 from __future__ import annotations
 
 import ast
+import json
 from pathlib import Path
 from typing import Dict, List, Set
 
@@ -146,3 +147,29 @@ def test_one_error_convention():
     missing = run("pydarknet", "fold-bn", "missing.cfg", "missing.weights", "-o", "out")
     assert missing.returncode == 2 and missing.stderr.startswith("pydarknet: error: ")
     assert len(missing.stderr.strip().splitlines()) == 1
+
+
+def test_options_may_stand_between_sources_and_flags_show_no_true_false(tmp_path):
+    dog, eagle = (str(pydarknet_sample(n)) for n in ("dog.jpg", "eagle.jpg"))
+    done = run("pydarknet", "detect", dog, "--json", eagle, "--thresh", "0.4")
+    assert done.returncode == 0, done.stderr
+    assert [json.loads(line)["source"] for line in done.stdout.splitlines()] == [dog, eagle]
+    assert run("pydarknet", "detect", dog, "--bogus").returncode == 2
+    shown = " ".join(run("pydarknet", "convert", "--help").stdout.split())
+    assert "(default: True)" not in shown and "(default: False)" not in shown
+
+
+def test_the_patch_commands_work_outside_a_checkout(tmp_path):
+    """From the installed package (its darknet_patches/), not ./darknet_patches."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "pydarknet", "patches", "list"], capture_output=True, text=True,
+                          cwd=tmp_path)
+    assert done.returncode == 0 and "0001-recoverable-errors.patch" in done.stdout, done.stderr
+
+
+def pydarknet_sample(name: str):
+    from pydarknet.runtime import samples
+
+    return samples.path(name)

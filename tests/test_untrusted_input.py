@@ -414,7 +414,7 @@ def test_cli_detect_refuses_colliding_outputs(official, tmp_path):
                           str(tmp_path / "a/dog.jpg"), str(tmp_path / "b/dog.jpg"), "--out", str(tmp_path / "out")],
                          capture_output=True, text=True)
     assert run.returncode == 2 and "would both be annotated" in run.stderr
-    assert not (tmp_path / "out").exists()  # refused before anything was made
+    assert list((tmp_path / "out").iterdir()) == []
 
 
 def test_cli_detect_write_failure_is_an_error(official, tmp_path):

@@ -27,7 +27,8 @@ class _ShownDefaults(argparse.ArgumentDefaultsHelpFormatter):
     """Help with each option's default, where it has one worth showing."""
 
     def _get_help_string(self, action):
-        if action.default in (None, False) or action.default is argparse.SUPPRESS:
+        # a flag's default is said by its help (--fold-bn's "(default)"), not as True/False
+        if action.default in (None, False) or action.default is argparse.SUPPRESS or action.nargs == 0:
             return action.help
         return super()._get_help_string(action)
 
@@ -46,11 +47,29 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_command(sub, formatter)
     to_onnx.add_command(sub, formatter)
     patches.add_command(sub, formatter)
+    parser.commands = sub.choices  # name -> its parser, for parse()
     return parser
 
 
+def parse(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    """The command line, options allowed between the sources (``detect a.jpg --json
+    b.jpg``): a subcommand's arguments are parsed again intermixed when the first
+    parse leaves some over."""
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args, extra = parser.parse_known_args(argv)
+    if not extra:
+        return args
+    start = argv.index(args.command) + 1
+    try:
+        return parser.commands[args.command].parse_intermixed_args(argv[start:], argparse.Namespace(
+            debug=args.debug, command=args.command))
+    except TypeError:  # a subcommand with subcommands of its own cannot be intermixed
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse(argv)
     try:
         return args.handler(args)
     except KeyboardInterrupt as exc:  # Ctrl-C: one line, the shell's status for SIGINT

@@ -67,6 +67,7 @@ def _annotation_names(sources: List, out: Optional[Path]):
     input (``--out`` onto the photos' own folder)."""
     if out is None:
         return None
+    out.mkdir(parents=True, exist_ok=True)
     images: Dict[str, str] = {}
     videos: Dict[str, str] = {}
     inputs = {_same_file(s): s for s in map(str, sources) if os.path.isfile(s)}
@@ -87,7 +88,6 @@ def _annotation_names(sources: List, out: Optional[Path]):
         if match and match.group(1) in videos:
             raise ValueError(f"{printable(source)} and the frames of {printable(videos[match.group(1)])} would both "
                              f"be annotated as {printable(str(out / stem))}.jpg; give inputs with different names")
-    out.mkdir(parents=True, exist_ok=True)
     return lambda r: out / (_stem(r.source) if r.frame is None else f"{_stem(r.source)}-{r.frame:06d}")
 
 

@@ -70,7 +70,8 @@ _UINT8_TO_FLOAT = (np.arange(256, dtype=np.float64) / 255.0).astype(np.float32)
 def _check_pixels(height: int, width: int, max_pixels: int) -> None:
     if height * width > max_pixels:
         raise ImageError(f"the image is {width} x {height} = {height * width} pixels, more than the limit of "
-                         f"{max_pixels}; pass a larger max_pixels if you trust it")
+                         f"{max_pixels}; if you trust it, decode it with pydarknet.load_image(source, "
+                         "max_pixels=N) and pass that image")
 
 
 def _from_uint8(array: np.ndarray, channel_order: str, max_pixels: int) -> Image:

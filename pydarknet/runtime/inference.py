@@ -170,8 +170,8 @@ def detect_batch(model: ModelSpec, images: Sequence[ImageSource], *, thresh: flo
     ``annotate[i]``, a path without extension, receives image i with upstream's boxes
     and labels drawn, as JPEG (``path + ".jpg"``). ``device`` loads a zoo name or files
     on "cuda"/"cuda:N" (GPU builds; default "cpu")."""
+    decoded = [load_image(image, channel_order) for image in images]  # a bad input fails before any download
     net = resolve_model(model, device)
-    decoded = [load_image(image, channel_order) for image in images]
     raw = net.detect_raw(decoded, thresh, hier_thresh, nms, annotate)
     return [detections_of(net, image, found) for image, found in zip(decoded, raw)]
 
@@ -193,8 +193,9 @@ def classify(model: ModelSpec, image: ImageSource, *, top: int = 5,
     ends in raw scores (logits: most converted PyTorch models) has its outputs turned
     into probabilities by a softmax, as ``Classification.normalization`` says."""
     top = limits.positive_int(top, "top")
+    decoded = load_image(image, channel_order)  # a bad input fails before any download
     net = resolve_model(model, device)
-    scores = net.classify_raw(load_image(image, channel_order))
+    scores = net.classify_raw(decoded)
     how = normalization(net)
     probs = probabilities(scores, how)
     labels = net.labels

@@ -233,7 +233,7 @@ def apply_patch(files: Files, patch: Patch, allow_offset: bool = False) -> Files
 def default_series_dir() -> Path:
     """./darknet_patches when run in a source checkout, else the copy installed with us."""
     here = Path.cwd() / "darknet_patches"
-    return here if (here / "series").is_file() else Path(__file__).with_name("darknet_patches")
+    return here if (here / "series").is_file() else Path(__file__).resolve().parent.parent / "darknet_patches"
 
 
 def series_names(series_dir: Path) -> List[str]:
