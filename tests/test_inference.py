@@ -149,7 +149,7 @@ def test_detect_needs_a_detection_layer(classifier):
 @pytest.mark.parametrize("source, error, message", [
     (b"not an image", pydarknet.ImageError, "cannot decode image data"),
     (b"", pydarknet.ImageError, "empty"),
-    (np.zeros((4, 4), np.uint8), ValueError, "height x width x 3"),
+    (np.zeros((4, 4, 2), np.uint8), ValueError, "height x width x 1"),
     (np.zeros((3, 4, 4), np.float64), TypeError, "uint8 .* or float32"),
     (np.full((3, 4, 4), 2, np.float32), ValueError, r"\[0, 1\]"),
     (42, TypeError, "unsupported image type"),
@@ -275,3 +275,20 @@ def test_a_missing_image_fails_before_the_model_is_fetched(monkeypatch, tmp_path
     for call in (pydarknet.detect, pydarknet.classify):
         with pytest.raises(pydarknet.FileError, match="missing.jpg"):
             call("yolov3-tiny", tmp_path / "missing.jpg")
+
+
+def test_grey_and_rgba_arrays_detect_like_the_rgb_image(yolo):
+    """Grey (H, W) and (H, W, 1) take their value in all three channels, (H, W, 4) drops
+    its alpha: the detections of the equal RGB array, as Darknet's decoder treats files."""
+    rgb = pydarknet.load_image(samples.path("dog.jpg")).to_uint8()
+    grey = rgb.mean(axis=2).astype(np.uint8)
+    expected_grey = as_tuples(pydarknet.detect(yolo, np.ascontiguousarray(np.stack([grey] * 3, axis=2))))
+    assert expected_grey
+    assert as_tuples(pydarknet.detect(yolo, grey)) == expected_grey
+    assert as_tuples(pydarknet.detect(yolo, grey[:, :, None])) == expected_grey
+    rgba = np.concatenate([rgb, np.full(grey.shape + (1,), 7, np.uint8)], axis=2)
+    assert as_tuples(pydarknet.detect(yolo, rgba)) == as_tuples(pydarknet.detect(yolo, rgb))
+    bgra = np.ascontiguousarray(rgba[:, :, [2, 1, 0, 3]])
+    assert as_tuples(pydarknet.detect(yolo, bgra, channel_order="BGR")) == as_tuples(pydarknet.detect(yolo, rgb))
+    with pytest.raises(ValueError, match="height x width x 1"):
+        pydarknet.load_image(np.zeros((4, 4, 2), np.uint8))

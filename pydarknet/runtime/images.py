@@ -75,9 +75,18 @@ def _check_pixels(height: int, width: int, max_pixels: int) -> None:
 
 
 def _from_uint8(array: np.ndarray, channel_order: str, max_pixels: int) -> Image:
-    if array.ndim != 3 or array.shape[2] != 3:
-        raise ValueError(f"uint8 images must be height x width x 3, got shape {array.shape}")
+    """Grey (H, W) or (H, W, 1) becomes the same value in all three channels and an
+    alpha channel (H, W, 4) is dropped, as Darknet's decoder does with such files."""
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.ndim != 3 or array.shape[2] not in (1, 3, 4):
+        raise ValueError(f"uint8 images must be height x width (grey), or height x width x 1 (grey), 3 (RGB or "
+                         f"BGR) or 4 (with alpha, dropped), got shape {array.shape}")
     _check_pixels(array.shape[0], array.shape[1], max_pixels)
+    if array.shape[2] == 1:
+        array = np.repeat(array, 3, axis=2)
+    elif array.shape[2] == 4:
+        array = array[:, :, :3]
     if channel_order == "BGR":
         array = array[:, :, ::-1]
     return Image(_UINT8_TO_FLOAT[np.ascontiguousarray(array.transpose(2, 0, 1))])
@@ -89,7 +98,8 @@ def load_image(source: ImageSource, channel_order: str = "RGB", max_pixels: Opti
     - a path (str or os.PathLike): decoded by upstream's stb_image, like the CLI;
     - bytes / bytearray / memoryview: an encoded file (JPEG, PNG, BMP, ...) in memory;
     - numpy uint8 (height, width, 3): pixels in ``channel_order`` ("RGB", or "BGR" for
-      OpenCV frames);
+      OpenCV frames); grey (height, width) or (height, width, 1) takes its value in
+      every channel, and (height, width, 4) drops its alpha (RGBA or BGRA);
     - numpy float32 (3, height, width): already planar RGB in [0, 1];
     - a PIL image (any mode; converted to RGB).
 
@@ -125,7 +135,7 @@ def load_image(source: ImageSource, channel_order: str = "RGB", max_pixels: Opti
             if source.size and not (source.min() >= 0 and source.max() <= 1):
                 raise ValueError("float32 images must hold values in [0, 1] (no NaN)")
             return Image(source)
-        raise TypeError(f"numpy images must be uint8 (H, W, 3) or float32 (3, H, W), not {source.dtype}")
+        raise TypeError(f"numpy images must be uint8 (H, W[, 1|3|4]) or float32 (3, H, W), not {source.dtype}")
     if hasattr(source, "convert") and hasattr(source, "size") and hasattr(source, "mode"):  # PIL
         width, height = source.size
         _check_pixels(height, width, max_pixels)
