@@ -112,9 +112,11 @@ def available_cpus() -> Tuple[int, str]:
 
 
 def openmp_loaded() -> bool:
-    """Whether GNU OpenMP is already in this process (so its settings are fixed)."""
+    """Whether the GNU OpenMP library the extension links (libgomp.so.1) is already in
+    this process, so its settings are fixed. (Wheels such as torch's carry a renamed
+    copy of their own, libgomp-HASH.so.1: another library, which does not count.)"""
     maps = _read(Path("/proc/self/maps"))
-    return maps is not None and "/libgomp" in maps
+    return maps is not None and "/libgomp.so" in maps
 
 
 @contextlib.contextmanager

@@ -191,3 +191,14 @@ def test_a_ray_actor_runs_the_threads_of_its_cpus(monkeypatch, official):
         assert pydarknet.ray.actor_cpus() == 1
     finally:
         pydarknet.set_num_threads(before)
+
+
+def test_a_gnu_openmp_loaded_before_keeps_its_policy_and_says_so():
+    """libgomp loaded by someone else first has read its settings already."""
+    code = """
+    import ctypes, json
+    ctypes.CDLL("libgomp.so.1", mode=ctypes.RTLD_GLOBAL)
+    import pydarknet
+    print(json.dumps(pydarknet.thread_policy()))
+    """
+    assert run_python(code, env=clean_environment())["wait"].startswith("the OpenMP runtime's own")
