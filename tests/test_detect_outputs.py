@@ -235,7 +235,7 @@ def test_any_source_tree_gives_one_result_per_image_and_keeps_the_inputs(detecto
         assert all(Path(path).read_bytes() == data for path, data in before.items())  # inputs untouched
         stems = [Path(p).stem for p in images]
         refusals = [reason for reason, holds in (
-            ("would both be annotated", len(set(stems)) < len(stems)),  # two images, one annotated name
+            ("would both be written", len(set(stems)) < len(stems)),  # two images, one annotated name
             ("would replace the input", any(Path(p).parent == Path(os.path.realpath(out)) for p in images)),
         ) if holds]
         if refusals:  # before any work, for one of the reasons
@@ -262,3 +262,56 @@ def test_recursive_globs_match_what_glob_matches_without_links(tmp_path, pattern
         (tmp_path / name).write_bytes(b"")
     full = str(tmp_path / pattern)
     assert list(expand([full], recursive=True)) == sorted(glob.glob(full, recursive=True))
+
+
+def test_the_progress_bar_counts_towards_the_total(detector, jpeg, tmp_path):
+    """On a terminal, detect over images draws a bar with the total (and so the time
+    left): 'N/3'. Not on a pipe, and without a total where a video's frames are unknown."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    for name in ("a.jpg", "b.jpg", "c.jpg"):
+        (tmp_path / name).write_bytes(jpeg)
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a terminal 100 wide
+    done = subprocess.Popen([sys.executable, "-m", "pydarknet", "detect", "a.jpg", "b.jpg", "c.jpg", "--json",
+                             *detector], cwd=tmp_path, stdout=subprocess.PIPE, stderr=slave)
+    os.close(slave)
+    drawn = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        drawn += chunk
+    os.close(master)
+    assert done.wait(timeout=60) == 0 and len(done.stdout.read().splitlines()) == 3
+    assert b"/3 [" in drawn, drawn
+
+
+def test_classes_and_yolo_label_files(official, tmp_path):
+    """--classes dog --save-txt labels: only dogs, in every output, and a YOLO row per
+    dog whose box is the reported one relative to the image."""
+    dog = samples.path("dog.jpg")
+    status, printed, err = detect([], dog, "--json", "--classes", "dog", "--save-txt", tmp_path / "labels",
+                                  "--coco", tmp_path / "c.json")
+    assert status == 0, err
+    found = json.loads(printed)["detections"]
+    assert [d["label"] for d in found] == ["dog"]
+    assert {r["category_id"] for r in json.loads((tmp_path / "c.json").read_text())} == {18}  # COCO's dog
+    rows = [line.split() for line in (tmp_path / "labels" / "dog.txt").read_text().splitlines()]
+    assert len(rows) == 1 and rows[0][0] == "16"  # dog's class in coco.names
+    cx, cy, w, h, confidence = map(float, rows[0][1:])
+    width, height = 768, 576
+    d = found[0]
+    x1, y1, x2, y2 = max(d["x1"], 0), max(d["y1"], 0), min(d["x2"], width), min(d["y2"], height)
+    assert (cx, cy, w, h) == pytest.approx(((x1 + x2) / 2 / width, (y1 + y2) / 2 / height,
+                                            (x2 - x1) / width, (y2 - y1) / height), abs=1e-6)
+    assert confidence == pytest.approx(d["confidence"], abs=1e-6) and 0 < confidence <= 1
+    unknown = detect([], dog, "--classes", "dogg")
+    assert unknown[0] == 2 and "no class 'dogg'" in unknown[2]
+    assert detect([], dog, "--classes", "dog", "--out", tmp_path / "o")[0] == 2

@@ -413,7 +413,7 @@ def test_cli_detect_refuses_colliding_outputs(official, tmp_path):
     run = subprocess.run([sys.executable, "-m", "pydarknet", "detect", "--cfg", str(cfg), "--weights", str(weights),
                           str(tmp_path / "a/dog.jpg"), str(tmp_path / "b/dog.jpg"), "--out", str(tmp_path / "out")],
                          capture_output=True, text=True)
-    assert run.returncode == 2 and "would both be annotated" in run.stderr
+    assert run.returncode == 2 and "would both be written" in run.stderr
     assert list((tmp_path / "out").iterdir()) == []
 
 

@@ -130,11 +130,18 @@ def sources_options(cmd) -> None:
     cmd.add_argument("--recursive", action="store_true", help="folders and ** globs with their subfolders")
 
 
-def progress(iterable=None):
-    """A progress bar over images on stderr, drawn only when stderr is a terminal."""
+def progress(sources=None):
+    """A progress bar over images on stderr, drawn only when stderr is a terminal; with
+    a total and the time left where ``sources`` (expanded) are images only (a video's
+    frames are not counted before they are read)."""
     from tqdm import tqdm
 
-    return tqdm(iterable, unit="image", file=sys.stderr, disable=not sys.stderr.isatty(), leave=False)
+    from ..runtime.stream import is_video_name
+
+    total = None
+    if sources is not None and not any(is_video_name(str(s)) for s in sources if isinstance(s, (str, int))):
+        total = len(sources)
+    return tqdm(total=total, unit="image", file=sys.stderr, disable=not sys.stderr.isatty(), leave=False)
 
 
 def input_failed(error, bar) -> None:

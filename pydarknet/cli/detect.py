@@ -5,6 +5,7 @@ streams.
     pydarknet detect photos/ --recursive --batch 8 --threads 2 --coco results.json
     pydarknet detect clip.mp4 --out annotated/     # annotated/clip-000000.jpg, ...
     pydarknet detect 0                             # the first camera; rtsp://... a stream
+    pydarknet detect photos/ --classes dog,cat --save-txt labels/   # YOLO label files
 
 A SOURCE is an image file, a folder (its images and videos; --recursive: with its
 subfolders), a glob pattern, a video file, a camera index or a stream URL (videos,
@@ -25,6 +26,8 @@ way --coco holds what was found until then, and --out the images drawn.
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import json
 import os
 import re
@@ -57,14 +60,25 @@ def add_command(sub, formatter) -> None:
     cmd.add_argument("--batch", type=count, default=1, help="images per forward pass")
     cmd.add_argument("--threads", type=count, help="threads per forward pass")
     cmd.add_argument("--out", type=Path, help="folder for annotated images (SOURCE-stem.jpg, -FRAME.jpg)")
+    cmd.add_argument("--save-txt", type=Path, metavar="DIR",
+                     help="YOLO label files DIR/STEM.txt (frames STEM-FRAME.txt): class cx cy w h confidence, "
+                          "relative to the image")
+    cmd.add_argument("--classes", type=_names, metavar="NAME[,NAME]", help="keep only these classes")
     cmd.add_argument("--fail-fast", action="store_true", help="stop at the first input that fails")
     cmd.set_defaults(handler=run)
 
 
-def _annotation_names(sources: List, out: Optional[Path]):
-    """OUT/stem for images, OUT/stem-FRAME for video frames; refused before any work
-    when two inputs would write the same file or an annotated copy would replace an
-    input (``--out`` onto the photos' own folder)."""
+def _names(text: str) -> List[str]:
+    names = [name.strip() for name in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"{text!r}: give class names separated by commas")
+    return names
+
+
+def _output_names(sources: List, out: Optional[Path], suffix: str):
+    """OUT/stem for images, OUT/stem-FRAME for video frames (``suffix`` added by the
+    writer); refused before any work when two inputs would write the same file or an
+    output would replace an input (``--out`` onto the photos' own folder)."""
     if out is None:
         return None
     out.mkdir(parents=True, exist_ok=True)
@@ -76,18 +90,18 @@ def _annotation_names(sources: List, out: Optional[Path]):
         kind = videos if is_video_name(source) else images
         other = images.get(stem) or videos.get(stem)
         if other is not None and other != source:
-            raise ValueError(f"{printable(other)} and {printable(source)} would both be annotated as "
-                             f"{printable(str(out / stem))}*.jpg; give inputs with different names, or one --out "
-                             "per run")
+            raise ValueError(f"{printable(other)} and {printable(source)} would both be written as "
+                             f"{printable(str(out / stem))}*{suffix}; give inputs with different names, or one "
+                             "output folder per run")
         kind[stem] = source
-        if kind is images and _same_file(out / f"{stem}.jpg") in inputs:
-            raise ValueError(f"--out {printable(str(out))}: the annotated copy of {printable(source)} would replace "
-                             f"the input {printable(inputs[_same_file(out / f'{stem}.jpg')])}; give another folder")
+        if kind is images and _same_file(out / f"{stem}{suffix}") in inputs:
+            raise ValueError(f"{printable(str(out))}: the output for {printable(source)} would replace the input "
+                             f"{printable(inputs[_same_file(out / f'{stem}{suffix}')])}; give another folder")
     for stem, source in images.items():  # an image named like a frame of a video
         match = re.fullmatch(r"(.*)-\d{6,}", stem)
         if match and match.group(1) in videos:
             raise ValueError(f"{printable(source)} and the frames of {printable(videos[match.group(1)])} would both "
-                             f"be annotated as {printable(str(out / stem))}.jpg; give inputs with different names")
+                             f"be written as {printable(str(out / stem))}{suffix}; give inputs with different names")
     return lambda r: out / (_stem(r.source) if r.frame is None else f"{_stem(r.source)}-{r.frame:06d}")
 
 
@@ -154,6 +168,31 @@ class _Coco:
             images.write_text(json.dumps(self.images) + "\n", encoding="utf-8")
 
 
+def _write_labels(path: Path, result) -> None:
+    """One YOLO row per detection: class, box centre and size relative to the image
+    (the box clipped to it first), confidence."""
+    rows = []
+    for d in result.detections:
+        x1, y1 = max(d.x1, 0.0), max(d.y1, 0.0)
+        x2, y2 = min(d.x2, float(result.width)), min(d.y2, float(result.height))
+        rows.append(f"{d.class_id} {(x1 + x2) / 2 / result.width:.6f} {(y1 + y2) / 2 / result.height:.6f} "
+                    f"{(x2 - x1) / result.width:.6f} {(y2 - y1) / result.height:.6f} {d.confidence:.6f}\n")
+    with atomic.replacing(path) as (temp,):
+        temp.write_text("".join(rows), encoding="utf-8")
+
+
+def _kept(classes: Optional[List[str]], labels: List[str]):
+    """A filter of results to ``classes`` (all where None), checked against the model's."""
+    if classes is None:
+        return lambda result: result
+    unknown = [name for name in classes if name not in labels]
+    if unknown:
+        raise ValueError(f"--classes: the model has no class {', '.join(map(repr, unknown))} (it has "
+                         f"{', '.join(labels[:10])}{', ...' if len(labels) > 10 else ''})")
+    keep = set(classes)
+    return lambda result: dataclasses.replace(result, detections=[d for d in result.detections if d.label in keep])
+
+
 def _print_table(result, written: Optional[Path]) -> None:
     name = printable(input_name(result.source, result.frame))
     print(f"{name}: {len(result.detections)} objects" + (f" -> {printable(str(written))}" if written else ""))
@@ -170,13 +209,18 @@ def run(args) -> int:
     if args.threads:
         set_num_threads(args.threads)
     sources = list(expand(args.sources, args.recursive))
-    annotate = _annotation_names(sources, args.out)
+    if args.classes and args.out:
+        raise ValueError("--classes with --out: the drawings would show every class (upstream draws them all); "
+                         "draw the kept detections with pydarknet.draw instead")
+    annotate = _output_names(sources, args.out, ".jpg")
+    labels = _output_names(sources, args.save_txt, ".txt")
     coco = _Coco(args.coco, sources) if args.coco else None
     net = network(args, batch=args.batch)
     coco = coco.for_model(net) if coco else None
+    kept = _kept(args.classes, net.labels)
     failed, done = 0, 0
     stdout_open = True
-    bar = progress()
+    bar = progress(sources)
     results = detect_stream(net, sources, batch=args.batch, thresh=args.thresh, hier_thresh=args.hier_thresh,
                             nms=args.nms, errors="yield", annotate=annotate)
     try:
@@ -189,15 +233,19 @@ def run(args) -> int:
                 if args.fail_fast:
                     break
                 continue
+            result = kept(result)
             if coco:
                 coco.add(result)
+            if labels:
+                target = labels(result)
+                _write_labels(target.with_name(target.name + ".txt"), result)
             if stdout_open:
                 try:
                     _report(args, result, annotate)
                 except BrokenPipeError:  # `| head`: the reader is gone; the files asked for still get written
                     stdout_open = False
                     close_stdout()
-                    if not (coco or annotate):
+                    if not (coco or annotate or labels):
                         break
     except KeyboardInterrupt:
         bar.close()

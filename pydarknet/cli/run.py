@@ -14,7 +14,7 @@ def cmd_classify(args) -> int:
     """Each image or frame of the sources (as detect takes them): its top classes. A bad
     input is one line on stderr and the run goes on (exit status 1)."""
     from ..runtime.inference import classify, normalization
-    from ..runtime.stream import decoded, prefetched
+    from ..runtime.stream import decoded, expand, prefetched
 
     if not args.cfg:
         raise ValueError("classify needs --cfg, --weights and --names (there is no zoo classifier yet)")
@@ -23,8 +23,9 @@ def cmd_classify(args) -> int:
     if how == "softmax" and not args.json:
         note(f"{net.cfg_path.name} ends in raw scores, not probabilities: the percentages are their softmax")
     failed = 0
-    bar = progress()
-    for item in prefetched(decoded(args.sources, args.recursive), 4):
+    sources = list(expand(args.sources, args.recursive))
+    bar = progress(sources)
+    for item in prefetched(decoded(sources), 4):
         bar.update()
         if item.error is not None:
             failed += 1
