@@ -18,7 +18,8 @@ def _temporary_beside(target: Path) -> Path:
     return target.parent / f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
 
 
-def _same_file_key(path: PathLike) -> str:
+def same_file(path: PathLike) -> str:
+    """A key equal for two paths that name the same file (links resolved)."""
     return os.path.normcase(os.path.realpath(os.fspath(path)))
 
 
@@ -26,11 +27,11 @@ def check_outputs(targets: Sequence[PathLike], inputs: Sequence[PathLike] = ()) 
     """ValueError if two targets name the same file, or a target names one of ``inputs``."""
     written = {}
     for target in targets:
-        key = _same_file_key(target)
+        key = same_file(target)
         if key in written:
             raise ValueError(f"{os.fspath(written[key])} and {os.fspath(target)} would both write the same file")
         written[key] = target
-    read = {_same_file_key(i): i for i in inputs}
+    read = {same_file(i): i for i in inputs}
     for key, target in written.items():
         if key in read:
             raise ValueError(f"the output {os.fspath(target)} would overwrite the input {os.fspath(read[key])}; "

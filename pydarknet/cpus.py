@@ -44,10 +44,10 @@ def _affinity() -> int:
         return os.cpu_count() or 1
 
 
-def _cgroup_quota(text: str, version: int) -> Optional[float]:
-    """CPUs a cgroup file allows: v2 ``cpu.max`` ("max 100000" or "150000 100000"),
-    v1 ``cpu.cfs_quota_us`` and period joined by a space; None without a limit."""
-    parts = text.split()
+def _cgroup_quota(text: Optional[str]) -> Optional[float]:
+    """CPUs a cgroup allows: v2 ``cpu.max`` ("max 100000" or "150000 100000"), or v1's
+    quota and period joined by a space; None without a limit."""
+    parts = (text or "").split()
     if len(parts) != 2 or parts[0] in ("max", "-1"):
         return None
     try:
@@ -64,6 +64,11 @@ def _read(path: Path) -> Optional[str]:
         return None
 
 
+def _v1_quota(folder: Path) -> Optional[str]:
+    quota, period = _read(folder / "cpu.cfs_quota_us"), _read(folder / "cpu.cfs_period_us")
+    return None if quota is None or period is None else f"{quota.strip()} {period.strip()}"
+
+
 def cgroup_cpu_limit(root: Path = Path("/sys/fs/cgroup"), membership: Path = Path("/proc/self/cgroup")
                      ) -> Optional[float]:
     """The CPUs this process's cgroups allow it (the smallest quota on the way from its
@@ -77,27 +82,22 @@ def cgroup_cpu_limit(root: Path = Path("/sys/fs/cgroup"), membership: Path = Pat
             continue
         _, controllers, group = parts
         if controllers == "":  # cgroup v2
-            mounts, read = [root], lambda d: _read(d / "cpu.max")
-            version = 2
+            mount, read = root, lambda folder: _read(folder / "cpu.max")
         elif "cpu" in controllers.split(","):
-            mounts = [root / name for name in (controllers, "cpu", "cpu,cpuacct") if (root / name).is_dir()]
-            version = 1
-
-            def read(d: Path) -> Optional[str]:
-                quota, period = _read(d / "cpu.cfs_quota_us"), _read(d / "cpu.cfs_period_us")
-                return None if quota is None or period is None else f"{quota.strip()} {period.strip()}"
+            mount = next((root / name for name in (controllers, "cpu", "cpu,cpuacct") if (root / name).is_dir()), None)
+            read = _v1_quota
+            if mount is None:
+                continue
         else:
             continue
-        for mount in mounts[:1]:
-            folder = mount / group.strip().lstrip("/")
-            while True:
-                text = read(folder) if folder.is_dir() else None
-                quota = _cgroup_quota(text, version) if text else None
-                if quota is not None:
-                    limits.append(quota)
-                if folder == mount or mount not in folder.parents:
-                    break
-                folder = folder.parent
+        folder = mount / group.strip().lstrip("/")
+        while True:
+            quota = _cgroup_quota(read(folder)) if folder.is_dir() else None
+            if quota is not None:
+                limits.append(quota)
+            if folder == mount or mount not in folder.parents:
+                break
+            folder = folder.parent
     return min(limits) if limits else None
 
 

@@ -84,7 +84,7 @@ def _output_names(sources: List, out: Optional[Path], suffix: str):
     out.mkdir(parents=True, exist_ok=True)
     images: Dict[str, str] = {}
     videos: Dict[str, str] = {}
-    inputs = {_same_file(s): s for s in map(str, sources) if os.path.isfile(s)}
+    inputs = {atomic.same_file(s): s for s in map(str, sources) if os.path.isfile(s)}
     for source in map(str, sources):
         stem = _stem(source)
         kind = videos if is_video_name(source) else images
@@ -94,19 +94,15 @@ def _output_names(sources: List, out: Optional[Path], suffix: str):
                              f"{printable(str(out / stem))}*{suffix}; give inputs with different names, or one "
                              "output folder per run")
         kind[stem] = source
-        if kind is images and _same_file(out / f"{stem}{suffix}") in inputs:
+        if kind is images and atomic.same_file(out / f"{stem}{suffix}") in inputs:
             raise ValueError(f"{printable(str(out))}: the output for {printable(source)} would replace the input "
-                             f"{printable(inputs[_same_file(out / f'{stem}{suffix}')])}; give another folder")
+                             f"{printable(inputs[atomic.same_file(out / f'{stem}{suffix}')])}; give another folder")
     for stem, source in images.items():  # an image named like a frame of a video
         match = re.fullmatch(r"(.*)-\d{6,}", stem)
         if match and match.group(1) in videos:
             raise ValueError(f"{printable(source)} and the frames of {printable(videos[match.group(1)])} would both "
                              f"be written as {printable(str(out / stem))}{suffix}; give inputs with different names")
     return lambda r: out / (_stem(r.source) if r.frame is None else f"{_stem(r.source)}-{r.frame:06d}")
-
-
-def _same_file(path) -> str:
-    return os.path.normcase(os.path.realpath(path))
 
 
 def _stem(source) -> str:
@@ -136,7 +132,7 @@ class _Coco:
         """Checked before any work: the folder is there, and neither file is an input."""
         if not path.parent.is_dir():
             raise ValueError(f"--coco {printable(str(path))}: the folder {printable(str(path.parent))} does not exist")
-        self.path, self.inputs = path, [s for s in map(str, sources) if os.path.isfile(s)]
+        self.inputs = [s for s in map(str, sources) if os.path.isfile(s)]
         self.files = (path, path.with_suffix(".images.json"))
         atomic.check_outputs(self.files, self.inputs)
         self.numbered = _numbered_ids(sources)

