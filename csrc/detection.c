@@ -242,8 +242,7 @@ int pdn_preprocess(network *net, const pdn_image *image, const pdn_preprocessing
 }
 
 int pdn_detect(network *net, const pdn_image *images, int n, const pdn_preprocessing *pre, float thresh,
-               float hier_thresh, float nms, char **names, const char *labels_dir, const char **annotate,
-               pdn_detection **out, int *count, int verbose, pdn_error *err)
+               float hier_thresh, float nms, pdn_detection **out, int *count, int verbose, pdn_error *err)
 {
     int classes = pdn_detection_classes(net);
     /* volatile: freed by the cleanup after a longjmp, assigned after setjmp. */
@@ -283,14 +282,6 @@ int pdn_detect(network *net, const pdn_image *images, int n, const pdn_preproces
             if (!grown) darknet_fail(DARKNET_ERR_MEMORY, "out of memory for %d detections", allocated);
             found = grown;
             collect(dets, nboxes, classes, b, thresh, found, count);
-            if (annotate && annotate[b]) {
-                image drawn = copy_image(as_image(&images[b]));
-                draw_detections(drawn, dets, nboxes, thresh, names, get_alphabet(labels_dir), classes);
-                int saved = save_jpeg(drawn, annotate[b]);
-                free_image(drawn);
-                if (!saved) darknet_fail(DARKNET_ERR_FILE, "cannot write the annotated image %s: %s", annotate[b],
-                                         errno ? strerror(errno) : "write failed");
-            }
             free_detections(dets, nboxes);
             dets = NULL;
         }
@@ -323,19 +314,25 @@ int pdn_classify(network *net, const pdn_image *im, const pdn_preprocessing *pre
     return 0;
 }
 
-int pdn_draw(const pdn_image *im, const pdn_detection *found, int count, char **names, int classes,
+int pdn_draw(const pdn_image *im, const pdn_detection *found, int count, char **labels, int classes,
              const char *labels_dir, pdn_image *out, pdn_error *err)
 {
     detection *volatile dets = NULL;
+    char **volatile names = NULL;
+    int *volatile group = NULL;  /* the box of each detection */
     volatile int made = 0;
     PDN_GUARDED(0, err, {
         int k;
         for (k = 0; k < made; ++k) free(dets[k].prob);
         free(dets);
+        free(names);
+        free(group);
     }, {
         int i, j;
+        group = calloc(count ? count : 1, sizeof(int));
         dets = calloc(count ? count : 1, sizeof(detection));
-        if (!dets) darknet_fail(DARKNET_ERR_MEMORY, "out of memory for %d detections", count);
+        names = calloc(classes, sizeof(char *));
+        if (!dets || !names || !group) darknet_fail(DARKNET_ERR_MEMORY, "out of memory for %d detections", count);
         for (i = 0; i < count; ++i) {
             const pdn_detection *d = &found[i];
             if (d->class_id < 0 || d->class_id >= classes) {
@@ -354,15 +351,39 @@ int pdn_draw(const pdn_image *im, const pdn_detection *found, int count, char **
                 dets[j].objectness = d->objectness;
                 made = made + 1;
             }
+            group[i] = j;
             if (d->prob > dets[j].prob[d->class_id]) dets[j].prob[d->class_id] = d->prob;
         }
         image drawn = copy_image(as_image(im));
-        draw_detections(drawn, dets, made, 0, names, get_alphabet(labels_dir), classes);
+        image **alphabet = labels ? get_alphabet(labels_dir) : NULL;
+        /* box by box, names[] holding that box's own labels: upstream's draw_detections()
+         * labels a class by its name only, the caller's text (with a confidence) per detection */
+        for (j = 0; j < made; ++j) {
+            for (i = 0; i < classes; ++i) names[i] = "";
+            for (i = 0; i < count; ++i) {
+                if (group[i] == j && labels) names[found[i].class_id] = labels[i];
+            }
+            draw_detections(drawn, &dets[j], 1, 0, names, alphabet, classes);
+        }
         set_pdn_image(out, drawn);
         for (i = 0; i < made; ++i) free(dets[i].prob);
         free(dets);
+        free(names);
+        free(group);
         dets = NULL;
+        names = NULL;
+        group = NULL;
         made = 0;
+    });
+    return 0;
+}
+
+int pdn_save_jpeg(const pdn_image *im, const char *path, pdn_error *err)
+{
+    PDN_GUARDED(0, err, (void)0, {
+        if (!save_jpeg(as_image(im), path)) {
+            darknet_fail(DARKNET_ERR_FILE, "cannot write the image %s: %s", path, errno ? strerror(errno) : "write failed");
+        }
     });
     return 0;
 }

@@ -134,20 +134,20 @@ int pdn_detection_classes(network *net);
  * letterboxed to the network size, or stretched where the cfg says letter_box=0,
  * as upstream does), one forward pass, then get_network_boxes() and do_nms_sort() per image.
  * *out receives every (box, class) with prob > thresh (free with
- * pdn_detections_free). If annotate is not NULL, image i is drawn with upstream's
- * draw_detections() (names, glyphs from labels_dir) and saved as JPEG to annotate[i]
- * (a file error if it cannot be written completely). */
+ * pdn_detections_free). */
 int pdn_detect(network *net, const pdn_image *images, int n, const pdn_preprocessing *pre, float thresh,
-               float hier_thresh, float nms, char **names, const char *labels_dir, const char **annotate,
-               pdn_detection **out, int *count, int verbose, pdn_error *err);
+               float hier_thresh, float nms, pdn_detection **out, int *count, int verbose, pdn_error *err);
 void pdn_detections_free(pdn_detection *dets);
 
 /* image drawn by upstream's draw_detections(): the count detections (as pdn_detect gives
- * them; those sharing a box are one box with their labels joined), names[class_id] as
- * labels, glyphs from labels_dir. *out receives the drawn copy (free with
- * pdn_image_free). */
-int pdn_draw(const pdn_image *image, const pdn_detection *found, int count, char **names, int classes,
+ * them; those sharing a box are one box with their labels joined), labels[i] the text
+ * of detection i (labels NULL: boxes only), glyphs from labels_dir. *out receives the
+ * drawn copy (free with pdn_image_free). */
+int pdn_draw(const pdn_image *image, const pdn_detection *found, int count, char **labels, int classes,
              const char *labels_dir, pdn_image *out, pdn_error *err);
+
+/* image as a JPEG file at quality 90 (upstream's), every write checked. */
+int pdn_save_jpeg(const pdn_image *image, const char *path, pdn_error *err);
 
 /* Upstream's classifier path: the image prepared by pre (NULL: letterboxed), forward,
  * class hierarchy if any. probs receives the network's outputs floats. */

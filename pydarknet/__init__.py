@@ -23,8 +23,8 @@ from .errors import (CaffeError, CfgError, ConversionError, DarknetError, Device
                      ImageError, InternalError, OnnxError, OutOfMemoryError, WeightsError)
 
 __all__ = [
-    "Network", "Layer", "load", "detect", "detect_batch", "detect_stream", "FrameResult", "draw", "classify",
-    "Detection", "export_onnx",
+    "Network", "Layer", "load", "predict", "Result", "detect", "detect_batch", "detect_stream", "FrameResult",
+    "draw", "classify", "Detection", "export_onnx",
     "Classification", "load_image", "Image", "register_layer", "unregister_layer", "zoo",
     "samples", "convert", "build_info", "upstream_path", "set_num_threads", "get_num_threads",
     "thread_policy", "__version__",
@@ -37,8 +37,9 @@ __all__ = [
 _LAZY = {
     "Network": "runtime.network", "Layer": "runtime.layer_info", "load": "runtime.network",
     "detect": "runtime.inference", "detect_batch": "runtime.inference", "classify": "runtime.inference",
+    "predict": "runtime.stream", "Result": "runtime.results",
     "detect_stream": "runtime.stream", "FrameResult": "runtime.stream", "draw": "runtime.drawing",
-    "Detection": "runtime.inference", "Classification": "runtime.inference",
+    "Detection": "runtime.results", "Classification": "runtime.results",
     "load_image": "runtime.images", "Image": "runtime.images",
     "register_layer": "runtime.layers", "unregister_layer": "runtime.layers",
     "cuda_device_count": "runtime.devices", "upstream_path": "runtime.samples",

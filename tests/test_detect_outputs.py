@@ -314,4 +314,25 @@ def test_classes_and_yolo_label_files(official, tmp_path):
     assert confidence == pytest.approx(d["confidence"], abs=1e-6) and 0 < confidence <= 1
     unknown = detect([], dog, "--classes", "dogg")
     assert unknown[0] == 2 and "no class 'dogg'" in unknown[2]
-    assert detect([], dog, "--classes", "dog", "--out", tmp_path / "o")[0] == 2
+    # --out draws the kept detections only, labelled with their confidence by --labels conf
+    assert detect([], dog, "--classes", "dog", "--out", tmp_path / "o", "--labels", "conf")[0] == 0
+    written = cv2.cvtColor(cv2.imread(str(tmp_path / "o" / "dog.jpg")), cv2.COLOR_BGR2RGB).astype(int)
+    everything = pydarknet.detect("yolov3-tiny", dog)
+    dogs = [d for d in everything if d.label == "dog"]
+    only_dogs = np.abs(written - pydarknet.draw(dog, dogs, labels="conf")).mean()
+    assert only_dogs < 3 and only_dogs < np.abs(written - pydarknet.draw(dog, everything, labels="conf")).mean()
+    assert only_dogs < np.abs(written - pydarknet.draw(dog, dogs, labels="name")).mean()
+
+
+def test_label_styles(official):
+    """--labels / draw(labels=...): "none" draws the boxes only, "conf" longer labels
+    than "name" (the confidence after it), all over the same boxes."""
+    dog = samples.path("dog.jpg")
+    result = next(pydarknet.predict("yolov3-tiny", dog))
+    original = pydarknet.load_image(dog).to_uint8()
+    changed = {style: (result.draw(labels=style) != original).any(axis=2).sum() for style in ("none", "name", "conf")}
+    assert 0 < changed["none"] < changed["name"] < changed["conf"]
+    boxes_only = result.draw(labels="none")
+    assert np.array_equal(boxes_only, pydarknet.draw(dog, result.detections, labels="none"))
+    with pytest.raises(ValueError, match="labels must be one of"):
+        result.draw(labels="score")

@@ -60,13 +60,18 @@ def test_bad_inputs_are_one_line_each_and_the_run_goes_on(photos, capsys):
     missing = photos / "missing.jpg"
     assert cli.main(["detect", str(photos / "*"), str(missing), "--json", "--batch", "2"]) == 1
     out, err = capsys.readouterr()
-    assert [r["source"] for r in records(out)] == [str(photos / n) for n in ("dog.jpg", "eagle.jpg", "grey.png")] \
-        + [str(photos / "sub" / "horses.jpg")]  # the glob's folder: its images
+    found = records(out)
+    assert [r["source"] for r in found] == [str(photos / n) for n in ("dog.jpg", "eagle.jpg", "grey.png", "notes.txt")] \
+        + [str(photos / "sub" / "horses.jpg"), str(missing)]  # the glob's folder: its images
+    failed = [r for r in found if "error" in r]  # a failed input's record: its source and the error, nothing else
+    assert [sorted(r) for r in failed] == [["error", "source"]] * 2
+    assert "unknown image type" in failed[0]["error"] and "no such file" in failed[1]["error"]
+    assert all(r["ms"] > 0 and "detections" in r for r in found if "error" not in r)
     errors = err.splitlines()
     assert len(errors) == 2 and all(line.startswith("pydarknet: error: ") for line in errors)
     assert "notes.txt" in errors[0] and "unknown image type" in errors[0] and "missing.jpg" in errors[1]
     assert cli.main(["detect", str(photos / "notes.txt"), str(photos / "dog.jpg"), "--json", "--fail-fast"]) == 1
-    assert capsys.readouterr().out == ""
+    assert [r["source"] for r in records(capsys.readouterr().out)] == [str(photos / "notes.txt")]
 
 
 def test_batches_give_the_same_results(photos):
@@ -124,7 +129,8 @@ def test_unopenable_videos_and_cameras_are_input_errors(tmp_path, capsys, offici
     (tmp_path / "broken.mp4").write_bytes(b"not a video")
     assert cli.main(["detect", str(tmp_path / "broken.mp4"), "99", str(samples.path("eagle.jpg")), "--json"]) == 1
     out, err = capsys.readouterr()
-    assert [r["source"] for r in records(out)] == [str(samples.path("eagle.jpg"))]
+    assert [(r["source"], "error" in r) for r in records(out)] == [
+        (str(tmp_path / "broken.mp4"), True), ("99", True), (str(samples.path("eagle.jpg")), False)]
     mine = [line for line in err.splitlines() if line.startswith("pydarknet: error:")]
     assert len(mine) == 2 and "broken.mp4" in mine[0] and "99" in mine[1]
 

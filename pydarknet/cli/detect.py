@@ -3,7 +3,7 @@ streams.
 
     pydarknet detect dog.jpg photos/ 'shots/*.png' --json > found.jsonl
     pydarknet detect photos/ --recursive --batch 8 --threads 2 --coco results.json
-    pydarknet detect clip.mp4 --out annotated/     # annotated/clip-000000.jpg, ...
+    pydarknet detect clip.mp4 --out annotated/ --labels conf  # annotated/clip-000000.jpg, ...
     pydarknet detect 0                             # the first camera; rtsp://... a stream
     pydarknet detect photos/ --classes dog,cat --save-txt labels/   # YOLO label files
 
@@ -11,8 +11,9 @@ A SOURCE is an image file, a folder (its images and videos; --recursive: with it
 subfolders), a glob pattern, a video file, a camera index or a stream URL (videos,
 cameras and streams need OpenCV: pip install "pydarknet[video]"). --json writes JSON
 Lines, one record per image or frame, also for those with no detections: source,
-frame (null for images), width, height and detections (label, class_id, confidence,
-x, y, w, h with x/y the centre, x1, y1, x2, y2, in pixels). --coco FILE writes the
+frame (null for images), width, height, ms (the network's time for it) and detections
+(label, class_id, confidence, x, y, w, h with x/y the centre, x1, y1, x2, y2, in
+pixels); a failed input is {"source": ..., "error": ...}. --coco FILE writes the
 detections in COCO's results format (upstream's: category ids mapped to COCO's 91 for
 models with COCO's 80 classes, boxes clipped to the image; image_id the number at the
 end of each file name where every input has a distinct one, as COCO's own files do,
@@ -35,7 +36,9 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from .. import atomic, limits
-from ..runtime.stream import is_video_name, printable
+from ..runtime.drawing import LABEL_STYLES
+from ..runtime.results import printable
+from ..runtime.stream import is_video_name
 from .common import (checked, close_stdout, input_failed, input_name, model_options, network, print_record,
                      progress, sources_options, subcommand)
 
@@ -60,6 +63,8 @@ def add_command(sub, formatter) -> None:
     cmd.add_argument("--batch", type=count, default=1, help="images per forward pass")
     cmd.add_argument("--threads", type=count, help="threads per forward pass")
     cmd.add_argument("--out", type=Path, help="folder for annotated images (SOURCE-stem.jpg, -FRAME.jpg)")
+    cmd.add_argument("--labels", choices=LABEL_STYLES, default="name",
+                     help="what --out writes beside each box: the class name, name and confidence, or nothing")
     cmd.add_argument("--save-txt", type=Path, metavar="DIR",
                      help="YOLO label files DIR/STEM.txt (frames STEM-FRAME.txt): class cx cy w h confidence, "
                           "relative to the image")
@@ -191,7 +196,8 @@ def _kept(classes: Optional[List[str]], labels: List[str]):
 
 def _print_table(result, written: Optional[Path]) -> None:
     name = printable(input_name(result.source, result.frame))
-    print(f"{name}: {len(result.detections)} objects" + (f" -> {printable(str(written))}" if written else ""))
+    print(f"{name}: {len(result.detections)} objects ({result.ms:.0f} ms)"
+          + (f" -> {printable(str(written))}" if written else ""))
     if result.detections:
         print(f"  {'label':<16} {'conf':>7} {'x1':>7} {'y1':>7} {'x2':>7} {'y2':>7}")
     for d in result.detections:
@@ -205,9 +211,6 @@ def run(args) -> int:
     if args.threads:
         set_num_threads(args.threads)
     sources = list(expand(args.sources, args.recursive))
-    if args.classes and args.out:
-        raise ValueError("--classes with --out: the drawings would show every class (upstream draws them all); "
-                         "draw the kept detections with pydarknet.draw instead")
     annotate = _output_names(sources, args.out, ".jpg")
     labels = _output_names(sources, args.save_txt, ".txt")
     coco = _Coco(args.coco, sources) if args.coco else None
@@ -218,31 +221,33 @@ def run(args) -> int:
     stdout_open = True
     bar = progress(sources)
     results = detect_stream(net, sources, batch=args.batch, thresh=args.thresh, hier_thresh=args.hier_thresh,
-                            nms=args.nms, errors="yield", annotate=annotate)
+                            nms=args.nms, errors="yield")
     try:
         for result in results:
             bar.update()
             done += 1
+            written = None
             if result.error is not None:
                 failed += 1
                 input_failed(printable(result.error), bar)
-                if args.fail_fast:
-                    break
-                continue
-            result = kept(result)
-            if coco:
-                coco.add(result)
-            if labels:
-                target = labels(result)
-                _write_labels(target.with_name(target.name + ".txt"), result)
-            if stdout_open:
+            else:
+                result = kept(result)
+                if coco:
+                    coco.add(result)
+                if labels:
+                    _write_labels(_suffixed(labels(result), ".txt"), result)
+                if annotate:
+                    written = result.save(_suffixed(annotate(result), ".jpg"), labels=args.labels)
+            if stdout_open and (args.json or result.error is None):
                 try:
-                    _report(args, result, annotate)
+                    print_record(result.to_json()) if args.json else _print_table(result, written)
                 except BrokenPipeError:  # `| head`: the reader is gone; the files asked for still get written
                     stdout_open = False
                     close_stdout()
                     if not (coco or annotate or labels):
                         break
+            if result.error is not None and args.fail_fast:
+                break
     except KeyboardInterrupt:
         bar.close()
         if coco:
@@ -257,9 +262,6 @@ def run(args) -> int:
     return 1 if failed else 0
 
 
-def _report(args, result, annotate) -> None:
-    if args.json:
-        print_record(result.to_json())
-    else:
-        target = annotate(result) if annotate else None
-        _print_table(result, target.with_name(target.name + ".jpg") if target else None)
+def _suffixed(path: Path, suffix: str) -> Path:
+    """OUT/stem (the stem may hold dots) with ``suffix`` added."""
+    return path.with_name(path.name + suffix)

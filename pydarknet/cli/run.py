@@ -12,33 +12,31 @@ from .common import (checked, device_option, input_failed, input_name, model_opt
 
 def cmd_classify(args) -> int:
     """Each image or frame of the sources (as detect takes them): its top classes. A bad
-    input is one line on stderr and the run goes on (exit status 1)."""
-    from ..runtime.inference import classify, normalization
-    from ..runtime.stream import decoded, expand, prefetched
+    input is one line on stderr (and a {"source", "error"} record with --json) and the
+    run goes on (exit status 1)."""
+    from ..runtime.inference import normalization
+    from ..runtime.results import printable
+    from ..runtime.stream import expand, predict
 
     if not args.cfg:
         raise ValueError("classify needs --cfg, --weights and --names (there is no zoo classifier yet)")
     net = network(args)
-    how = normalization(net)
-    if how == "softmax" and not args.json:
+    if normalization(net) == "softmax" and not args.json:
         note(f"{net.cfg_path.name} ends in raw scores, not probabilities: the percentages are their softmax")
     failed = 0
     sources = list(expand(args.sources, args.recursive))
     bar = progress(sources)
-    for item in prefetched(decoded(sources), 4):
+    for result in predict(net, sources, top=args.top):
         bar.update()
-        if item.error is not None:
+        if result.error is not None:
             failed += 1
-            input_failed(item.error, bar)
-            continue
-        results = classify(net, item.image, top=args.top)
+            input_failed(printable(result.error), bar)
         if args.json:
-            print_record({"source": item.source, "frame": item.frame, "normalization": how,
-                          "top": [r.to_json() for r in results]})
-        else:
-            print(f"{input_name(item.source, item.frame)}:")
-            for result in results:
-                print(f"  {result.probability:>7.2%}  {result.label}")
+            print_record(result.to_json())
+        elif result.error is None:
+            print(f"{printable(input_name(result.source, result.frame))}: ({result.ms:.0f} ms)")
+            for found in result.classes:
+                print(f"  {found.probability:>7.2%}  {found.label}")
     bar.close()
     return 1 if failed else 0
 
@@ -82,7 +80,8 @@ def add_commands(sub, formatter) -> None:
     sources_options(classify)
     model_options(classify, None)
     classify.add_argument("--json", action="store_true",
-                          help="JSON Lines: source, frame, normalization, top classes (label, probability, score)")
+                          help="JSON Lines: source, frame, width, height, ms, normalization, classes (label, "
+                               "probability, score)")
     classify.add_argument("--top", type=checked(limits.positive_int), default=5, help="how many classes to print")
     classify.set_defaults(handler=cmd_classify)
 

@@ -1,18 +1,20 @@
 """Detections drawn as upstream draws them (``draw_detections``: a box per object in
-its class colour, the labels in upstream's glyphs), for ``detect(annotate=...)``, the
-CLI's ``--out`` and ``pydarknet.draw``."""
+its class colour, the labels in upstream's glyphs), for ``Result.draw``/``save``,
+``detect_batch(annotate=...)``, the CLI's ``--out`` and ``pydarknet.draw``."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from .. import atomic, binding
 from ..binding import ffi, lib
-from .images import ImageSource, load_image, owned_image
+from .images import Image, ImageSource, load_image, owned_image
+
+PathLike = Union[str, "os.PathLike[str]"]
 
 # Upstream draws a box's labels into a fixed 4 KiB buffer: each one is kept short.
 LABEL_BYTES = 40
@@ -31,31 +33,56 @@ def glyphs_dir() -> bytes:
     return str(upstream_path("data/labels/32_0.png").parent).encode()
 
 
-def draw(image: ImageSource, detections: Sequence, channel_order: str = "RGB",
-         classes: Optional[int] = None) -> np.ndarray:
-    """``image`` with ``detections`` (from ``detect``, in its pixels) drawn by upstream's
-    ``draw_detections``: a height x width x 3 uint8 array in ``channel_order`` (that of a
-    uint8 array you pass: "BGR" for OpenCV, whose ``cv2.imshow`` then shows it as is).
+#: How a box is labelled: its class name (upstream's), the name and confidence, or no text.
+LABEL_STYLES = ("name", "conf", "none")
+
+
+def label_text(detection, labels: str) -> str:
+    """The text drawn beside ``detection``'s box (see LABEL_STYLES)."""
+    return detection.label if labels == "name" else f"{detection.label} {detection.confidence:.2f}"
+
+
+def drawn(image: Image, detections: Sequence, classes: Optional[int] = None, labels: str = "name") -> Image:
+    """``image`` with ``detections`` (in its pixels) drawn by upstream's draw_detections:
+    a box per object in its class colour, labelled as ``labels`` says (LABEL_STYLES).
     Colours depend on the class and the model's number of ``classes`` (taken from the
     detections, else the largest class id + 1). Detections of one box share it, their
     labels joined, as upstream draws them."""
-    decoded = load_image(image, channel_order)
+    if labels not in LABEL_STYLES:
+        raise ValueError(f"labels must be one of {', '.join(LABEL_STYLES)}, not {labels!r}")
     classes = classes or max([d.classes for d in detections] + [d.class_id + 1 for d in detections] + [1])
-    names = [""] * classes
     for d in detections:
         if not 0 <= d.class_id < classes:
             raise ValueError(f"class_id {d.class_id} of {d.label!r} is not one of {classes} classes")
-        names[d.class_id] = d.label
     found = ffi.new("pdn_detection[]", [
-        {"class_id": d.class_id, "prob": d.confidence, "objectness": d.objectness, "x": d.x / decoded.width,
-         "y": d.y / decoded.height, "w": d.w / decoded.width, "h": d.h / decoded.height} for d in detections] or 1)
-    kept, c_names = c_labels(names)
+        {"class_id": d.class_id, "prob": d.confidence, "objectness": d.objectness, "x": d.x / image.width,
+         "y": d.y / image.height, "w": d.w / image.width, "h": d.h / image.height} for d in detections] or 1)
+    kept, texts = c_labels([label_text(d, labels) for d in detections]) if labels != "none" else ([], ffi.NULL)
     raw = ffi.new("pdn_image *")
     err = ffi.new("pdn_error *")
-    if lib.pdn_draw(decoded._struct, found, len(detections), c_names, classes, glyphs_dir(), raw, err):
+    if lib.pdn_draw(image._struct, found, len(detections), texts, classes, glyphs_dir(), raw, err):
         raise binding.error(err)
-    drawn = owned_image(raw).to_uint8()
-    return np.ascontiguousarray(drawn[:, :, ::-1]) if channel_order == "BGR" else drawn
+    return owned_image(raw)
+
+
+def draw(image: ImageSource, detections: Sequence, channel_order: str = "RGB",
+         classes: Optional[int] = None, labels: str = "name") -> np.ndarray:
+    """``image`` with ``detections`` (from ``detect``, in its pixels) drawn by upstream's
+    ``draw_detections`` (see ``drawn``; ``labels``: "name", "conf" or "none"): a height x
+    width x 3 uint8 array in ``channel_order`` (that of a uint8 array you pass: "BGR"
+    for OpenCV, whose ``cv2.imshow`` then shows it as is)."""
+    result = drawn(load_image(image, channel_order), detections, classes, labels).to_uint8()
+    return np.ascontiguousarray(result[:, :, ::-1]) if channel_order == "BGR" else result
+
+
+def save_jpeg(image: Image, path: PathLike) -> Path:
+    """``image`` as a JPEG file (quality 90, as upstream writes them), all or nothing."""
+    path = Path(os.fspath(path))
+    err = ffi.new("pdn_error *")
+    with atomic.replacing(path) as (temp,):
+        if lib.pdn_save_jpeg(image._struct, os.fsencode(temp), err):
+            raise binding.error(err)
+    return path
 
 
 def annotation_targets(annotate, count: int) -> List[Optional[Path]]:

@@ -1,4 +1,5 @@
-"""High-level inference: ``detect``, ``detect_batch`` and ``classify``.
+"""High-level inference: ``detect``, ``detect_batch`` and ``classify``, and the
+``Result`` of each decoded input that ``predict`` (stream.py) yields.
 
 All numbers come from upstream's own C path through ``Network.detect_raw`` and
 ``Network.classify_raw``; this module turns them into typed results in the caller's
@@ -9,7 +10,8 @@ from __future__ import annotations
 
 import functools
 import threading
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -17,81 +19,12 @@ import numpy as np
 from .. import limits
 from . import zoo
 from .devices import device_index, device_name
+from .drawing import annotation_targets, drawn, save_jpeg
 from .images import Image, ImageSource, load_image
 from .network import Network
+from .results import Classification, Detection, Result
 
 ModelSpec = Union[Network, str, Tuple]
-
-
-@dataclass(frozen=True)
-class Detection:
-    """One labelled box, in pixels of the image you passed (not the network input).
-    Boxes are not clipped to the image, exactly as upstream computes them.
-    ``confidence`` (objectness times the class probability) and ``objectness`` are in
-    [0, 1]: [yolo] and [region] layers make them so, and a [detection] layer (YOLOv1),
-    whose objectness is a regression that can leave that range, has them clipped."""
-
-    label: str
-    class_id: int
-    confidence: float
-    x: float  # centre
-    y: float
-    w: float
-    h: float
-    objectness: float
-    classes: int = field(default=0, compare=False, repr=False)  # of the model that found it (for colours)
-
-    @property
-    def x1(self) -> float:
-        return self.x - self.w / 2
-
-    @property
-    def y1(self) -> float:
-        return self.y - self.h / 2
-
-    @property
-    def x2(self) -> float:
-        return self.x + self.w / 2
-
-    @property
-    def y2(self) -> float:
-        return self.y + self.h / 2
-
-    @property
-    def box(self) -> Tuple[float, float, float, float]:
-        """(x1, y1, x2, y2)"""
-        return self.x1, self.y1, self.x2, self.y2
-
-    def __str__(self) -> str:
-        return (f"{self.label} {self.confidence:.1%} at ({self.x1:.0f}, {self.y1:.0f})-"
-                f"({self.x2:.0f}, {self.y2:.0f})")
-
-    def to_json(self) -> dict:
-        """The record ``pydarknet detect --json`` and ``pydarknet.ray`` give: pixels, x/y
-        the centre, confidence rounded to 6 digits."""
-        return {"label": self.label, "class_id": self.class_id, "confidence": round(self.confidence, 6),
-                "x": self.x, "y": self.y, "w": self.w, "h": self.h,
-                "x1": self.x1, "y1": self.y1, "x2": self.x2, "y2": self.y2}
-
-
-@dataclass(frozen=True)
-class Classification:
-    """One class of an image. ``probability`` is in [0, 1]: the network's own output
-    where its last layer makes probabilities (softmax, logistic), else the softmax of
-    its outputs, which pydarknet applies (``normalization`` says which: "network" or
-    "softmax"). ``score`` is the network's own output for the class either way.
-    Unpacks as ``label, probability``."""
-
-    label: str
-    probability: float
-    score: float
-    normalization: str
-
-    def __iter__(self):
-        return iter((self.label, self.probability))
-
-    def to_json(self) -> dict:
-        return {"label": self.label, "probability": self.probability, "score": self.score}
 
 
 #: Last layers whose outputs are probabilities already: a softmax, or values through
@@ -161,6 +94,53 @@ def detections_of(net: Network, image: Image, raw) -> List[Detection]:
     return sorted(found, key=lambda d: -d.confidence)
 
 
+@dataclass
+class Input:
+    """One decoded image or video frame, or the error its decoding raised."""
+
+    source: str
+    frame: Optional[int]
+    image: Optional[Image] = None
+    error: Optional[BaseException] = None
+
+
+def _failed(item: Input, detector: bool) -> Result:
+    return Result(item.source, item.frame, 0, 0, detections=[] if detector else None,
+                  classes=None if detector else [], error=str(item.error))
+
+
+def detected(net: Network, items: Sequence[Input], thresh: float, hier_thresh: float, nms: float) -> List[Result]:
+    """A Result per input: the detections of the decoded ones, found in one call (``batch``
+    per forward pass), each image's ms its share of that call's time."""
+    good = [item for item in items if item.error is None]
+    start = time.perf_counter()
+    found = iter(net.detect_raw([item.image for item in good], thresh, hier_thresh, nms))
+    ms = (time.perf_counter() - start) * 1000 / max(len(good), 1)
+    return [Result(item.source, item.frame, item.image.width, item.image.height,
+                   detections=detections_of(net, item.image, next(found)), ms=ms, image=item.image)
+            if item.error is None else _failed(item, True) for item in items]
+
+
+def classified(net: Network, items: Sequence[Input], top: int) -> List[Result]:
+    """A Result per input: the ``top`` classes of the decoded ones."""
+    how = normalization(net)
+    labels = net.labels
+    results = []
+    for item in items:
+        if item.error is not None:
+            results.append(_failed(item, False))
+            continue
+        start = time.perf_counter()
+        scores = net.classify_raw(item.image)
+        ms = (time.perf_counter() - start) * 1000
+        probs = probabilities(scores, how)
+        order = sorted(range(len(probs)), key=lambda i: -probs[i])[:top]
+        results.append(Result(item.source, item.frame, item.image.width, item.image.height,
+                              classes=[Classification(labels[i], float(probs[i]), float(scores[i]), how)
+                                       for i in order], ms=ms, image=item.image))
+    return results
+
+
 def detect_batch(model: ModelSpec, images: Sequence[ImageSource], *, thresh: float = 0.5,
                  hier_thresh: float = 0.5, nms: float = 0.45, channel_order: str = "RGB",
                  annotate: Optional[Sequence[Optional[str]]] = None,
@@ -170,10 +150,15 @@ def detect_batch(model: ModelSpec, images: Sequence[ImageSource], *, thresh: flo
     ``annotate[i]``, a path without extension, receives image i with upstream's boxes
     and labels drawn, as JPEG (``path + ".jpg"``). ``device`` loads a zoo name or files
     on "cuda"/"cuda:N" (GPU builds; default "cpu")."""
+    targets = annotation_targets(annotate, len(images))
     decoded = [load_image(image, channel_order) for image in images]  # a bad input fails before any download
     net = resolve_model(model, device)
-    raw = net.detect_raw(decoded, thresh, hier_thresh, nms, annotate)
-    return [detections_of(net, image, found) for image, found in zip(decoded, raw)]
+    results = detected(net, [Input(f"<image {i}>", None, image) for i, image in enumerate(decoded)],
+                       thresh, hier_thresh, nms)
+    for result, target in zip(results, targets):
+        if target is not None:
+            save_jpeg(drawn(result.image, result.detections, net.classes), target)
+    return [result.detections for result in results]
 
 
 def detect(model: ModelSpec, image: ImageSource, *, thresh: float = 0.5, hier_thresh: float = 0.5,
@@ -195,9 +180,4 @@ def classify(model: ModelSpec, image: ImageSource, *, top: int = 5,
     top = limits.positive_int(top, "top")
     decoded = load_image(image, channel_order)  # a bad input fails before any download
     net = resolve_model(model, device)
-    scores = net.classify_raw(decoded)
-    how = normalization(net)
-    probs = probabilities(scores, how)
-    labels = net.labels
-    order = sorted(range(len(probs)), key=lambda i: -probs[i])[:top]
-    return [Classification(labels[i], float(probs[i]), float(scores[i]), how) for i in order]
+    return classified(net, [Input("<image 0>", None, decoded)], top)[0].classes

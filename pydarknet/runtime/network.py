@@ -17,7 +17,6 @@ from ..binding import ffi, lib
 from ..transforms import folding
 from . import layers
 from .devices import device_index, device_name
-from .drawing import annotation_targets, c_labels, glyphs_dir
 from .images import Image, ImageSource, c_preprocessing, load_image, model_preprocessing
 from .layer_info import Layer, RawDetection, layer_table, read_layer
 from .names import NamesSource, load_names
@@ -334,21 +333,15 @@ class Network:
         return cfg_path
 
     def detect_raw(self, images: Sequence[Image], thresh: float = 0.5, hier_thresh: float = 0.5,
-                   nms: float = 0.45, annotate: Optional[Sequence[Optional[PathLike]]] = None
-                   ) -> List[List[RawDetection]]:
+                   nms: float = 0.45) -> List[List[RawDetection]]:
         """Upstream's detector path (letterbox, forward, get_network_boxes, do_nms_sort)
         on decoded images, ``batch`` at a time; per image, every (box, class) with
-        prob > thresh in upstream's order. ``annotate``, one path without extension (or
-        None) per image, receives image i drawn by upstream's draw_detections() as
-        ``annotate[i] + ".jpg"``, written to a temporary file and renamed once complete."""
+        prob > thresh in upstream's order."""
         if self.preprocessing.resize == "crop":
             raise ValueError("'crop' preprocessing is for classifiers: a detector's boxes would cover the crop only")
         thresh = limits.probability(thresh, "thresh")
         hier_thresh = limits.probability(hier_thresh, "hier_thresh")
         nms = limits.probability(nms, "nms")
-        targets = annotation_targets(annotate, len(images))
-        kept, names = c_labels(self.labels)  # kept: the label buffers, alive while C reads them
-        glyphs = glyphs_dir()
         results: List[List[RawDetection]] = [[] for _ in images]
         err = ffi.new("pdn_error *")
         out, count = ffi.new("pdn_detection **"), ffi.new("int *")
@@ -356,20 +349,15 @@ class Network:
             for start in range(0, len(images), self.batch):
                 chunk = images[start:start + self.batch]
                 structs = ffi.new("pdn_image[]", [im._struct[0] for im in chunk])
-                chunk_targets = targets[start:start + len(chunk)]
-                with atomic.replacing(*(t for t in chunk_targets if t)) as temps:
-                    temp_of = iter(temps)
-                    keep = [ffi.new("char[]", os.fsencode(next(temp_of))) if t else ffi.NULL for t in chunk_targets]
-                    paths = ffi.new("char *[]", keep) if targets else ffi.NULL
-                    if lib.pdn_detect(self._net, structs, len(chunk), self._c_preprocessing, thresh, hier_thresh,
-                                      nms, names, glyphs, paths, out, count, self.verbose, err):
-                        raise binding.error(err)
-                    try:  # freed before the renames, which can fail
-                        for d in out[0][0:count[0]]:
-                            results[start + d.image].append(
-                                RawDetection(d.class_id, d.prob, d.objectness, d.x, d.y, d.w, d.h))
-                    finally:
-                        lib.pdn_detections_free(out[0])
+                if lib.pdn_detect(self._net, structs, len(chunk), self._c_preprocessing, thresh, hier_thresh,
+                                  nms, out, count, self.verbose, err):
+                    raise binding.error(err)
+                try:
+                    for d in out[0][0:count[0]]:
+                        results[start + d.image].append(
+                            RawDetection(d.class_id, d.prob, d.objectness, d.x, d.y, d.w, d.h))
+                finally:
+                    lib.pdn_detections_free(out[0])
         return results
 
     def preprocess(self, image: ImageSource, channel_order: str = "RGB") -> np.ndarray:

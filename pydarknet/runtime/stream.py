@@ -1,8 +1,9 @@
-"""Detection over many inputs: image files, folders, globs, videos, cameras and stream
-URLs, decoded in a background thread while the network runs, in batches.
+"""Models over many inputs: image files, folders, globs, videos, cameras and stream
+URLs, decoded in a background thread while the network runs, in batches; one
+``Result`` per image or frame.
 
-    >>> for result in pydarknet.detect_stream("yolov3-tiny", ["photos/", "clip.mp4"], batch=8):
-    ...     print(result.source, result.frame, len(result.detections))
+    >>> for result in pydarknet.predict("yolov3-tiny", ["photos/", "clip.mp4"], batch=8):
+    ...     print(result.source, result.frame, len(result.detections), f"{result.ms:.0f} ms")
 
 Videos, cameras and streams are decoded by OpenCV (``pip install "pydarknet[video]"``);
 their frames are BGR, images go through Darknet's own decoder, as ``detect`` does.
@@ -16,14 +17,14 @@ import os
 import re
 import queue
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 from .. import limits
 from ..errors import DarknetError, FileError
-from .images import Image, load_image
-from .inference import Detection, ModelSpec, detections_of, resolve_model
+from .images import load_image
+from .inference import Input, ModelSpec, classified, detected, resolve_model
+from .results import Result
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tga", ".psd", ".hdr", ".pic", ".pnm", ".ppm", ".pgm"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts",
@@ -33,37 +34,7 @@ INPUT_ERRORS = (DarknetError, OSError, ValueError, TypeError)
 Source = Union[str, "os.PathLike[str]", int, Any]
 
 
-@dataclass(frozen=True)
-class FrameResult:
-    """The detections in one image or video frame (``frame``: its index in the video,
-    None for images); ``width`` x ``height`` pixels. A failed input has ``error`` set
-    and no detections (with ``errors="yield"``)."""
-
-    source: str
-    frame: Optional[int]
-    width: int
-    height: int
-    detections: List[Detection]
-    error: Optional[str] = None
-
-    def to_json(self) -> dict:
-        """The JSON Lines record of ``pydarknet detect --json`` (see ``printable``)."""
-        return {"source": printable(self.source), "frame": self.frame, "width": self.width, "height": self.height,
-                "detections": [d.to_json() for d in self.detections]}
-
-
-def printable(text: str) -> str:
-    """A name as it can be printed and stored in JSON: bytes of a file name that are not
-    UTF-8 (kept by Python as lone surrogates) written as \\xNN."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
-@dataclass
-class _Input:
-    source: str
-    frame: Optional[int]
-    image: Optional[Image] = None
-    error: Optional[BaseException] = None
+FrameResult = Result  # its name before predict() gave every source one Result type
 
 
 def _is_stream(name: str) -> bool:
@@ -162,20 +133,20 @@ def _walked(root: str) -> Iterator[str]:
         yield from (os.path.join(here, f) for f in files)
 
 
-def _video(name: str) -> Iterator[_Input]:
+def _video(name: str) -> Iterator[Input]:
     try:
         import cv2
     except ImportError:
-        yield _Input(name, None, error=ImportError(f"{name}: videos, cameras and streams are decoded by OpenCV: "
+        yield Input(name, None, error=ImportError(f"{name}: videos, cameras and streams are decoded by OpenCV: "
                                                    "pip install \"pydarknet[video]\""))
         return
     if not (_is_stream(name) or os.path.isfile(name)):
-        yield _Input(name, None, error=FileError("cannot open video: no such file", file=name))
+        yield Input(name, None, error=FileError("cannot open video: no such file", file=name))
         return
     capture = cv2.VideoCapture(int(name) if name.isdigit() else name)
     try:
         if not capture.isOpened():
-            yield _Input(name, None, error=FileError("OpenCV cannot open this video, camera or stream", file=name))
+            yield Input(name, None, error=FileError("OpenCV cannot open this video, camera or stream", file=name))
             return
         index = 0
         while True:
@@ -183,15 +154,15 @@ def _video(name: str) -> Iterator[_Input]:
             if not ok:
                 return
             try:
-                yield _Input(name, index, load_image(frame, "BGR"))
+                yield Input(name, index, load_image(frame, "BGR"))
             except INPUT_ERRORS as e:
-                yield _Input(name, index, error=e)
+                yield Input(name, index, error=e)
             index += 1
     finally:
         capture.release()
 
 
-def decoded(sources: Iterable[Source], recursive: bool = False, channel_order: str = "RGB") -> Iterator[_Input]:
+def decoded(sources: Iterable[Source], recursive: bool = False, channel_order: str = "RGB") -> Iterator[Input]:
     """Every image and frame of ``sources`` decoded (or the error it raised)."""
     for position, source in enumerate(expand(sources, recursive)):
         if isinstance(source, int) and not isinstance(source, bool):
@@ -201,9 +172,9 @@ def decoded(sources: Iterable[Source], recursive: bool = False, channel_order: s
             continue
         name = source if isinstance(source, str) else f"<image {position}>"
         try:
-            yield _Input(name, None, load_image(source, channel_order))
+            yield Input(name, None, load_image(source, channel_order))
         except INPUT_ERRORS as e:
-            yield _Input(name, None, error=e)
+            yield Input(name, None, error=e)
 
 
 def prefetched(items: Iterator, depth: int) -> Iterator:
@@ -247,8 +218,8 @@ def prefetched(items: Iterator, depth: int) -> Iterator:
         worker.join()
 
 
-def _chunks(items: Iterator[_Input], size: int) -> Iterator[List[_Input]]:
-    chunk: List[_Input] = []
+def _chunks(items: Iterator[Input], size: int) -> Iterator[List[Input]]:
+    chunk: List[Input] = []
     for item in items:
         chunk.append(item)
         if len(chunk) == size:
@@ -258,35 +229,52 @@ def _chunks(items: Iterator[_Input], size: int) -> Iterator[List[_Input]]:
         yield chunk
 
 
+def _results(net, sources, batch: int, errors: str, recursive: bool, channel_order: str,
+             detections: dict, top: int) -> Iterator[Result]:
+    if errors not in ("raise", "yield"):
+        raise ValueError(f"errors must be 'raise' or 'yield', not {errors!r}")
+    if not isinstance(sources, (list, tuple, Iterator)):  # one source (an array or a PIL image included)
+        sources = [sources]
+    for chunk in _chunks(prefetched(decoded(sources, recursive, channel_order), 2 * batch), batch):
+        results = detected(net, chunk, **detections) if net.detector else classified(net, chunk, top)
+        for item, result in zip(chunk, results):
+            if item.error is not None and errors == "raise":
+                raise item.error
+            yield result
+
+
+def predict(model: ModelSpec, source: Union[Source, Sequence[Source]], *, batch: int = 1, thresh: float = 0.5,
+            hier_thresh: float = 0.5, nms: float = 0.45, top: int = 5, recursive: bool = False,
+            channel_order: str = "RGB", errors: str = "yield", device: Optional[str] = None) -> Iterator[Result]:
+    """One Result per image or video frame of ``source`` (a path, folder, glob, video,
+    camera index, stream URL or image object, or a list of them), in order: a
+    detector's detections (``thresh``, ``hier_thresh``, ``nms`` as ``detect``) or a
+    classifier's ``top`` classes (as ``classify``), with the milliseconds each took.
+    Images run ``batch`` per forward pass while the next ones are decoded. ``errors``:
+    "yield" (the default) gives a bad input as a Result with ``error`` set and goes
+    on; "raise" raises its error. ``channel_order`` is that of uint8 arrays among the
+    sources (video frames are always BGR)."""
+    batch = limits.positive_int(batch, "batch")
+    top = limits.positive_int(top, "top")
+    net = resolve_model(model, device, batch=batch)
+    return _results(net, source, batch, errors, recursive, channel_order,
+                    {"thresh": thresh, "hier_thresh": hier_thresh, "nms": nms}, top)
+
+
 def detect_stream(model: ModelSpec, sources: Union[Source, Sequence[Source]], *, batch: int = 1,
                   thresh: float = 0.5, hier_thresh: float = 0.5, nms: float = 0.45, recursive: bool = False,
                   channel_order: str = "RGB", errors: str = "raise", annotate: Optional[Any] = None,
-                  device: Optional[str] = None) -> Iterator[FrameResult]:
-    """One FrameResult per image or video frame of ``sources`` (a path, folder, glob,
-    video, camera index, stream URL or image object, or a list of them), in order,
-    ``batch`` per forward pass while the next ones are decoded. ``errors``: "raise"
-    (the default) raises a bad input's error; "yield" gives it as a FrameResult with
-    ``error`` set, and goes on. ``annotate(result) -> path without extension or None``
-    saves images drawn by upstream (``path + ".jpg"``). ``channel_order`` is that of
-    uint8 arrays among the sources (frames are always BGR)."""
+                  device: Optional[str] = None) -> Iterator[Result]:
+    """``predict`` for detectors, raising a bad input's error unless ``errors="yield"``.
+    ``annotate(result) -> path without extension or None`` saves each image drawn by
+    upstream (``path + ".jpg"``)."""
     batch = limits.positive_int(batch, "batch")
-    if errors not in ("raise", "yield"):
-        raise ValueError(f"errors must be 'raise' or 'yield', not {errors!r}")
     net = resolve_model(model, device, batch=batch)
-    if isinstance(sources, (str, os.PathLike, int)) or not isinstance(sources, Iterable):
-        sources = [sources]
-    for chunk in _chunks(prefetched(decoded(sources, recursive, channel_order), 2 * batch), batch):
-        good = [item for item in chunk if item.error is None]
-        targets = None
-        if annotate is not None:
-            targets = [annotate(FrameResult(i.source, i.frame, i.image.width, i.image.height, [])) for i in good]
-        found = iter(net.detect_raw([item.image for item in good], thresh, hier_thresh, nms, targets))
-        for item in chunk:
-            if item.error is None:
-                image = item.image
-                yield FrameResult(item.source, item.frame, image.width, image.height,
-                                  detections_of(net, image, next(found)))
-            elif errors == "raise":
-                raise item.error
-            else:
-                yield FrameResult(item.source, item.frame, 0, 0, [], error=str(item.error))
+    if not net.detector:
+        raise ValueError(f"{net.cfg_path.name} is a classifier (it has no detection layer): use predict or classify")
+    for result in _results(net, sources, batch, errors, recursive, channel_order,
+                           {"thresh": thresh, "hier_thresh": hier_thresh, "nms": nms}, 1):
+        target = annotate(result) if annotate is not None and result.error is None else None
+        if target is not None:
+            result.save(os.fsdecode(target) + ".jpg")
+        yield result
