@@ -1,7 +1,8 @@
 """``pydarknet fold-bn`` (also ``python -m pydarknet.fold_bn``): fold batch normalization
 into the layer before it.
 
-    pydarknet fold-bn yolov3-tiny.cfg yolov3-tiny.weights -o folded/yolov3-tiny
+    pydarknet fold-bn yolov3-tiny -o folded/yolov3-tiny          # a zoo model
+    pydarknet fold-bn my.cfg my.weights -o folded/my
     pydarknet fold-bn deploy.prototxt model.caffemodel -o folded/model --check
 
 Darknet models (.cfg + .weights) are folded for the runtime that will run them
@@ -40,36 +41,37 @@ def model_kind(model: Path, weights: Path) -> str:
     return DARKNET
 
 
-def fold(args: argparse.Namespace) -> folding.FoldReport:
-    kind = model_kind(args.model, args.weights)
+def fold(args: argparse.Namespace, model: Path, weights: Path) -> folding.FoldReport:
+    kind = model_kind(model, weights)
     if kind == DARKNET:
         out_model, out_weights = folding.output_paths(args.output, (".cfg", ".weights"))
         for path in (out_model, out_weights):
             path.parent.mkdir(parents=True, exist_ok=True)
-        report = fold_darknet.fold(args.model, args.weights, out_model, out_weights,
+        report = fold_darknet.fold(model, weights, out_model, out_weights,
                                    target=args.target or "cpu", keep_unfoldable=args.keep_unfoldable)
         if args.check:
             if args.target == "gpu":
                 report.notes.append("--check runs the CPU runtime, whose denominator differs from the GPU's "
                                     "the model was folded for: expect small differences")
-            report.check = fold_darknet.check(args.model, args.weights, out_model, out_weights)
+            report.check = fold_darknet.check(model, weights, out_model, out_weights)
         return report
     if args.target:
         raise DarknetError("--target is for Darknet models: a folded Caffe model uses Caffe's own formula")
     out_model, out_weights = folding.output_paths(args.output, (".prototxt", ".caffemodel"))
     for path in (out_model, out_weights):
         path.parent.mkdir(parents=True, exist_ok=True)
-    report = fold_caffe.fold(args.model, args.weights, out_model, out_weights)
+    report = fold_caffe.fold(model, weights, out_model, out_weights)
     if args.check:
-        report.check = fold_caffe.check(args.model, args.weights, out_model, out_weights)
+        report.check = fold_caffe.check(model, weights, out_model, out_weights)
     return report
 
 
 def add_command(sub, formatter) -> None:
     cmd = subcommand(sub, "fold-bn", "fold batch normalization into the layer before it (Darknet, Caffe)",
                      __doc__, formatter, epilog="Exit status: 0 done, 1 --check above tolerance, 2 bad input.")
-    cmd.add_argument("model", type=Path, help=".cfg (Darknet) or .prototxt (Caffe)")
-    cmd.add_argument("weights", type=Path, help=".weights (Darknet) or .caffemodel (Caffe)")
+    cmd.add_argument("model", help="a zoo name (pydarknet zoo list), a .cfg (Darknet) or a .prototxt (Caffe)")
+    cmd.add_argument("weights", nargs="?", help=".weights (Darknet) or .caffemodel (Caffe); a zoo model's own "
+                                                "by default")
     cmd.add_argument("-o", "--output", nargs="+", required=True, metavar="OUT",
                      help="OUT (writes OUT.cfg + OUT.weights, or OUT.prototxt + OUT.caffemodel) or the two paths")
     cmd.add_argument("--target", choices=("cpu", "gpu"), help="Darknet runtime that will run the result (default cpu)")
@@ -82,9 +84,12 @@ def add_command(sub, formatter) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..runtime.zoo import model_files
+
     if len(args.output) > 2:
         raise ValueError("-o takes OUT or two paths")
-    report = fold(args)
+    found = model_files(args.model, args.weights)
+    report = fold(args, found.cfg, found.weights)
     if not args.quiet or (report.check and not report.check.ok):
         print(report)
     return 0 if report.check is None or report.check.ok else 1

@@ -45,10 +45,7 @@ def cmd_info(args) -> int:
     from ..runtime import zoo
     from ..runtime.network import Network
 
-    if args.model in zoo.MODELS and not Path(args.model).exists():
-        cfg = zoo.get(args.model).cfg_path()
-    else:
-        cfg = Path(args.model)
+    cfg = zoo.get(args.model).cfg_path() if zoo.is_zoo_name(args.model) else Path(args.model)
     net = warned(Network(cfg, args.weights, fold_bn=False, device=args.device))  # the layers as the files have them
     print(f"{cfg}: input {'x'.join(map(str, net.input_shape))}, batch {net.batch}, {net.classes} classes, "
           f"on {_device_line(net.device)}")

