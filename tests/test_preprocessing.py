@@ -72,9 +72,9 @@ def test_logits_are_reported_as_probabilities(resnet, tmp_path, capsys):
     model = ["--cfg", str(cfg), "--weights", str(weights), "--names", str(names)]
     assert cli.main(["classify", str(image), *model, "--json", "--top", "3"]) == 0
     record = json.loads(capsys.readouterr().out)
-    probabilities = [r["probability"] for r in record["top"]]
+    probabilities = [r["probability"] for r in record["classes"]]
     assert record["normalization"] == "softmax" and all(0 <= p <= 1 for p in probabilities)
-    assert sum(probabilities) <= 1 and all(isinstance(r["score"], float) for r in record["top"])
+    assert sum(probabilities) <= 1 and all(isinstance(r["score"], float) for r in record["classes"])
     assert cli.main(["classify", str(image), *model]) == 0
     out, err = capsys.readouterr()
     assert "ends in raw scores" in err and "-" not in "".join(line.split()[0] for line in out.splitlines()[1:])
@@ -183,13 +183,13 @@ def test_open_nsfw_classify_gives_the_caffe_models_score(open_nsfw, tmp_path, ca
              "--names", str(tmp_path / "nsfw.names"), "--json"]
     capsys.readouterr()
     assert cli.main(["classify", str(tmp_path / "person.png"), *model]) == 0
-    scores = {r["label"]: r["probability"] for r in json.loads(capsys.readouterr().out)["top"]}
+    scores = {r["label"]: r["probability"] for r in json.loads(capsys.readouterr().out)["classes"]}
     assert abs(scores["nsfw"] - reference[1]) <= 1e-4 and abs(scores["sfw"] - reference[0]) <= 1e-4
 
     # Darknet's RGB 0-1 letterbox (what classify did before) is far off, and says so
     assert cli.main(["classify", str(tmp_path / "person.png"), *model, "--darknet-preprocessing"]) == 0
     captured = capsys.readouterr()
-    wrong = {r["label"]: r["probability"] for r in json.loads(captured.out)["top"]}
+    wrong = {r["label"]: r["probability"] for r in json.loads(captured.out)["classes"]}
     assert abs(wrong["nsfw"] - reference[1]) > 1e-2 and "warning: " in captured.err
     assert "nsfw.json states the preprocessing BGR, 0-255, mean (104, 117, 123)" in captured.err
 
@@ -202,7 +202,7 @@ def test_cli_shows_and_overrides_it(resnet, tmp_path, capsys):
     cv2.imwrite(str(image), pixels((64, 64, 3), seed=2))
     model = ["--cfg", str(cfg), "--weights", str(weights), "--names", str(names), "--json", "--top", "10"]
     assert cli.main(["classify", str(image), *model, "--mean", "0.5", "--bgr"]) == 0
-    got = {r["label"]: r["probability"] for r in json.loads(capsys.readouterr().out)["top"]}
+    got = {r["label"]: r["probability"] for r in json.loads(capsys.readouterr().out)["classes"]}
     override = {"mean": [0.5] * 3, "channel_order": "BGR", "scale": TORCHVISION["scale"]}
     with pydarknet.Network(cfg, weights, names=names, preprocessing={**override, "resize": "stretch"}) as net:
         expected = dict(pydarknet.classify(net, image, top=10))
@@ -244,8 +244,9 @@ def test_classify_takes_sources_as_detect_does(resnet, tmp_path, capsys):
     assert cli.main(["classify", str(folder), *model]) == 1  # the broken one failed, the others ran
     out, err = capsys.readouterr()
     found = [json.loads(line) for line in out.splitlines()]
-    assert [r["source"] for r in found] == [str(folder / "p0.png"), str(folder / "p1.png")]
+    assert [r["source"] for r in found] == [str(folder / n) for n in ("broken.png", "p0.png", "p1.png")]
+    assert sorted(found[0]) == ["error", "source"] and "broken.png" in found[0]["error"]
     with pydarknet.Network(cfg, weights, names=names) as net:
         expected = [r.label for r in pydarknet.classify(net, folder / "p1.png", top=3)]
-    assert [t["label"] for t in found[1]["top"]] == expected and found[1]["frame"] is None
+    assert [t["label"] for t in found[2]["classes"]] == expected and found[2]["frame"] is None
     assert len(err.splitlines()) == 1 and "broken.png" in err and err.startswith("pydarknet: error:")

@@ -74,3 +74,21 @@ def test_cli_table_prints_each_images_time(official, capsys):
     assert cli.main(["detect", str(samples.path("dog.jpg"))]) == 0
     first = capsys.readouterr().out.splitlines()[0]
     assert first.startswith(f"{samples.path('dog.jpg')}: 5 objects (") and first.endswith(" ms)")
+
+
+def test_cli_json_coco_and_a_broken_input(official, tmp_path, monkeypatch, capsys):
+    """detect a.jpg --json photo_1.jpg broken.jpg --coco c.json: a record per image, an
+    error record for the broken one, exit 1, and two COCO image ids."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.jpg").write_bytes(samples.path("dog.jpg").read_bytes())
+    (tmp_path / "photo_1.jpg").write_bytes(samples.path("eagle.jpg").read_bytes())
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
+    assert cli.main(["detect", "a.jpg", "--json", "photo_1.jpg", "broken.jpg", "--coco", "c.json"]) == 1
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["source"] for r in records] == ["a.jpg", "photo_1.jpg", "broken.jpg"]
+    assert [len(r["detections"]) for r in records[:2]] == [5, 1]
+    assert records[2] == {"source": "broken.jpg", "error": "cannot load image broken.jpg: unknown image type"}
+    coco = json.loads((tmp_path / "c.json").read_text())
+    images = json.loads((tmp_path / "c.images.json").read_text())
+    assert [(i["id"], i["file_name"]) for i in images] == [(1, "a.jpg"), (2, "photo_1.jpg")]
+    assert sorted({r["image_id"] for r in coco}) == [1, 2] and len(coco) == 6

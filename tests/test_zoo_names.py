@@ -1,6 +1,8 @@
 """A model is named the same way everywhere: zoo names in every command and function
 that takes a model, and `pydarknet zoo list` / `zoo path` to see them and their files."""
 
+import json
+
 import onnx
 import pytest
 
@@ -55,3 +57,28 @@ def test_a_file_named_like_a_zoo_model_is_the_file(tmp_path, monkeypatch):
     assert not zoo.is_zoo_name("yolov3-tiny")
     with pytest.raises(ValueError, match="weights file too"):
         zoo.model_files("yolov3-tiny")
+
+
+def test_the_zoo_classifier_scores_as_the_caffe_model_does(open_nsfw, tmp_path, capsys):
+    """`pydarknet classify photo.png` (the zoo's open-nsfw, converted on first use) gives
+    the scores OpenCV DNN gives on the original Caffe files, for an image the published
+    pipeline would crop (256 x 256: the centre 224 x 224, no resizing on either side)."""
+    import cv2
+
+    prototxt, caffemodel = open_nsfw
+    person = cv2.resize(cv2.imread(str(samples.path("person.jpg"))), (256, 256))
+    cv2.imwrite(str(tmp_path / "person.png"), person)
+    caffe = cv2.dnn.readNetFromCaffe(str(prototxt), str(caffemodel))
+    caffe.setInput(cv2.dnn.blobFromImage(person[16:240, 16:240], 1.0, (224, 224), (104, 117, 123), swapRB=False))
+    reference = caffe.forward()[0]
+    assert cli.main(["classify", str(tmp_path / "person.png"), "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    scores = {c["label"]: c["probability"] for c in record["classes"]}
+    assert scores == pytest.approx({"sfw": reference[0], "nsfw": reference[1]}, abs=1e-4)
+    assert record["normalization"] == "network"  # its last layer is a softmax
+    found = pydarknet.classify("open-nsfw", tmp_path / "person.png")
+    assert [c.label for c in found] == ["sfw", "nsfw"] and found[0].probability == pytest.approx(reference[0], abs=1e-4)
+    assert cli.main(["zoo", "path", "open-nsfw", "--file", "cfg"]) == 0
+    assert capsys.readouterr().out.strip().endswith("open-nsfw.cfg")
+    with pytest.raises(zoo.ZooError, match="takes no weights file"):
+        zoo.files("open-nsfw", weights=str(caffemodel))

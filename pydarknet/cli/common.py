@@ -106,7 +106,7 @@ def network(args, batch: int = 1):
             print(f"pydarknet: warning: {warning.message}", file=sys.stderr)
         return warned(net)
     if args.darknet_preprocessing or preprocessing_changes(args):
-        raise ValueError("preprocessing options are for converted models (--cfg); zoo models are Darknet's own")
+        raise ValueError("preprocessing options are for converted models (--cfg); zoo models come with their own")
     return warned(zoo.load(args.model, weights=args.weights, batch=batch, verbose=args.verbose, device=args.device))
 
 

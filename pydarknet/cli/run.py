@@ -18,8 +18,6 @@ def cmd_classify(args) -> int:
     from ..runtime.results import printable
     from ..runtime.stream import expand, predict
 
-    if not args.cfg:
-        raise ValueError("classify needs --cfg, --weights and --names (there is no zoo classifier yet)")
     net = network(args)
     if normalization(net) == "softmax" and not args.json:
         note(f"{net.cfg_path.name} ends in raw scores, not probabilities: the percentages are their softmax")
@@ -45,7 +43,10 @@ def cmd_info(args) -> int:
     from ..runtime import zoo
     from ..runtime.network import Network
 
-    cfg = zoo.get(args.model).cfg_path() if zoo.is_zoo_name(args.model) else Path(args.model)
+    cfg = Path(args.model)
+    if zoo.is_zoo_name(args.model):  # a converted model's cfg is there once it is converted
+        model = zoo.get(args.model)
+        cfg = zoo.files(args.model).cfg if isinstance(model, zoo.ConvertedModel) else model.cfg_path()
     net = warned(Network(cfg, args.weights, fold_bn=False, device=args.device))  # the layers as the files have them
     print(f"{cfg}: input {'x'.join(map(str, net.input_shape))}, batch {net.batch}, {net.classes} classes, "
           f"on {_device_line(net.device)}")
@@ -75,7 +76,7 @@ def add_commands(sub, formatter) -> None:
     classify = sub.add_parser("classify", help="top classes of images", formatter_class=formatter,
                               epilog="Exit status: 0 done, 1 some input failed, 2 bad arguments or model.")
     sources_options(classify)
-    model_options(classify, None)
+    model_options(classify, "open-nsfw")
     classify.add_argument("--json", action="store_true",
                           help="JSON Lines: source, frame, width, height, ms, normalization, classes (label, "
                                "probability, score)")

