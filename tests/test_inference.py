@@ -292,3 +292,21 @@ def test_grey_and_rgba_arrays_detect_like_the_rgb_image(yolo):
     assert as_tuples(pydarknet.detect(yolo, bgra, channel_order="BGR")) == as_tuples(pydarknet.detect(yolo, rgb))
     with pytest.raises(ValueError, match="height x width x 1"):
         pydarknet.load_image(np.zeros((4, 4, 2), np.uint8))
+
+
+def test_pil_modes_detect_like_their_pixels(yolo):
+    """PIL images in modes L, RGBA and P give the detections of their pixels as RGB (L in
+    all three channels, RGBA without its alpha, P through its palette: worked out here
+    with numpy, not by PIL's own conversion)."""
+    photo = PIL.open(samples.path("dog.jpg"))
+    rgb = np.asarray(photo)
+    grey = photo.convert("L")
+    assert as_tuples(pydarknet.detect(yolo, grey)) == \
+        as_tuples(pydarknet.detect(yolo, np.ascontiguousarray(np.stack([np.asarray(grey)] * 3, axis=2))))
+    rgba = photo.copy()
+    rgba.putalpha(9)
+    assert as_tuples(pydarknet.detect(yolo, rgba)) == as_tuples(pydarknet.detect(yolo, rgb))
+    palette = photo.convert("P", palette=1, colors=64)  # 1: PIL's adaptive palette
+    pixels = np.array(palette.getpalette(), np.uint8).reshape(-1, 3)[np.asarray(palette)]
+    found = as_tuples(pydarknet.detect(yolo, palette))
+    assert found and found == as_tuples(pydarknet.detect(yolo, np.ascontiguousarray(pixels)))
