@@ -67,7 +67,7 @@ FORCED_HEADERS = ("console.h", "checked_alloc.h")
 # every build, and each compute backend's module in the builds that choose it.
 UPSTREAM_SIDE_SOURCES = ("darknet_error.c", "backend/parallel.c", "backend/cpu.c", "backend/winograd.c")
 BACKEND_SOURCES = {"onednn": ("backend/onednn.c",)}
-# CPU backends: what each computes with (README, "CPU speed").
+# CPU backends: what each computes with (docs/cpu.md).
 BACKENDS = ("onednn", "openblas", "none")
 # oneDNN from PyPI: the library (a run-time dependency) and its headers (build time),
 # CPU only and on GNU OpenMP, the runtime our own loops use. Wheels for Linux x86-64.

@@ -105,7 +105,7 @@ void pdn_choose_device(int device)
     else gpu_index = -1;
 #else
     if (device >= 0) darknet_fail(DARKNET_ERR_DEVICE, "this pydarknet build has no CUDA, so cuda:%d cannot be "
-                                  "used: reinstall with PYDARKNET_GPU=1 pip install . (README, GPU)", device);
+                                  "used: reinstall with PYDARKNET_GPU=1 pip install . (docs/gpu.md)", device);
 #endif
 }
 

@@ -28,7 +28,8 @@ from typing import Callable, Dict, Optional, Tuple
 
 #: Spins an idle OpenMP worker makes before it sleeps (GNU OpenMP's GOMP_SPINCOUNT),
 #: a sixth of its default: about 1.5 ms at the 30 ns a pause takes on current x86 cores.
-#: Chosen with tools/bench_shared_cpu.py (see the README's CPU section for the figures).
+#: Chosen with tools/bench_shared_cpu.py (its figures: docs/python-api.md, "Threads, processes and
+#: shared machines").
 SPIN_COUNT = 50_000
 #: The variables by which a user chooses the wait policy themselves.
 WAIT_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")

@@ -1,4 +1,4 @@
-"""The fuzzing corpus as regression tests (tools/fuzz.py, README "Untrusted input"):
+"""The fuzzing corpus as regression tests (tools/fuzz.py, docs/untrusted-input.md):
 every input the fuzzer kept, and every input that once found a bug (``crash-*``), runs
 through its target again, then a few seeded mutations of them do. Each target runs in a
 child process, so a crash fails the test instead of ending the test run."""

@@ -1,4 +1,5 @@
-"""The README's examples run, so a statement that stops being true fails CI.
+"""The examples of the README and of the docs site run, so a statement that stops being
+true fails CI.
 
 Every ```python and ```sh block runs, in a folder holding the files the examples name
 (the README's own stand-ins: sample photos, a short video, a small classifier and
@@ -27,7 +28,7 @@ from pydarknet.runtime import samples
 from conftest import TINY_CFG, write_random_weights
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCUMENTS = [ROOT / "README.md"]
+DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 NOT_RUN = re.compile(r"<!-- not run: (\S.*?) -->")
 
 
@@ -193,9 +194,24 @@ def _run_doctest(block: Block) -> None:
 def test_the_first_example_runs_in_an_empty_folder(tmp_path, official):
     """What a new user does first: the README's first python block, in a fresh process
     in an empty folder."""
-    first = next(block for block in ALL if block.language == "python")
+    first = next(block for block in ALL if block.language == "python" and block.document.name == "README.md")
     done = subprocess.run([sys.executable, "-c", first.text], cwd=tmp_path, capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[0].startswith("car 0.615 ")  # upstream's top detection in dog.jpg
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_onnx_operator_table_is_the_importers():
+    """The operators named in the first column of docs/conversion.md's table (the words
+    that onnx's own schema registry knows as operators) are exactly those the importer
+    maps."""
+    onnx = pytest.importorskip("onnx")
+    from pydarknet.formats.onnx_ops import OPS
+
+    known = {schema.name for schema in onnx.defs.get_all_schemas()}
+    text = (ROOT / "docs" / "conversion.md").read_text(encoding="utf-8")
+    table = text[text.index("| ONNX | Darknet |"):].split("\n\n")[0]
+    rows = table.splitlines()[2:]
+    named = {word for row in rows for word in re.findall(r"[A-Z][A-Za-z]+", row.split("|")[1]) if word in known}
+    assert named == set(OPS)

@@ -84,7 +84,7 @@ class Network:
     NaN or infinite values (refused with ``WeightsError`` unless ``finite_weights=False``,
     for inspecting a diverged training run) or a network larger than ``max_memory`` bytes
     (default: this machine's physical memory; ``OutOfMemoryError``) raises instead of
-    crashing. See "Untrusted input" in the README.
+    crashing. See docs/untrusted-input.md.
     """
 
     def __init__(self, cfg: PathLike, weights: Optional[PathLike] = None, *,

