@@ -36,19 +36,19 @@ __all__ = [
 # name -> the module that defines it; all but upstream_path need the compiled extension
 _LAZY = {
     "Network": "runtime.network", "Layer": "runtime.layer_info", "load": "runtime.network",
-    "detect": "runtime.inference", "detect_batch": "runtime.inference", "classify": "runtime.inference",
-    "predict": "runtime.stream", "Result": "runtime.results",
-    "detect_stream": "runtime.stream", "FrameResult": "runtime.stream", "draw": "runtime.drawing",
+    "detect": "api.inference", "detect_batch": "api.inference", "classify": "api.inference",
+    "predict": "api.stream", "Result": "runtime.results",
+    "detect_stream": "api.stream", "FrameResult": "api.stream", "draw": "runtime.drawing",
     "Detection": "runtime.results", "Classification": "runtime.results",
     "load_image": "runtime.images", "Image": "runtime.images",
     "register_layer": "runtime.layers", "unregister_layer": "runtime.layers",
     "cuda_device_count": "runtime.devices", "upstream_path": "runtime.samples",
-    "export_onnx": "transforms.darknet_to_onnx", "Preprocessing": "formats.preprocessing",
+    "export_onnx": "api.export", "Preprocessing": "formats.preprocessing",
     "PreprocessingWarning": "runtime.images",
 }
 # modules offered as attributes: pydarknet.zoo, .samples, .convert (Caffe and ONNX to Darknet),
 # .ray (detection on Ray Data)
-_MODULES = {"zoo": "runtime.zoo", "samples": "runtime.samples", "convert": "transforms.convert", "ray": "ray"}
+_MODULES = {"zoo": "api.zoo", "samples": "runtime.samples", "convert": "transforms.convert", "ray": "ray"}
 
 
 def _version() -> str:

@@ -22,6 +22,17 @@ MAX_THREADS = 256
 MAX_IMAGE_PIXELS = 89_478_485
 
 
+#: The runtimes a Darknet BatchNorm fold can be made for (their BN denominators differ).
+FOLD_TARGETS = ("cpu", "gpu")
+
+
+def fold_target(target: str) -> str:
+    """``target`` checked as one of FOLD_TARGETS."""
+    if target not in FOLD_TARGETS:
+        raise ValueError(f"target must be 'cpu' or 'gpu', not {target!r}")
+    return target
+
+
 def network_memory() -> int:
     """The default memory budget of one network: this machine's physical memory (an
     allocation beyond it would swap or wake the OOM killer instead of failing)."""

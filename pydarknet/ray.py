@@ -23,8 +23,8 @@ import numpy as np
 
 from .cpus import available_cpus
 from .runtime.images import Image, load_image
-from .runtime.inference import ModelSpec, detect_batch, resolve_model
-from .runtime.stream import INPUT_ERRORS
+from .api.inference import ModelSpec, detect_batch, resolve_model
+from .api.stream import INPUT_ERRORS
 
 
 def actor_cpus() -> int:

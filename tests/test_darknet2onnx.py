@@ -11,7 +11,7 @@ import pytest
 
 import pydarknet
 from conftest import write_random_weights
-from pydarknet.runtime import zoo
+from pydarknet.api import zoo
 from pydarknet.transforms import darknet_to_onnx
 
 onnx = pytest.importorskip("onnx")

@@ -20,7 +20,8 @@ import pytest
 
 import pydarknet
 from conftest import random_input, write_model, write_random_weights
-from pydarknet.runtime import devices, samples, zoo
+from pydarknet.api import zoo
+from pydarknet.runtime import devices, samples
 
 GPU_BUILD = pydarknet.build_info()["features"]["gpu"]
 GPUS = pydarknet.cuda_device_count()

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import pydarknet
-from pydarknet.runtime import samples, zoo
+from pydarknet.api import zoo
+from pydarknet.runtime import samples
 
 from conftest import assert_same_detections
 
@@ -266,7 +267,7 @@ def test_a_detection_layers_confidence_is_kept_in_the_unit_range(tmp_path):
 
 
 def test_a_missing_image_fails_before_the_model_is_fetched(monkeypatch, tmp_path):
-    from pydarknet.runtime import inference
+    from pydarknet.api import inference
 
     def no_model(*args, **kwargs):
         raise AssertionError("the model was resolved (and maybe downloaded) before the image was read")

@@ -1,6 +1,6 @@
-"""The package's shape, read from its source: no import circle (also through imports
-inside functions), no module over 500 lines, every name imported from the module that
-defines it."""
+"""The package's shape, read from its source: stages that import one way and no import
+circle (both also through imports inside functions), no module over 500 lines, every
+name imported from the module that defines it."""
 
 from __future__ import annotations
 
@@ -93,6 +93,43 @@ def test_no_import_circle():
     assert not circles, "import circles: " + "; ".join(" -> ".join(c) for c in circles)
 
 
+# The stages, each importing only from those before it (deferred imports included).
+# Shared helpers without pydarknet imports of their own above them sit at the bottom;
+# the package's __init__ (the public names, loaded on first use) may name any module.
+STAGES = [
+    ("errors", "limits", "atomic", "cache", "cpus"),  # shared helpers
+    ("source",),  # upstream's tree and our patches (build time)
+    ("formats",),  # file formats: Darknet, Caffe, ONNX, preprocessing
+    ("binding",),  # the compiled extension
+    ("runtime",),  # Network, images, layers, drawing, results
+    ("transforms",),  # folding, converters, exporter
+    ("api",),  # the zoo (which converts), predict/detect/classify, streams, export_onnx
+    ("ray",),  # Ray Data on the API
+    ("cli", "__main__", "fold_bn", "caffe2darknet", "onnx2darknet", "darknet2onnx"),  # the command line
+]
+
+
+def stage(module: str) -> int:
+    part = module.split(".")[1]
+    return next(i for i, names in enumerate(STAGES) if part in names)
+
+
+def test_stages_point_one_way():
+    known = modules()
+    back = []
+    for name, path in known.items():
+        if name == "pydarknet":
+            continue
+        for other in imports(name, path, known):
+            if other != "pydarknet" and stage(other) > stage(name):
+                back.append(f"{name} ({STAGES[stage(name)][0]}) imports {other} ({STAGES[stage(other)][0]})")
+    assert not back, "imports against the stage order: " + "; ".join(sorted(back))
+
+
+def test_every_module_has_a_stage():
+    assert [m for m in modules() if m != "pydarknet" and not any(m.split(".")[1] in s for s in STAGES)] == []
+
+
 def test_no_module_over_500_lines():
     long = {str(p.relative_to(REPO)): n for p in sources()
             if (n := len(p.read_text().splitlines())) > MAX_LINES}
@@ -111,7 +148,7 @@ def test_names_are_imported_from_where_they_are_defined():
 
 def test_the_stages_are_packages():
     assert {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()} == \
-        {"source", "formats", "transforms", "runtime", "cli"}
+        {"source", "formats", "transforms", "runtime", "api", "cli"}
 
 
 def run(*args):

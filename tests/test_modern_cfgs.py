@@ -13,7 +13,8 @@ import pytest
 
 import pydarknet
 from conftest import write_random_weights
-from pydarknet.runtime import samples, zoo
+from pydarknet.api import zoo
+from pydarknet.runtime import samples
 
 cv2 = pytest.importorskip("cv2")
 

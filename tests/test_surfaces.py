@@ -22,7 +22,7 @@ from onnx import TensorProto, helper, numpy_helper
 import pydarknet
 from pydarknet.errors import CfgError, FileError, OnnxError
 from pydarknet.formats.preprocessing import Preprocessing
-from pydarknet.runtime import zoo
+from pydarknet.api import zoo
 from pydarknet.transforms import onnx_to_darknet
 
 SMALL_CFG = "[net]\nwidth=8\nheight=8\nchannels=3\n\n[convolutional]\nfilters=2\nsize=1\nstride=1\nactivation=linear\n"

@@ -8,7 +8,8 @@ import pytest
 
 import pydarknet
 from pydarknet import cli
-from pydarknet.runtime import samples, zoo
+from pydarknet.api import zoo
+from pydarknet.runtime import samples
 
 from conftest import assert_same_detections
 

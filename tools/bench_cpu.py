@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 import pydarknet  # noqa: E402
 from bench_forward import forward_times, interleaved_times, paired_ratio  # noqa: E402
 from caffe_models import resnet18  # noqa: E402
-from pydarknet.runtime import zoo
+from pydarknet.api import zoo
 from pydarknet.source import upstream
 from pydarknet.transforms import caffe_to_darknet as convert  # noqa: E402
 from pydarknet.formats.caffe import blob_array, read_caffemodel, read_prototxt  # noqa: E402

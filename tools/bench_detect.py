@@ -11,7 +11,8 @@ import statistics
 
 import pydarknet
 from bench_forward import interleaved_times
-from pydarknet.runtime import samples, zoo
+from pydarknet.api import zoo
+from pydarknet.runtime import samples
 
 
 def main() -> None:

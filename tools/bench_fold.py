@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pydarknet
 from bench_forward import forward_times, random_batch
-from pydarknet.runtime import zoo
+from pydarknet.api import zoo
 from random_weights import write_random_weights
 
 

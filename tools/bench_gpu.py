@@ -24,7 +24,8 @@ sys.path.insert(0, str(ROOT / "tools"))
 import pydarknet  # noqa: E402
 from bench_cpu import resnet18_files  # noqa: E402
 from bench_forward import forward_times  # noqa: E402
-from pydarknet.runtime import devices, zoo  # noqa: E402
+from pydarknet.api import zoo  # noqa: E402
+from pydarknet.runtime import devices  # noqa: E402
 
 
 def main() -> None:

@@ -456,7 +456,7 @@ def fuzz(target: str, libfuzzer_args) -> int:
         import pydarknet.transforms.caffe_to_darknet  # noqa: F401
         import pydarknet.transforms.onnx_to_darknet  # noqa: F401
         import pydarknet.transforms.fold_caffe  # noqa: F401
-        import pydarknet.runtime.inference  # noqa: F401
+        import pydarknet.api.inference  # noqa: F401
     run = functools.partial(run_one, target)
     # libFuzzer runs this script again with its own flags alone (-merge=1, -fork=N)
     os.environ[TARGET_VARIABLE] = target

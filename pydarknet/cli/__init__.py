@@ -14,7 +14,7 @@ import sys
 from typing import Optional, Sequence
 
 from ..errors import DarknetError
-from ..runtime.zoo import ZooError
+from ..api.zoo import ZooError
 from ..source.patches import PatchError
 from ..source.upstream import UpstreamError
 from . import convert, detect, fold_bn, patches, run, to_onnx, zoo

@@ -87,7 +87,7 @@ def model_options(cmd, zoo_default) -> None:
 def network(args, batch: int = 1):
     """The network the model options name (a zoo name, or --cfg/--weights/--names with
     the preprocessing options), its warnings printed on stderr."""
-    from ..runtime import zoo
+    from ..api import zoo
     from ..runtime.images import PreprocessingWarning, model_preprocessing
     from ..runtime.network import Network
 
@@ -124,7 +124,7 @@ def warned(net):
 
 
 def sources_options(cmd) -> None:
-    """SOURCE... and --recursive, as ``runtime.stream.expand`` takes them."""
+    """SOURCE... and --recursive, as ``api.stream.expand`` takes them."""
     cmd.add_argument("sources", nargs="+", metavar="SOURCE",
                      help="an image, folder, glob, video, camera index or stream URL")
     cmd.add_argument("--recursive", action="store_true", help="folders and ** globs with their subfolders")
@@ -136,7 +136,7 @@ def progress(sources=None):
     frames are not counted before they are read)."""
     from tqdm import tqdm
 
-    from ..runtime.stream import is_video_name
+    from ..api.stream import is_video_name
 
     total = None
     if sources is not None and not any(is_video_name(str(s)) for s in sources if isinstance(s, (str, int))):

@@ -38,7 +38,7 @@ from typing import Dict, List, Optional
 from .. import atomic, limits
 from ..runtime.drawing import LABEL_STYLES
 from ..runtime.results import printable
-from ..runtime.stream import is_video_name
+from ..api.stream import is_video_name
 from .common import (checked, close_stdout, input_failed, input_name, model_options, network, print_record,
                      progress, sources_options, subcommand)
 
@@ -206,7 +206,7 @@ def _print_table(result, written: Optional[Path]) -> None:
 
 def run(args) -> int:
     from .. import set_num_threads
-    from ..runtime.stream import detect_stream, expand
+    from ..api.stream import detect_stream, expand
 
     if args.threads:
         set_num_threads(args.threads)

@@ -84,7 +84,7 @@ def add_command(sub, formatter) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..runtime.zoo import model_files
+    from ..api.zoo import model_files
 
     if len(args.output) > 2:
         raise ValueError("-o takes OUT or two paths")

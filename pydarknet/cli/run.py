@@ -14,9 +14,9 @@ def cmd_classify(args) -> int:
     """Each image or frame of the sources (as detect takes them): its top classes. A bad
     input is one line on stderr (and a {"source", "error"} record with --json) and the
     run goes on (exit status 1)."""
-    from ..runtime.inference import normalization
+    from ..api.inference import normalization
     from ..runtime.results import printable
-    from ..runtime.stream import expand, predict
+    from ..api.stream import expand, predict
 
     net = network(args)
     if normalization(net) == "softmax" and not args.json:
@@ -40,7 +40,7 @@ def cmd_classify(args) -> int:
 
 
 def cmd_info(args) -> int:
-    from ..runtime import zoo
+    from ..api import zoo
     from ..runtime.network import Network
 
     cfg = Path(args.model)

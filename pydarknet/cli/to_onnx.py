@@ -41,7 +41,7 @@ def add_command(sub, formatter) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..runtime.zoo import model_files
+    from ..api.zoo import model_files
 
     found = model_files(args.model, args.weights)
     args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ fetched once, verified by sha256, into the per-user cache.
 
 from __future__ import annotations
 
-from ..runtime import zoo
+from ..api import zoo
 from .common import subcommand
 
 FILES = ("cfg", "weights", "names")

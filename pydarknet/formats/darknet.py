@@ -20,6 +20,9 @@ from .. import atomic
 from ..errors import CfgError, FileError, WeightsError
 
 PathLike = Union[str, "os.PathLike[str]"]
+#: Layer types whose batch normalization folds into their own weights and biases
+#: (patch 0014's can_fold_batchnorm).
+FOLDABLE = ("convolutional", "deconvolutional", "connected")
 _STRIPPED = str.maketrans("", "", " \t\n\r")  # the characters upstream's strip() removes
 
 

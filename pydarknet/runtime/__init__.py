@@ -1,2 +1,2 @@
 """The runtime on the compiled extension: networks, devices, images, class names,
-Python-defined layers, detection and classification, the model zoo, sample files."""
+Python-defined layers, drawing, the typed results, sample files."""

@@ -12,9 +12,8 @@ from typing import List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from .. import atomic, binding, errors, limits
-from ..formats.darknet import cfg_without_bn
+from ..formats.darknet import FOLDABLE, cfg_without_bn
 from ..binding import ffi, lib
-from ..transforms import folding
 from . import layers
 from .devices import device_index, device_name
 from .images import Image, ImageSource, c_preprocessing, load_image, model_preprocessing
@@ -270,7 +269,7 @@ class Network:
         """The C side's bn_denominator for a fold target ("cpu" or "gpu"); None: the
         formula of this network's own device."""
         own = "cpu" if self.device == "cpu" else "gpu"
-        return binding.FOLD_TARGETS[folding.check_target(own if target is None else target)]
+        return binding.FOLD_TARGETS[limits.fold_target(own if target is None else target)]
 
     def fold_batchnorm(self, target: Optional[str] = None) -> List[int]:
         """Fold batch normalization into the weights of every convolutional,
@@ -466,7 +465,7 @@ def _with_warnings(exc: Exception, warnings: List[str]) -> Exception:
 
 
 def _foldable(layer: Layer) -> bool:
-    return layer.batch_normalize and layer.type in folding.FOLDABLE
+    return layer.batch_normalize and layer.type in FOLDABLE
 
 
 def load(cfg: PathLike, weights: Optional[PathLike] = None, **options) -> Network:

@@ -22,6 +22,8 @@ import urllib.request
 from pathlib import Path, PurePosixPath
 from typing import Callable, Dict, List, Optional, Tuple
 
+from ..cache import cache_dir
+
 COMMIT = "61c9d02ec461e30d55762ec7669d6a1d3c356fb2"
 GITHUB_ARCHIVE = f"https://github.com/pjreddie/darknet/archive/{COMMIT}.tar.gz"
 DEBIAN_PACKAGE = "darknet"
@@ -150,14 +152,6 @@ def read_source(path: Path) -> Files:
     if path.is_file():
         return read_tarball(path)
     raise UpstreamError(f"{path} is neither a directory nor a tarball")
-
-
-def cache_dir() -> Path:
-    override = os.environ.get("PYDARKNET_CACHE_DIR")
-    if override:
-        return Path(override)
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "pydarknet"
 
 
 def cached_tree_path() -> Path:

@@ -417,19 +417,3 @@ def verify(cfg: PathLike, weights: PathLike, path: PathLike, *, batches=(1, 2), 
             difference = float(np.abs(theirs - expected).max()) / spread
             found[f"{name} @ {batch}"] = difference if math.isfinite(difference) else math.inf
     return found
-
-
-def export_onnx(model, weights: Optional[PathLike], path: PathLike, *, opset: int = DEFAULT_OPSET,
-                batch: Optional[int] = None, boxes: bool = False) -> List[str]:
-    """``pydarknet.export_onnx``: write ``path``, the ONNX model of a Network loaded from
-    its weights file (weights None), of a zoo model (its name) or of a cfg and weights;
-    returns the output names."""
-    from ..runtime.network import Network
-    from ..runtime.zoo import model_files
-
-    if isinstance(model, Network):
-        if model.weights_path is None or weights is not None:
-            raise ValueError("export_onnx(network, None, path) exports a Network loaded with its weights file")
-        model, weights = model.cfg_path, model.weights_path
-    found = model_files(model, weights)
-    return export(found.cfg, found.weights, path, opset=opset, batch=batch, boxes=boxes)

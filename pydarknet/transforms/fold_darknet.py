@@ -14,7 +14,8 @@ import numpy as np
 
 from .. import atomic
 from ..errors import FoldError
-from ..formats.darknet import Cfg, Weights, join_affine, split_affine
+from ..formats.darknet import FOLDABLE, Cfg, Weights, join_affine, split_affine
+from ..limits import fold_target
 from . import folding
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -41,7 +42,7 @@ def fold(cfg_path: PathLike, weights_path: PathLike, out_cfg: PathLike, out_weig
     [batchnorm], recurrent layers) raise FoldError unless ``keep_unfoldable``."""
     from ..runtime.network import Network
 
-    folding.check_target(target)  # before any work
+    fold_target(target)  # before any work
     with Network(cfg_path, batch=1) as net:  # the runtime's own reading of the cfg
         layers = net.layers
     cfg = Cfg.read(cfg_path)
@@ -55,7 +56,7 @@ def fold(cfg_path: PathLike, weights_path: PathLike, out_cfg: PathLike, out_weig
             continue
         where = f"layer {layer.index} ({cfg.where(section)})"
         at = dict(file=os.fspath(cfg_path), line=section.line + 1, section=layer.index)
-        if layer.type not in folding.FOLDABLE:
+        if layer.type not in FOLDABLE:
             reason = (f"batch normalization in a [{section.name}] layer cannot be folded "
                       "(only convolutional, deconvolutional and connected layers)")
             if not keep_unfoldable:

@@ -14,25 +14,15 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..limits import fold_target
+
 # float32 1e-6: upstream's CPU code adds the float constant .000001f.
 CPU_EPSILON = float(np.float32(1e-6))
-# Darknet layer types whose batch normalization folds (patch 0014's can_fold_batchnorm).
-FOLDABLE = ("convolutional", "deconvolutional", "connected")
-# The runtimes a Darknet fold can be made for (their BN denominators differ).
-TARGETS = ("cpu", "gpu")
-
-
-def check_target(target: str) -> str:
-    if target not in TARGETS:
-        raise ValueError(f"target must be 'cpu' or 'gpu', not {target!r}")
-    return target
-
-
 def darknet_denominator(variance: np.ndarray, target: str) -> np.ndarray:
     """D of upstream Darknet: sqrt(var) + 1e-6 on the CPU (normalize_cpu),
     sqrt(var + 1e-5) on the GPU (normalize_kernel)."""
     var = np.asarray(variance, dtype=np.float64)
-    if check_target(target) == "gpu":
+    if fold_target(target) == "gpu":
         return np.sqrt(var + 0.00001)
     return np.sqrt(var) + CPU_EPSILON
 

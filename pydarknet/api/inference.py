@@ -18,11 +18,11 @@ import numpy as np
 
 from .. import limits
 from . import zoo
-from .devices import device_index, device_name
-from .drawing import annotation_targets, drawn, save_jpeg
-from .images import Image, ImageSource, load_image
-from .network import Network
-from .results import Classification, Detection, Result
+from ..runtime.devices import device_index, device_name
+from ..runtime.drawing import annotation_targets, drawn, save_jpeg
+from ..runtime.images import Image, ImageSource, load_image
+from ..runtime.network import Network
+from ..runtime.results import Classification, Detection, Result
 
 ModelSpec = Union[Network, str, Tuple]
 
