@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cuda_build
-from pydarknet.source import ffi_builder, patches, upstream
+from pydarknet.source import ffi_builder, inputs, patches, upstream
 from setuptools import Extension, setup
 from setuptools.errors import CompileError, LinkError
 from setuptools.command.build_ext import build_ext
@@ -359,6 +359,7 @@ class BuildDarknet(build_ext):
                 "python_cflags": sysconfig.get_config_var("CFLAGS"),
             },
             "features": config.features(),
+            "sources_sha256": inputs.digest(ROOT),  # checked as a checkout imports it (binding.py)
         }
         text = json.dumps(info, sort_keys=True)
         header = temp / "pydarknet_build_info.h"

@@ -3,9 +3,12 @@ import ffi, lib``), and the conversion of the C side's errors into exceptions. T
 error codes and fold targets are the C headers' own constants, compiled in through
 cffi (source/ffi_builder.py)."""
 
+import json
 import threading
+from pathlib import Path
 
 from . import cpus, errors
+from .source import inputs
 
 # Libraries the extension may link from wheels, with the wheel of each, in an order
 # that loads each one's own needs first. Installed, the extension's run path finds
@@ -64,9 +67,22 @@ def _import():
     return _darknet
 
 
+def _check_sources(built_info: str) -> None:
+    """In a source checkout, the extension must have been built from its csrc/ and
+    darknet_patches/ as they are now: else the Python of today runs yesterday's C."""
+    root = Path(__file__).resolve().parent.parent
+    if not inputs.is_checkout(root):
+        return  # an installed package: built from the sources it was installed with
+    if json.loads(built_info).get("sources_sha256") != inputs.digest(root):
+        raise ImportError(f"pydarknet's compiled extension in {Path(__file__).parent} was built from other sources "
+                          f"than this checkout's csrc/ and darknet_patches/: rebuild it with 'pip install .' "
+                          f"in {root}")
+
+
 with cpus.openmp_environment():  # the OpenMP runtime reads its wait policy as it loads
     _darknet = _import()
 ffi, lib = _darknet.ffi, _darknet.lib
+_check_sources(ffi.string(lib.pdn_build_info()).decode())
 threads_source = cpus.set_default_threads(lib.pdn_set_num_threads)  # what set_num_threads() may then change
 
 # darknet_error_code (include/darknet.h, patches 0001 and 0049) -> exception class

@@ -2,14 +2,18 @@
 
 import hashlib
 import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import pydarknet
-from pydarknet.source import patches, upstream
+from pydarknet.source import inputs, patches, upstream
 
-from conftest import SERIES, random_input
+from conftest import REPO, SERIES, random_input
 
 
 def test_upstream_is_the_verified_pin():
@@ -69,3 +73,24 @@ def test_loading_and_running_leaves_denormals_alone(tiny_cfg):
         net.predict(random_input(net.input_shape))
     tiny = np.float32(1e-38) / np.float32(100)
     assert tiny > 0 and tiny < np.finfo(np.float32).tiny
+
+
+def test_a_checkout_whose_c_moved_on_is_told_to_rebuild(tmp_path):
+    """The extension records the digest of csrc/ and darknet_patches/ it was built from;
+    a checkout that changed them since imports with a clear error, not yesterday's C."""
+    assert pydarknet.build_info()["sources_sha256"] == inputs.digest(REPO)
+    checkout = tmp_path / "checkout"
+    shutil.copytree(Path(pydarknet.__file__).resolve().parent, checkout / "pydarknet",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for folder in inputs.FOLDERS:
+        shutil.copytree(REPO / folder, checkout / folder)
+    (checkout / "setup.py").write_text("")
+    load = [sys.executable, "-c", "import pydarknet; pydarknet.get_num_threads(); print('loaded')"]
+    fresh = subprocess.run(load, cwd=checkout, capture_output=True, text=True)
+    assert fresh.returncode == 0 and fresh.stdout.strip() == "loaded", fresh.stderr
+    with open(checkout / "csrc" / "glue.c", "a") as glue:
+        glue.write("/* edited after the build */\n")
+    stale = subprocess.run(load, cwd=checkout, capture_output=True, text=True)
+    assert stale.returncode == 1
+    assert "was built from other sources than this checkout's csrc/ and darknet_patches/: rebuild it with " \
+           "'pip install .'" in stale.stderr
