@@ -79,3 +79,9 @@ class InternalError(DarknetError):
 class DeviceError(DarknetError):
     """The device asked for cannot run the network: a build without CUDA, a GPU that is
     not there, a layer with no GPU code, or an error the GPU or a CUDA library reported."""
+
+
+def printable(text: str) -> str:
+    """A name as it can be printed and stored in JSON: bytes of a file name that are not
+    UTF-8 (kept by Python as lone surrogates) written as \\xNN."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

@@ -2,14 +2,10 @@
 (pydarknet/cli/fold_bn.py says how)."""
 
 import sys
-from typing import List, Optional
 
+from .cli import command
 
-def main(argv: Optional[List[str]] = None) -> int:
-    from .cli import main as pydarknet
-
-    return pydarknet(["fold-bn", *(sys.argv[1:] if argv is None else argv)])
-
+main = command("fold-bn")
 
 if __name__ == "__main__":
     sys.exit(main())

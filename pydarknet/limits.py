@@ -22,6 +22,17 @@ MAX_THREADS = 256
 MAX_IMAGE_PIXELS = 89_478_485
 
 
+#: How a drawn box is labelled: its class name (upstream's), the name and confidence, or no text.
+LABEL_STYLES = ("name", "conf", "none")
+
+
+def label_style(labels: str) -> str:
+    """``labels`` checked as one of LABEL_STYLES."""
+    if labels not in LABEL_STYLES:
+        raise ValueError(f"labels must be one of {', '.join(LABEL_STYLES)}, not {labels!r}")
+    return labels
+
+
 #: The runtimes a Darknet BatchNorm fold can be made for (their BN denominators differ).
 FOLD_TARGETS = ("cpu", "gpu")
 

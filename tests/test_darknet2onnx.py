@@ -28,7 +28,8 @@ def model_files(name, tmp_path):
 
 
 @pytest.mark.parametrize("name, outputs", [
-    ("yolov3-tiny", ["yolo_16", "yolo_23"]), ("yolov4-tiny", ["yolo_30", "yolo_37"]),
+    pytest.param("yolov3-tiny", ["yolo_16", "yolo_23"], marks=pytest.mark.network),
+    pytest.param("yolov4-tiny", ["yolo_30", "yolo_37"], marks=pytest.mark.network),
     ("darknet19", ["softmax_25"]), ("resnet18", ["softmax_28"]), ("yolov2-tiny", ["region_15"]),
 ])
 def test_export_equals_pydarknet_on_onnxruntime(tmp_path, name, outputs):
@@ -41,6 +42,7 @@ def test_export_equals_pydarknet_on_onnxruntime(tmp_path, name, outputs):
     assert len(differences) == 2 * len(outputs) and max(differences.values()) <= 1e-4, differences
 
 
+@pytest.mark.network
 def test_fixed_batch_and_the_api(tmp_path):
     cfg, weights = model_files("yolov3-tiny", tmp_path)
     with pydarknet.Network(cfg, weights) as net:
@@ -68,6 +70,7 @@ def test_deconvolution_reorg_and_softmax_groups(tmp_path):
     assert max(darknet_to_onnx.verify(cfg, weights, tmp_path / "yolov2.onnx", batches=(1,)).values()) <= 1e-4
 
 
+@pytest.mark.network
 @pytest.mark.parametrize("name", ["yolov3-tiny", "yolov4-tiny"])
 def test_decoded_boxes_are_detects(tmp_path, name):
     """--boxes: on a 416x416 image (letterboxing is then nothing), every detection of

@@ -254,7 +254,7 @@ def test_recursive_globs_match_what_glob_matches_without_links(tmp_path, pattern
     """The loop-safe '**' finds what Python's glob finds in a tree without links."""
     import glob
 
-    from pydarknet.api.stream import expand
+    from pydarknet.api.sources import expand
 
     for name in ("a.jpg", "b.png", "sub/a1.jpg", "sub/deep/b2.png", "sub/deep/a3.jpg", ".hidden/a4.jpg",
                  "sub/.x.jpg", "other/c.jpg"):

@@ -83,6 +83,7 @@ def test_every_image_source_gives_the_same_result(yolo, tmp_path):
         assert as_tuples(pydarknet.detect(yolo, source, channel_order=order)) == expected, label
 
 
+@pytest.mark.network
 @pytest.mark.parametrize("batch", [2, 3])
 def test_detect_batch_equals_single_calls(batch):
     # sizes differ; batch 3 ends on a chunk of 2, and upstream treats yolo layers of

@@ -9,6 +9,8 @@ import json
 from pathlib import Path
 from typing import Dict, List, Set
 
+import pytest
+
 from conftest import REPO
 
 PACKAGE = REPO / "pydarknet"
@@ -186,6 +188,7 @@ def test_one_error_convention():
     assert len(missing.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.network
 def test_options_may_stand_between_sources_and_flags_show_no_true_false(tmp_path):
     dog, eagle = (str(pydarknet_sample(n)) for n in ("dog.jpg", "eagle.jpg"))
     done = run("pydarknet", "detect", dog, "--json", eagle, "--thresh", "0.4")
@@ -210,3 +213,15 @@ def pydarknet_sample(name: str):
     from pydarknet.runtime import samples
 
     return samples.path(name)
+
+
+def test_the_command_line_loads_the_extension_only_when_a_command_needs_it():
+    """`python -m pydarknet patches ...` works in a checkout before anything is built:
+    building the parser and the patch commands import nothing that loads the extension."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['pydarknet._darknet'] = None; from pydarknet.cli import main; "
+            "sys.exit(main(['patches', 'list']))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0 and "0001-recoverable-errors.patch" in done.stdout, done.stderr

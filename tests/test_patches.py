@@ -35,6 +35,7 @@ def test_series_applies_exactly_to_pristine(pristine):
     assert patched["cfg/yolov3-tiny.cfg"] == pristine["cfg/yolov3-tiny.cfg"]
 
 
+@pytest.mark.network  # upstream's pristine tree, fetched once
 def test_check_cli_passes(tmp_path):
     done = run_cli("check", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
@@ -131,6 +132,7 @@ def test_make_patch_round_trips_including_missing_final_newline():
     assert patches.apply_patch(before, patch) == after
 
 
+@pytest.mark.network  # upstream's pristine tree, fetched once
 def test_apply_then_status_clean_then_modified(tmp_path):
     tree = tmp_path / "tree"
     assert run_cli("apply", str(tree), cwd=tmp_path).returncode == 0
@@ -143,6 +145,7 @@ def test_apply_then_status_clean_then_modified(tmp_path):
     assert done.returncode == 1 and "differs: src/gemm.c" in done.stdout
 
 
+@pytest.mark.network  # upstream's pristine tree, fetched once
 def test_prepared_tree_is_reused_only_while_the_stamp_matches(tmp_path):
     tree, work, messages = tmp_path / "tree", tmp_path / "work", []
     first = patches.prepare_tree(tree, SERIES, work, messages.append)

@@ -18,7 +18,7 @@ import numpy as np
 
 from .. import limits
 from . import zoo
-from ..runtime.devices import device_index, device_name
+from ..runtime.devices import device_index, device_name, present
 from ..runtime.drawing import annotation_targets, drawn, save_jpeg
 from ..runtime.images import Image, ImageSource, load_image
 from ..runtime.network import Network
@@ -67,7 +67,7 @@ def resolve_model(model: ModelSpec, device: Optional[str] = None, batch: int = 1
             raise ValueError(f"device={device!r}, but this Network runs on {model.device}: load it there "
                              "(Network(..., device=...)) or leave device out")
         return model
-    device = device_name(device_index("cpu" if device is None else device))
+    device = device_name(present(device_index("cpu" if device is None else device)))  # before any download
     if isinstance(model, str):
         with _zoo_lock:
             return _zoo_network(model, device, batch)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from ..errors import DarknetError
 from ..api.zoo import ZooError
@@ -67,6 +67,14 @@ def parse(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
             debug=args.debug, command=args.command))
     except TypeError:  # a subcommand with subcommands of its own cannot be intermixed
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+
+
+def command(name: str) -> Callable[[Optional[Sequence[str]]], int]:
+    """The ``main`` of a ``python -m pydarknet.MODULE`` shim: ``pydarknet NAME ...``."""
+    def run(argv: Optional[Sequence[str]] = None) -> int:
+        return main([name, *(sys.argv[1:] if argv is None else argv)])
+    run.__doc__ = f"pydarknet {name}, with ``argv`` (default: the process's arguments)."
+    return run
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

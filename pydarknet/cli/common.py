@@ -124,7 +124,7 @@ def warned(net):
 
 
 def sources_options(cmd) -> None:
-    """SOURCE... and --recursive, as ``api.stream.expand`` takes them."""
+    """SOURCE... and --recursive, as ``api.sources.expand`` takes them."""
     cmd.add_argument("sources", nargs="+", metavar="SOURCE",
                      help="an image, folder, glob, video, camera index or stream URL")
     cmd.add_argument("--recursive", action="store_true", help="folders and ** globs with their subfolders")
@@ -136,7 +136,7 @@ def progress(sources=None):
     frames are not counted before they are read)."""
     from tqdm import tqdm
 
-    from ..api.stream import is_video_name
+    from ..api.sources import is_video_name
 
     total = None
     if sources is not None and not any(is_video_name(str(s)) for s in sources if isinstance(s, (str, int))):

@@ -36,9 +36,9 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from .. import atomic, limits
-from ..runtime.drawing import LABEL_STYLES
-from ..runtime.results import printable
-from ..api.stream import is_video_name
+from ..limits import LABEL_STYLES
+from ..api.sources import is_video_name
+from ..errors import printable
 from .common import (checked, close_stdout, input_failed, input_name, model_options, network, print_record,
                      progress, sources_options, subcommand)
 
@@ -206,7 +206,8 @@ def _print_table(result, written: Optional[Path]) -> None:
 
 def run(args) -> int:
     from .. import set_num_threads
-    from ..api.stream import detect_stream, expand
+    from ..api.sources import expand
+    from ..api.stream import detect_stream
 
     if args.threads:
         set_num_threads(args.threads)

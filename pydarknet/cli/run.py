@@ -15,8 +15,9 @@ def cmd_classify(args) -> int:
     input is one line on stderr (and a {"source", "error"} record with --json) and the
     run goes on (exit status 1)."""
     from ..api.inference import normalization
-    from ..runtime.results import printable
-    from ..api.stream import expand, predict
+    from ..api.sources import expand
+    from ..api.stream import predict
+    from ..errors import printable
 
     net = network(args)
     if normalization(net) == "softmax" and not args.json:

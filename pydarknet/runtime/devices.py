@@ -30,6 +30,16 @@ def device_name(index: int) -> str:
     return "cpu" if index < 0 else f"cuda:{index}"
 
 
+def present(index: int) -> int:
+    """``index`` (from device_index) if this process can use that device, else
+    DeviceError: checked before a model is fetched, which the loader would refuse later."""
+    count = cuda_device_count()
+    if index >= count:
+        raise DeviceError(f"{device_name(index)}: this process sees {count} CUDA device{'' if count == 1 else 's'} "
+                          "(a build without CUDA, or no GPU or driver, sees none); load with device='cpu'")
+    return index
+
+
 def cuda_device_count() -> int:
     """CUDA devices this process can use: 0 in a build without CUDA, or without a GPU
     or its driver (``CUDA_VISIBLE_DEVICES`` applies)."""

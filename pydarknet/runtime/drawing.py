@@ -11,6 +11,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from .. import atomic, binding
+from ..limits import label_style
 from ..binding import ffi, lib
 from .images import Image, ImageSource, load_image, owned_image
 
@@ -33,23 +34,18 @@ def glyphs_dir() -> bytes:
     return str(upstream_path("data/labels/32_0.png").parent).encode()
 
 
-#: How a box is labelled: its class name (upstream's), the name and confidence, or no text.
-LABEL_STYLES = ("name", "conf", "none")
-
-
 def label_text(detection, labels: str) -> str:
-    """The text drawn beside ``detection``'s box (see LABEL_STYLES)."""
+    """The text drawn beside ``detection``'s box (see limits.LABEL_STYLES)."""
     return detection.label if labels == "name" else f"{detection.label} {detection.confidence:.2f}"
 
 
 def drawn(image: Image, detections: Sequence, classes: Optional[int] = None, labels: str = "name") -> Image:
     """``image`` with ``detections`` (in its pixels) drawn by upstream's draw_detections:
-    a box per object in its class colour, labelled as ``labels`` says (LABEL_STYLES).
+    a box per object in its class colour, labelled as ``labels`` says (limits.LABEL_STYLES).
     Colours depend on the class and the model's number of ``classes`` (taken from the
     detections, else the largest class id + 1). Detections of one box share it, their
     labels joined, as upstream draws them."""
-    if labels not in LABEL_STYLES:
-        raise ValueError(f"labels must be one of {', '.join(LABEL_STYLES)}, not {labels!r}")
+    label_style(labels)
     classes = classes or max([d.classes for d in detections] + [d.class_id + 1 for d in detections] + [1])
     for d in detections:
         if not 0 <= d.class_id < classes:

@@ -11,6 +11,7 @@ from typing import List, Optional, Tuple, Union
 
 import numpy as np
 
+from ..errors import printable
 from .images import Image
 
 
@@ -83,12 +84,6 @@ class Classification:
 
     def to_json(self) -> dict:
         return {"label": self.label, "probability": self.probability, "score": self.score}
-
-
-def printable(text: str) -> str:
-    """A name as it can be printed and stored in JSON: bytes of a file name that are not
-    UTF-8 (kept by Python as lone surrogates) written as \\xNN."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 @dataclass(frozen=True)
