@@ -19,8 +19,8 @@ try:  # load the BLAS library the extension links to (found this way in a source
 except ImportError:
     pass
 
-from .errors import (CaffeError, CfgError, ConversionError, DarknetError, DeviceError, FileError, FoldError,
-                     ImageError, InternalError, OnnxError, OutOfMemoryError, WeightsError)
+from .errors import (CaffeError, CfgError, ConversionError, DarknetError, DependencyError, DeviceError, FileError,
+                     FoldError, ImageError, InternalError, OnnxError, OutOfMemoryError, WeightsError)
 
 __all__ = [
     "Network", "Layer", "load", "predict", "Result", "detect", "detect_batch", "detect_stream", "FrameResult",
@@ -30,6 +30,7 @@ __all__ = [
     "thread_policy", "__version__",
     "cuda_device_count", "DarknetError", "FileError", "CfgError", "WeightsError", "ImageError",
     "OutOfMemoryError", "InternalError", "DeviceError", "CaffeError", "OnnxError", "FoldError", "ConversionError",
+    "DependencyError",
     "Preprocessing", "PreprocessingWarning",
 ]
 

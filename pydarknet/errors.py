@@ -85,3 +85,19 @@ def printable(text: str) -> str:
     """A name as it can be printed and stored in JSON: bytes of a file name that are not
     UTF-8 (kept by Python as lone surrogates) written as \\xNN."""
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+class DependencyError(ImportError):
+    """A feature needs an optional package that is not installed; the message says which
+    feature, which package, and the pip command that installs it."""
+
+
+def optional(module: str, feature: str, install: str):
+    """``module`` imported, or DependencyError: ``feature`` needs ``pip install
+    {install}``."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise DependencyError(f"{feature} needs {module.split('.')[0]}: pip install {install}") from None

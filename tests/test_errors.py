@@ -188,3 +188,26 @@ def test_failed_loads_do_not_leak_into_the_next_load(tmp_path, tiny_cfg, tiny_we
         pydarknet.Network(cfg_with(tmp_path, "[maxpool]", "[maxpoool]"))
     with pydarknet.Network(tiny_cfg, tiny_weights) as net:
         assert net.predict(random_input((3, 16, 16))).shape == (5,)
+
+
+def test_a_missing_optional_package_is_one_error_with_its_pip_command(tmp_path):
+    """Every optional dependency is imported through errors.optional: a DependencyError
+    (an ImportError) naming the feature, the package and the pip command; the command
+    line prints it as one line and exits 2."""
+    import subprocess
+    import sys
+
+    from pydarknet.errors import DependencyError, optional
+
+    with pytest.raises(DependencyError, match=r"^testing needs no_such_module: pip install no-such-module$"):
+        optional("no_such_module.sub", "testing", "no-such-module")
+    blocked = "import sys; sys.modules['onnx'] = sys.modules['cv2'] = None; "
+    convert = blocked + f"from pydarknet.cli import main; sys.exit(main(['convert', {str(tmp_path / 'm.onnx')!r}, '-o', 'x']))"
+    done = subprocess.run([sys.executable, "-c", convert], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr.splitlines() == [
+        "pydarknet: error: ONNX import needs onnx: pip install onnx (or pip install \".[onnx]\")"], done.stderr
+    video = blocked + ("import pydarknet; from pydarknet.api.stream import decoded; "
+                       "print([str(i.error) for i in decoded(['clip.mp4'])])")
+    done = subprocess.run([sys.executable, "-c", video], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0 and 'clip.mp4: decoding videos, cameras and streams needs cv2: pip install ' \
+        '"pydarknet[video]"' in done.stdout, done.stderr

@@ -17,7 +17,7 @@ import threading
 from typing import Any, Iterable, Iterator, List, Optional, Sequence, Union
 
 from .. import limits
-from ..errors import DarknetError, FileError
+from ..errors import DarknetError, DependencyError, FileError, optional
 from ..runtime.images import load_image
 from ..runtime.results import Result
 from .inference import Input, ModelSpec, classified, detected, resolve_model
@@ -32,10 +32,9 @@ FrameResult = Result  # its name before predict() gave every source one Result t
 
 def _video(name: str) -> Iterator[Input]:
     try:
-        import cv2
-    except ImportError:
-        yield Input(name, None, error=ImportError(f"{name}: videos, cameras and streams are decoded by OpenCV: "
-                                                   "pip install \"pydarknet[video]\""))
+        cv2 = optional("cv2", f"{name}: decoding videos, cameras and streams", "\"pydarknet[video]\"")
+    except DependencyError as e:
+        yield Input(name, None, error=e)
         return
     if not (is_stream(name) or os.path.isfile(name)):
         yield Input(name, None, error=FileError("cannot open video: no such file", file=name))

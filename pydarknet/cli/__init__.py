@@ -13,14 +13,14 @@ import argparse
 import sys
 from typing import Callable, Optional, Sequence
 
-from ..errors import DarknetError
+from ..errors import DarknetError, DependencyError
 from ..api.zoo import ZooError
 from ..source.patches import PatchError
 from ..source.upstream import UpstreamError
 from . import convert, detect, fold_bn, patches, run, to_onnx, zoo
 from .common import close_stdout
 
-USER_ERRORS = (DarknetError, ZooError, UpstreamError, OSError, ValueError, TypeError)
+USER_ERRORS = (DarknetError, DependencyError, ZooError, UpstreamError, OSError, ValueError, TypeError)
 
 
 class _ShownDefaults(argparse.ArgumentDefaultsHelpFormatter):

@@ -18,7 +18,7 @@ from typing import Dict, List, Optional, Sequence, Union
 import numpy as np
 
 from .. import atomic
-from ..errors import CaffeError, FileError
+from ..errors import CaffeError, FileError, optional
 
 PathLike = Union[str, "os.PathLike[str]"]
 _DESCRIPTOR = Path(__file__).with_name("caffe.desc")
@@ -42,10 +42,9 @@ V1_TYPES = {
 @functools.lru_cache(maxsize=None)
 def messages():
     """The caffe message classes by name (``messages().NetParameter`` ...)."""
-    try:
-        from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-    except ImportError:
-        raise ImportError("Caffe files need the protobuf package: pip install protobuf") from None
+    optional("google.protobuf", "reading Caffe files", "protobuf")
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
     try:
         files = descriptor_pb2.FileDescriptorSet.FromString(_DESCRIPTOR.read_bytes())
     except OSError:

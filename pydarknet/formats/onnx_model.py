@@ -17,7 +17,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 
-from ..errors import ConversionError, DarknetError, OnnxError
+from ..errors import ConversionError, DarknetError, OnnxError, optional
 from .model_graph import ModelGraph, Node, Shape
 from .onnx_ops import OPS, Unsupported
 
@@ -30,11 +30,7 @@ NOT_STATED = ("not stated by the ONNX file: RGB 0-1, stretched to the input, no 
 
 
 def onnx():
-    try:
-        import onnx as module
-    except ImportError:
-        raise ImportError("ONNX import needs the onnx package: pip install onnx (or pip install \".[onnx]\")") from None
-    return module
+    return optional("onnx", "ONNX import", "onnx (or pip install \".[onnx]\")")
 
 
 def read_onnx(path: PathLike):

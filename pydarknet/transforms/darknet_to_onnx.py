@@ -17,7 +17,7 @@ from typing import Dict, List, Optional, Union
 import numpy as np
 
 from .. import atomic
-from ..errors import ConversionError
+from ..errors import ConversionError, optional
 from ..formats.darknet import Cfg, Weights, split_affine
 from . import fold_darknet
 
@@ -27,12 +27,9 @@ OUTPUT_LAYERS = ("yolo", "region", "detection")
 
 
 def _onnx():
-    try:
-        import onnx
-        from onnx import helper, numpy_helper
-    except ImportError:
-        raise ConversionError("exporting to ONNX needs the onnx package: pip install onnx "
-                              "(or pip install \".[onnx]\")") from None
+    onnx = optional("onnx", "exporting to ONNX", "onnx (or pip install \".[onnx]\")")
+    from onnx import helper, numpy_helper
+
     return onnx, helper, numpy_helper
 
 
@@ -398,10 +395,7 @@ def verify(cfg: PathLike, weights: PathLike, path: PathLike, *, batches=(1, 2), 
     the other does not equal."""
     from ..runtime.network import Network
 
-    try:
-        import onnxruntime
-    except ImportError:
-        raise ConversionError("--verify runs the model on onnxruntime: pip install onnxruntime") from None
+    onnxruntime = optional("onnxruntime", "--verify (the model on onnxruntime)", "onnxruntime")
     session = onnxruntime.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"])
     names = [output.name for output in session.get_outputs()]
     found = {}

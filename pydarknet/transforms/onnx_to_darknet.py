@@ -13,7 +13,7 @@ from typing import Optional, Union
 
 import numpy as np
 
-from ..errors import DarknetError, OnnxError
+from ..errors import DarknetError, OnnxError, optional
 from ..formats.model_graph import Shape
 from ..formats.onnx_model import model_graph, onnx, read_onnx
 from . import folding
@@ -40,10 +40,7 @@ def onnx_to_darknet(model: PathLike, out: PathLike, *, input_shape: Optional[Sha
 def verify(model: PathLike, conversion: Conversion, inputs: int = 2, seed: int = 0) -> folding.CheckResult:
     """The ONNX model on onnxruntime and the converted one on pydarknet, same random
     inputs: the network output, and every mapped tensor onnxruntime can expose."""
-    try:
-        import onnxruntime
-    except ImportError:
-        raise ImportError("--verify runs the original on onnxruntime: pip install onnxruntime") from None
+    onnxruntime = optional("onnxruntime", "--verify (the original on onnxruntime)", "onnxruntime")
     module = onnx()
     original = read_onnx(model)
     exposed = [name for name in conversion.tensor_layers if name != conversion.output_name]

@@ -9,18 +9,13 @@ from typing import Union
 
 import numpy as np
 
-from ..errors import CaffeError
+from ..errors import CaffeError, optional
 
 PathLike = Union[str, "os.PathLike[str]"]
 
 
 def _cv2():
-    try:
-        import cv2
-    except ImportError:
-        raise CaffeError("running Caffe models (--check, --verify) needs OpenCV DNN: "
-                         "pip install 'opencv-python-headless<5'") from None
-    return cv2
+    return optional("cv2", "running Caffe models (--check, --verify) on OpenCV DNN", "'opencv-python-headless<5'")
 
 
 def opencv_net(prototxt: PathLike, caffemodel: PathLike, x: np.ndarray):
