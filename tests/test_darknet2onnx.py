@@ -123,3 +123,22 @@ def test_command_line_verifies_and_follows_the_error_convention(tmp_path):
     missing = subprocess.run([sys.executable, "-m", "pydarknet", "to-onnx", str(cfg), str(tmp_path / "no.weights"),
                               "-o", str(tmp_path / "x.onnx")], capture_output=True, text=True)
     assert missing.returncode == 2 and missing.stderr.startswith("pydarknet: error: ")
+
+
+def test_every_layer_that_cannot_be_exported_is_listed(tmp_path):
+    """Layers without an exporter, and exporters that refuse a form, are each named with
+    their cfg line in one ConversionError; nothing is written."""
+    cfg = tmp_path / "mixed.cfg"
+    cfg.write_text("[net]\nwidth=16\nheight=16\nchannels=3\n\n"
+                   "[convolutional]\nfilters=4\nsize=3\nbinary=1\nactivation=relu\n\n"
+                   "[local]\nfilters=2\nsize=3\nstride=1\npad=1\nactivation=linear\n\n"
+                   "[upsample]\nstride=2\n")
+    with pydarknet.Network(cfg) as net:
+        weights = write_random_weights(net, tmp_path / "mixed.weights")
+    with pytest.raises(pydarknet.ConversionError) as failed:
+        darknet_to_onnx.export(cfg, weights, tmp_path / "mixed.onnx")
+    lines = str(failed.value).splitlines()
+    assert "cannot be exported to ONNX exactly" in lines[0] and len(lines) == 3
+    assert "layer 0" in lines[1] and "mixed.cfg:6" in lines[1] and "binary/xnor convolutions" in lines[1]
+    assert "layer 1" in lines[2] and "mixed.cfg:12" in lines[2] and "[local] has no ONNX export" in lines[2]
+    assert not (tmp_path / "mixed.onnx").exists()

@@ -215,3 +215,15 @@ def test_the_onnx_operator_table_is_the_importers():
     rows = table.splitlines()[2:]
     named = {word for row in rows for word in re.findall(r"[A-Z][A-Za-z]+", row.split("|")[1]) if word in known}
     assert named == set(OPS)
+
+
+def test_the_exported_layers_list_is_the_exporters():
+    """docs/export.md's list of exported layers names every layer type the exporter has
+    an entry for, and the types it says are refused have none."""
+    from pydarknet.transforms.darknet_to_onnx import EXPORTERS
+
+    text = (ROOT / "docs" / "export.md").read_text(encoding="utf-8")
+    listed = text[text.index("Exported layers:"):].split("\n\n")[0]
+    refused = text[text.index("Anything else, such as"):].split("\n\n")[0]
+    assert set(EXPORTERS) <= set(re.findall(r"[a-z]+", listed))
+    assert {"local", "detection"} <= set(re.findall(r"[a-z]+", refused)) and not {"local", "detection"} & set(EXPORTERS)

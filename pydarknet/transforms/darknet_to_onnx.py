@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Union
+from typing import Callable, Dict, List, NamedTuple, Optional, Union
 
 import numpy as np
 
@@ -175,104 +175,154 @@ def _yolo_like(g: _Graph, x: str, layer, section, region: bool) -> str:
     return g.node("Reshape", [joined, g.constant("shape", np.array([-1, c, h, w], np.int64))])
 
 
-def _layer(g: _Graph, i: int, layer, section, floats: np.ndarray, transposed: bool, net_layers) -> str:
-    """The ONNX nodes of layer i; returns its output tensor."""
-    x = g.tensor[i - 1]
-    kind = layer.type
-    if kind == "convolutional":
-        if int(_option(section, "binary", "0")) or int(_option(section, "xnor", "0")):
-            raise _Unexportable("binary/xnor convolutions")
-        weights, biases = _affine(layer, floats, transposed)
-        k = layer.size
-        weights = weights.reshape(layer.filters, layer.input_shape[0] // layer.groups, k, k)
-        pad = layer.pad
-        # darknet's output size (h + 2 pad - size) / stride + 1: symmetric padding
-        y = g.node("Conv", [x, g.constant("W", weights.astype(np.float32)), g.constant("B", biases.astype(np.float32))],
-                   kernel_shape=[k, k], strides=[layer.stride] * 2, pads=[pad] * 4, group=layer.groups)
-        return _activation(g, y, layer.activation)
-    if kind == "deconvolutional":
-        weights, biases = _affine(layer, floats, transposed)
-        k = layer.size
-        weights = weights.reshape(layer.input_shape[0], layer.filters, k, k)  # darknet: [c][n][k*k]
-        # darknet's output size (h - 1) stride + size - 2 pad
-        y = g.node("ConvTranspose", [x, g.constant("W", weights.astype(np.float32)),
-                                     g.constant("B", biases.astype(np.float32))],
-                   kernel_shape=[k, k], strides=[layer.stride] * 2, pads=[layer.pad] * 4)
-        return _activation(g, y, layer.activation)
-    if kind == "connected":
-        weights, biases = _affine(layer, floats, transposed)
-        if transposed:
-            weights = weights.T
-        flat = g.node("Flatten", [x], axis=1)
-        y = g.node("Gemm", [flat, g.constant("W", weights.astype(np.float32)),
-                            g.constant("B", biases.astype(np.float32))], transB=1)
-        y = _activation(g, y, layer.activation)
-        return g.node("Reshape", [y, g.constant("shape", np.array([-1, layer.outputs, 1, 1], np.int64))])
-    if kind == "maxpool":
-        size, stride = layer.size, layer.stride
-        padding = int(_option(section, "padding", str(size - 1)))
-        if layer.output_shape[1:] != tuple((d + padding - size) // stride + 1 for d in layer.input_shape[1:]):
-            raise _Unexportable("maxpool whose output size is not darknet's rule")
-        # darknet's windows start at -padding/2: the rest of the padding goes after
-        return g.node("MaxPool", [x], kernel_shape=[size, size], strides=[stride, stride],
-                      pads=[padding // 2, padding // 2, padding - padding // 2, padding - padding // 2])
-    if kind == "avgpool":
-        return g.node("GlobalAveragePool", [x])
-    if kind == "route":
-        layers = [int(v) for v in _option(section, "layers", "").split(",")]
-        groups, group_id = int(_option(section, "groups", "1")), int(_option(section, "group_id", "0"))
-        parts = []
-        for ref in layers:
-            index = ref if ref >= 0 else i + ref
-            source = g.tensor[index]
-            if groups > 1:
-                c = net_layers[index].output_shape[0] // groups
-                source = _slice(g, source, group_id * c, (group_id + 1) * c, axis=1)
-            parts.append(source)
-        return parts[0] if len(parts) == 1 else g.node("Concat", parts, axis=1)
-    if kind == "shortcut":
-        ref = int(_option(section, "from", "0"))
-        index = ref if ref >= 0 else i + ref
-        alpha, beta = float(_option(section, "alpha", "1")), float(_option(section, "beta", "1"))
-        other = g.tensor[index] if beta == 1 else g.node("Mul", [g.tensor[index], g.constant("beta", np.float32(beta))])
-        if net_layers[index].output_shape != layer.output_shape:
-            other = _resampled(g, other, net_layers[index].output_shape, layer.output_shape)
-            if alpha != 1:
-                raise _Unexportable("shortcut with alpha between differently sized layers")
-        own = x if alpha == 1 else g.node("Mul", [x, g.constant("alpha", np.float32(alpha))])
-        return _activation(g, g.node("Add", [own, other]), layer.activation)
-    if kind == "upsample":
-        stride = int(_option(section, "stride", "2"))
-        scale = float(_option(section, "scale", "1"))
-        if stride < 0:
-            raise _Unexportable("upsample with a negative stride (downsampling)")
-        y = g.node("Resize", [x, "", g.constant("scales", np.array([1, 1, stride, stride], np.float32))],
-                   mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor")
-        return y if scale == 1 else g.node("Mul", [y, g.constant("scale", np.float32(scale))])
-    if kind == "softmax":
-        if "tree" in section.options:
-            raise _Unexportable("softmax over a class tree")
-        groups = int(_option(section, "groups", "1"))  # each of groups runs of inputs/groups values
-        temperature = float(_option(section, "temperature", "1"))
-        flat = g.node("Reshape", [x, g.constant("shape", np.array([-1, groups, layer.inputs // groups], np.int64))])
-        if temperature != 1:
-            flat = g.node("Div", [flat, g.constant("temperature", np.float32(temperature))])
-        y = g.node("Softmax", [flat], axis=2)
-        return g.node("Reshape", [y, g.constant("shape", np.array([-1, *_shape(layer)], np.int64))])
-    if kind == "flatten":
-        return g.node("Reshape", [x, g.constant("shape", np.array([-1, *_shape(layer)], np.int64))])
-    if kind == "reorg":
-        return _reorg(g, x, layer, section)
-    if kind == "activation":
-        y = _activation(g, x, layer.activation)
-        return y if y != x else g.node("Identity", [x])
-    if kind in ("dropout", "cost"):
-        return g.node("Identity", [x])
-    if kind == "yolo":
-        return _yolo_like(g, x, layer, section, region=False)
-    if kind == "region":
-        return _yolo_like(g, x, layer, section, region=True)
-    raise _Unexportable(f"[{kind}] has no ONNX export")
+class _Site(NamedTuple):
+    """Layer ``i`` where it is exported: the graph so far, the layer, its cfg section and
+    its floats as stored (``transposed``: a [connected] layer's weights), every layer."""
+
+    g: _Graph
+    i: int
+    layer: object
+    section: object
+    floats: np.ndarray
+    transposed: bool
+    net_layers: list
+
+    @property
+    def x(self) -> str:
+        """The layer's input: the previous layer's output tensor."""
+        return self.g.tensor[self.i - 1]
+
+
+def _convolutional(s: _Site) -> str:
+    if int(_option(s.section, "binary", "0")) or int(_option(s.section, "xnor", "0")):
+        raise _Unexportable("binary/xnor convolutions")
+    layer, g = s.layer, s.g
+    weights, biases = _affine(layer, s.floats, s.transposed)
+    k = layer.size
+    weights = weights.reshape(layer.filters, layer.input_shape[0] // layer.groups, k, k)
+    # darknet's output size (h + 2 pad - size) / stride + 1: symmetric padding
+    y = g.node("Conv", [s.x, g.constant("W", weights.astype(np.float32)), g.constant("B", biases.astype(np.float32))],
+               kernel_shape=[k, k], strides=[layer.stride] * 2, pads=[layer.pad] * 4, group=layer.groups)
+    return _activation(g, y, layer.activation)
+
+
+def _deconvolutional(s: _Site) -> str:
+    layer, g = s.layer, s.g
+    weights, biases = _affine(layer, s.floats, s.transposed)
+    k = layer.size
+    weights = weights.reshape(layer.input_shape[0], layer.filters, k, k)  # darknet: [c][n][k*k]
+    # darknet's output size (h - 1) stride + size - 2 pad
+    y = g.node("ConvTranspose", [s.x, g.constant("W", weights.astype(np.float32)),
+                                 g.constant("B", biases.astype(np.float32))],
+               kernel_shape=[k, k], strides=[layer.stride] * 2, pads=[layer.pad] * 4)
+    return _activation(g, y, layer.activation)
+
+
+def _connected(s: _Site) -> str:
+    layer, g = s.layer, s.g
+    weights, biases = _affine(layer, s.floats, s.transposed)
+    if s.transposed:
+        weights = weights.T
+    flat = g.node("Flatten", [s.x], axis=1)
+    y = g.node("Gemm", [flat, g.constant("W", weights.astype(np.float32)),
+                        g.constant("B", biases.astype(np.float32))], transB=1)
+    y = _activation(g, y, layer.activation)
+    return g.node("Reshape", [y, g.constant("shape", np.array([-1, layer.outputs, 1, 1], np.int64))])
+
+
+def _maxpool(s: _Site) -> str:
+    layer = s.layer
+    size, stride = layer.size, layer.stride
+    padding = int(_option(s.section, "padding", str(size - 1)))
+    if layer.output_shape[1:] != tuple((d + padding - size) // stride + 1 for d in layer.input_shape[1:]):
+        raise _Unexportable("maxpool whose output size is not darknet's rule")
+    # darknet's windows start at -padding/2: the rest of the padding goes after
+    return s.g.node("MaxPool", [s.x], kernel_shape=[size, size], strides=[stride, stride],
+                    pads=[padding // 2, padding // 2, padding - padding // 2, padding - padding // 2])
+
+
+def _route(s: _Site) -> str:
+    layers = [int(v) for v in _option(s.section, "layers", "").split(",")]
+    groups, group_id = int(_option(s.section, "groups", "1")), int(_option(s.section, "group_id", "0"))
+    parts = []
+    for ref in layers:
+        index = ref if ref >= 0 else s.i + ref
+        source = s.g.tensor[index]
+        if groups > 1:
+            c = s.net_layers[index].output_shape[0] // groups
+            source = _slice(s.g, source, group_id * c, (group_id + 1) * c, axis=1)
+        parts.append(source)
+    return parts[0] if len(parts) == 1 else s.g.node("Concat", parts, axis=1)
+
+
+def _shortcut(s: _Site) -> str:
+    g, layer = s.g, s.layer
+    ref = int(_option(s.section, "from", "0"))
+    index = ref if ref >= 0 else s.i + ref
+    alpha, beta = float(_option(s.section, "alpha", "1")), float(_option(s.section, "beta", "1"))
+    other = g.tensor[index] if beta == 1 else g.node("Mul", [g.tensor[index], g.constant("beta", np.float32(beta))])
+    if s.net_layers[index].output_shape != layer.output_shape:
+        other = _resampled(g, other, s.net_layers[index].output_shape, layer.output_shape)
+        if alpha != 1:
+            raise _Unexportable("shortcut with alpha between differently sized layers")
+    own = s.x if alpha == 1 else g.node("Mul", [s.x, g.constant("alpha", np.float32(alpha))])
+    return _activation(g, g.node("Add", [own, other]), layer.activation)
+
+
+def _upsample(s: _Site) -> str:
+    g = s.g
+    stride = int(_option(s.section, "stride", "2"))
+    scale = float(_option(s.section, "scale", "1"))
+    if stride < 0:
+        raise _Unexportable("upsample with a negative stride (downsampling)")
+    y = g.node("Resize", [s.x, "", g.constant("scales", np.array([1, 1, stride, stride], np.float32))],
+               mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+    return y if scale == 1 else g.node("Mul", [y, g.constant("scale", np.float32(scale))])
+
+
+def _softmax(s: _Site) -> str:
+    g, layer = s.g, s.layer
+    if "tree" in s.section.options:
+        raise _Unexportable("softmax over a class tree")
+    groups = int(_option(s.section, "groups", "1"))  # each of groups runs of inputs/groups values
+    temperature = float(_option(s.section, "temperature", "1"))
+    flat = g.node("Reshape", [s.x, g.constant("shape", np.array([-1, groups, layer.inputs // groups], np.int64))])
+    if temperature != 1:
+        flat = g.node("Div", [flat, g.constant("temperature", np.float32(temperature))])
+    y = g.node("Softmax", [flat], axis=2)
+    return g.node("Reshape", [y, g.constant("shape", np.array([-1, *_shape(layer)], np.int64))])
+
+
+def _identity(s: _Site) -> str:
+    return s.g.node("Identity", [s.x])
+
+
+def _activation_layer(s: _Site) -> str:
+    y = _activation(s.g, s.x, s.layer.activation)
+    return y if y != s.x else _identity(s)
+
+
+# Each layer type the exporter knows -> the ONNX nodes it becomes (its output tensor).
+EXPORTERS: Dict[str, Callable[[_Site], str]] = {
+    "convolutional": _convolutional, "deconvolutional": _deconvolutional, "connected": _connected,
+    "maxpool": _maxpool, "avgpool": lambda s: s.g.node("GlobalAveragePool", [s.x]),
+    "route": _route, "shortcut": _shortcut, "upsample": _upsample, "softmax": _softmax,
+    "flatten": lambda s: s.g.node("Reshape", [s.x, s.g.constant("shape", np.array([-1, *_shape(s.layer)],
+                                                                                   np.int64))]),
+    "reorg": lambda s: _reorg(s.g, s.x, s.layer, s.section),
+    "activation": _activation_layer,
+    "dropout": _identity, "cost": _identity,
+    "yolo": lambda s: _yolo_like(s.g, s.x, s.layer, s.section, region=False),
+    "region": lambda s: _yolo_like(s.g, s.x, s.layer, s.section, region=True),
+}
+
+
+def _layer(site: _Site) -> str:
+    """The ONNX nodes of a layer; returns its output tensor."""
+    exporter = EXPORTERS.get(site.layer.type)
+    if exporter is None:
+        raise _Unexportable(f"[{site.layer.type}] has no ONNX export")
+    return exporter(site)
 
 
 def _shape(layer) -> tuple:
@@ -350,7 +400,8 @@ def export(cfg: PathLike, weights: PathLike, path: PathLike, *, opset: int = DEF
     problems = []
     for i, layer in enumerate(layers):
         try:
-            g.tensor[i] = _layer(g, i, layer, sections[i], stored.layers[i], stored.header.transposed, layers)
+            g.tensor[i] = _layer(_Site(g, i, layer, sections[i], stored.layers[i], stored.header.transposed,
+                                       layers))
         except _Unexportable as reason:
             problems.append(f"layer {i}, {cfg_file.where(sections[i])}: {reason}")
             g.tensor[i] = g.tensor[i - 1]
