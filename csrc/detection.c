@@ -12,6 +12,8 @@
 #include "stb_image.h"
 #include "stb_image_write.h"
 
+#include "checked_alloc.h"  /* a failed allocation is an OutOfMemoryError, as in upstream's code */
+
 static image as_image(const pdn_image *im)
 {
     image out = {im->w, im->h, im->c, im->data};
@@ -278,9 +280,7 @@ int pdn_detect(network *net, const pdn_image *images, int n, const pdn_preproces
             inside = -1;
             if (nms) apply_nms(net, dets, nboxes, classes, nms);
             allocated += nboxes * classes;
-            pdn_detection *grown = realloc(found, sizeof(pdn_detection) * (allocated ? allocated : 1));
-            if (!grown) darknet_fail(DARKNET_ERR_MEMORY, "out of memory for %d detections", allocated);
-            found = grown;
+            found = realloc(found, sizeof(pdn_detection) * (allocated ? allocated : 1));  /* or OutOfMemoryError */
             collect(dets, nboxes, classes, b, thresh, found, count);
             free_detections(dets, nboxes);
             dets = NULL;
@@ -303,7 +303,6 @@ int pdn_classify(network *net, const pdn_image *im, const pdn_preprocessing *pre
     float *volatile input = NULL;
     PDN_GUARDED_AT_BATCH(net, 1, verbose, err, free(input), {
         input = calloc(net->inputs, sizeof(float));
-        if (!input) darknet_fail(DARKNET_ERR_MEMORY, "out of memory for the network input");
         prepare_input(net, im, pre, 1, input);
         float *predictions = network_predict(net, input);
         if (net->hierarchy) hierarchy_predictions(predictions, net->outputs, net->hierarchy, 1, 1);
@@ -332,7 +331,6 @@ int pdn_draw(const pdn_image *im, const pdn_detection *found, int count, char **
         group = calloc(count ? count : 1, sizeof(int));
         dets = calloc(count ? count : 1, sizeof(detection));
         names = calloc(classes, sizeof(char *));
-        if (!dets || !names || !group) darknet_fail(DARKNET_ERR_MEMORY, "out of memory for %d detections", count);
         for (i = 0; i < count; ++i) {
             const pdn_detection *d = &found[i];
             if (d->class_id < 0 || d->class_id >= classes) {
@@ -345,7 +343,6 @@ int pdn_draw(const pdn_image *im, const pdn_detection *found, int count, char **
             }
             if (j == made) {
                 dets[j].prob = calloc(classes, sizeof(float));
-                if (!dets[j].prob) darknet_fail(DARKNET_ERR_MEMORY, "out of memory for %d classes", classes);
                 dets[j].bbox.x = d->x; dets[j].bbox.y = d->y; dets[j].bbox.w = d->w; dets[j].bbox.h = d->h;
                 dets[j].classes = classes;
                 dets[j].objectness = d->objectness;

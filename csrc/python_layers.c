@@ -8,6 +8,8 @@
 #include "option_list.h"
 #include "parser.h"
 
+#include "checked_alloc.h"  /* charged to the load's budget, swept with a failed section */
+
 const char *pdn_warnings(void)
 {
     return darknet_warnings();

@@ -132,6 +132,17 @@ def test_python_layer_in_the_middle_of_a_network(tmp_path, python_layers):
         np.testing.assert_array_equal(b.predict(x).reshape(3, -1), expected)
 
 
+def test_a_python_layers_buffers_count_against_the_memory_budget(tmp_path, python_layers):
+    """A Python layer's output (here 4 x 1000 x 1000 floats, 16 MB) is charged to the
+    network's memory budget like any layer's: over it, OutOfMemoryError at load."""
+    python_layers("widen", output_shape=lambda shape, params: (4, 1000, 1000), forward=lambda x, params: None)
+    cfg = write(tmp_path, "wide.cfg", NET.format(w=6, h=6, c=3) + "[widen]\n")
+    with pytest.raises(pydarknet.OutOfMemoryError, match=r"more memory than its budget allows .* at .*python_layers\.c"):
+        pydarknet.Network(cfg, max_memory=8_000_000)
+    with pydarknet.Network(cfg, max_memory=64_000_000) as net:
+        assert net.output_shape == (4, 1000, 1000)
+
+
 def test_python_layer_with_params_at_the_end_of_resnet18(tmp_path, python_layers):
     def scale(x, params):
         return x * np.float32(params["factor"])
