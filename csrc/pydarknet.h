@@ -1,6 +1,7 @@
 /* The C API that pydarknet's Python code calls: the cffi cdef (read by
- * pydarknet/source/ffi_builder.py) and the header the glue (glue.c, network.c, devices.c,
- * detection.c, python_layers.c) is compiled against, so the compiler checks that both agree. Plain declarations only: cffi's parser takes no preprocessor. */
+ * pydarknet/source/ffi_builder.py) and the header the glue (glue.c, network.c,
+ * devices.c, detection.c, python_layers.c) is compiled against, so the compiler
+ * checks that both agree. Plain declarations only: cffi's parser takes no preprocessor. */
 
 typedef struct network network;
 

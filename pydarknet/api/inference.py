@@ -19,7 +19,7 @@ import numpy as np
 from .. import limits
 from . import zoo
 from ..runtime.devices import device_index, device_name, present
-from ..runtime.drawing import annotation_targets, drawn, save_jpeg
+from ..runtime.drawing import annotation_targets
 from ..runtime.images import Image, ImageSource, load_image
 from ..runtime.network import Network
 from ..runtime.results import Classification, Detection, Result
@@ -157,7 +157,7 @@ def detect_batch(model: ModelSpec, images: Sequence[ImageSource], *, thresh: flo
                        thresh, hier_thresh, nms)
     for result, target in zip(results, targets):
         if target is not None:
-            save_jpeg(drawn(result.image, result.detections, net.classes), target)
+            result.save(target)
     return [result.detections for result in results]
 
 

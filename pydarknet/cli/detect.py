@@ -81,8 +81,8 @@ def _names(text: str) -> List[str]:
 
 
 def _output_names(sources: List, out: Optional[Path], suffix: str):
-    """OUT/stem for images, OUT/stem-FRAME for video frames (``suffix`` added by the
-    writer); refused before any work when two inputs would write the same file or an
+    """OUT/stem + suffix for images, OUT/stem-FRAME + suffix for video frames; refused
+    before any work when two inputs would write the same file or an
     output would replace an input (``--out`` onto the photos' own folder)."""
     if out is None:
         return None
@@ -107,7 +107,7 @@ def _output_names(sources: List, out: Optional[Path], suffix: str):
         if match and match.group(1) in videos:
             raise ValueError(f"{printable(source)} and the frames of {printable(videos[match.group(1)])} would both "
                              f"be written as {printable(str(out / stem))}{suffix}; give inputs with different names")
-    return lambda r: out / (_stem(r.source) if r.frame is None else f"{_stem(r.source)}-{r.frame:06d}")
+    return lambda r: out / ((_stem(r.source) if r.frame is None else f"{_stem(r.source)}-{r.frame:06d}") + suffix)
 
 
 def _stem(source) -> str:
@@ -236,9 +236,9 @@ def run(args) -> int:
                 if coco:
                     coco.add(result)
                 if labels:
-                    _write_labels(_suffixed(labels(result), ".txt"), result)
+                    _write_labels(labels(result), result)
                 if annotate:
-                    written = result.save(_suffixed(annotate(result), ".jpg"), labels=args.labels)
+                    written = result.save(annotate(result), labels=args.labels)
             if stdout_open and (args.json or result.error is None):
                 try:
                     print_record(result.to_json()) if args.json else _print_table(result, written)
@@ -261,8 +261,3 @@ def run(args) -> int:
     if coco:
         coco.write()
     return 1 if failed else 0
-
-
-def _suffixed(path: Path, suffix: str) -> Path:
-    """OUT/stem (the stem may hold dots) with ``suffix`` added."""
-    return path.with_name(path.name + suffix)

@@ -44,10 +44,7 @@ def cmd_info(args) -> int:
     from ..api import zoo
     from ..runtime.network import Network
 
-    cfg = Path(args.model)
-    if zoo.is_zoo_name(args.model):  # a converted model's cfg is there once it is converted
-        model = zoo.get(args.model)
-        cfg = zoo.files(args.model).cfg if isinstance(model, zoo.ConvertedModel) else model.cfg_path()
+    cfg = zoo.cfg_file(args.model) if zoo.is_zoo_name(args.model) else Path(args.model)
     net = warned(Network(cfg, args.weights, fold_bn=False, device=args.device))  # the layers as the files have them
     print(f"{cfg}: input {'x'.join(map(str, net.input_shape))}, batch {net.batch}, {net.classes} classes, "
           f"on {_device_line(net.device)}")

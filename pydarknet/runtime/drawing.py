@@ -67,8 +67,13 @@ def draw(image: ImageSource, detections: Sequence, channel_order: str = "RGB",
     ``draw_detections`` (see ``drawn``; ``labels``: "name", "conf" or "none"): a height x
     width x 3 uint8 array in ``channel_order`` (that of a uint8 array you pass: "BGR"
     for OpenCV, whose ``cv2.imshow`` then shows it as is)."""
-    result = drawn(load_image(image, channel_order), detections, classes, labels).to_uint8()
-    return np.ascontiguousarray(result[:, :, ::-1]) if channel_order == "BGR" else result
+    return pixels(drawn(load_image(image, channel_order), detections, classes, labels), channel_order)
+
+
+def pixels(image: Image, channel_order: str) -> np.ndarray:
+    """``image`` as a height x width x 3 uint8 array in ``channel_order``."""
+    array = image.to_uint8()
+    return np.ascontiguousarray(array[:, :, ::-1]) if channel_order == "BGR" else array
 
 
 def save_jpeg(image: Image, path: PathLike) -> Path:

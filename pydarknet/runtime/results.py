@@ -122,8 +122,9 @@ class Result:
         """The image with the detections drawn as upstream draws them, labelled by class
         name ("name"), name and confidence ("conf") or not at all ("none"): a height x
         width x 3 uint8 array in ``channel_order``."""
-        pixels = self._drawn(labels).to_uint8()
-        return np.ascontiguousarray(pixels[:, :, ::-1]) if channel_order == "BGR" else pixels
+        from .drawing import pixels
+
+        return pixels(self._drawn(labels), channel_order)
 
     def save(self, path: Union[str, "os.PathLike[str]"], labels: str = "name") -> Path:
         """The drawn image (see ``draw``) as a JPEG file at ``path``, written all or nothing."""
