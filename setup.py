@@ -65,7 +65,10 @@ FORCED_HEADERS = ("console.h", "checked_alloc.h")
 # Our C compiled like upstream's sources (it uses their headers): darknet's error
 # handling, the thread count and our CPU kernels (installed through layer.forward) in
 # every build, and each compute backend's module in the builds that choose it.
-UPSTREAM_SIDE_SOURCES = ("darknet_error.c", "backend/parallel.c", "backend/cpu.c", "backend/winograd.c")
+UPSTREAM_SIDE_SOURCES = ("darknet_error.c", "backend/parallel.c", "backend/cpu.c", "backend/winograd.c",
+                         *(f"upstream/{name}.c" for name in ("cfg_numbers", "cfg_sections", "cfg_checks",
+                                                             "weights_io", "bn_folding", "cblas_gemm",
+                                                             "diou_nms", "layer_free", "yolo_fork")))
 BACKEND_SOURCES = {"onednn": ("backend/onednn.c",)}
 # CPU backends: what each computes with (docs/cpu.md).
 BACKENDS = ("onednn", "openblas", "none")
@@ -212,12 +215,13 @@ class BuildConfig:
         """nvcc for upstream's kernels: the host side compiled like upstream's C."""
         host = ["-fPIC", *VISIBILITY, "-O3"]
         return [str(self.cuda.nvcc), "-O3", "-std=c++17", "-DGPU", "-DCUDNN", f"-I{tree / 'include'}",
-                f"-I{tree / 'src'}", *(f"-I{d}" for d in self.cuda.include_dirs()),
+                f"-I{tree / 'src'}", f"-I{CSRC / 'upstream'}", *(f"-I{d}" for d in self.cuda.include_dirs()),
                 *self.cuda.gencode(self.cuda_arch), "-Xcompiler", ",".join(host)]
 
     def upstream_flags(self, tree):
         flags = ["-std=gnu11", "-fPIC", *OPTIMIZE, *VISIBILITY, *UPSTREAM_WARNINGS,
-                 f"-I{CSRC / 'override'}", f"-I{CSRC / 'backend'}", f"-I{tree / 'include'}", f"-I{tree / 'src'}",
+                 *(f"-I{CSRC / folder}" for folder in ("override", "backend", "upstream")),
+                 f"-I{tree / 'include'}", f"-I{tree / 'src'}",
                  *(arg for header in FORCED_HEADERS for arg in ("-include", str(CSRC / header)))]
         return flags + self.blas_flags() + self.openmp_flags() + self.cuda_flags() + self.sanitize_flags()
 
@@ -264,7 +268,7 @@ class BuildDarknet(build_ext):
         self.write_build_info(config, stamp, temp)
         binding_source = ffi_builder.write_source(CSRC / "pydarknet.h", temp / "_darknet_cffi.c")
         ext.sources = [str(binding_source), *(str(CSRC / name) for name in GLUE_SOURCES)]
-        ext.include_dirs = [str(CSRC), str(temp), str(tree / "include"), str(tree / "src")]
+        ext.include_dirs = [str(CSRC), str(CSRC / "upstream"), str(temp), str(tree / "include"), str(tree / "src")]
         ext.extra_objects = [str(o) for o in objects]
         # Relink whenever upstream objects or the build info change (cffi leaves its
         # generated source untouched when identical, so sources alone would not tell).

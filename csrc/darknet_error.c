@@ -1,6 +1,7 @@
-/* Darknet's recoverable errors and warnings (declared in darknet.h by patches 0001,
- * 0006 and 0012): darknet_fail() records the error and jumps back to the handler the
- * host pushed, or prints it and exits as upstream's CLI did when none is pushed.
+/* Darknet's recoverable errors and warnings (declared in upstream/darknet_additions.h,
+ * called by patches recoverable-errors and unused-key-warnings): darknet_fail()
+ * records the error and jumps back to the handler the host pushed, or prints it and
+ * exits as upstream's CLI did when none is pushed.
  * Compiled with upstream's sources. */
 #include <stdarg.h>
 #include <stdio.h>

@@ -171,7 +171,7 @@ static int save_jpeg(image im, const char *path)
 }
 
 /* The NMS the network's last detection layer asks for: a [yolo] head may choose DIoU
- * (nms_kind, patch 0058); everything else is upstream's IoU. */
+ * (nms_kind, patch diou-nms); everything else is upstream's IoU. */
 static void apply_nms(network *net, detection *dets, int n, int classes, float thresh)
 {
     int i;

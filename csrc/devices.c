@@ -90,7 +90,7 @@ int pdn_network_device(network *net)
 }
 
 /* Where the parser puts the next network made on this thread (upstream's per-thread
- * gpu_index, patch 0050): -1 the CPU, else that CUDA device, made current. */
+ * gpu_index, patch per-thread-gpu-state): -1 the CPU, else that CUDA device, made current. */
 void pdn_choose_device(int device)
 {
 #ifdef GPU

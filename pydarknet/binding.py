@@ -85,12 +85,12 @@ ffi, lib = _darknet.ffi, _darknet.lib
 _check_sources(ffi.string(lib.pdn_build_info()).decode())
 threads_source = cpus.set_default_threads(lib.pdn_set_num_threads)  # what set_num_threads() may then change
 
-# darknet_error_code (include/darknet.h, patches 0001 and 0049) -> exception class
+# darknet_error_code (include/darknet.h, patches recoverable-errors and recoverable-cuda-errors) -> exception class
 _ERRORS = {lib.DARKNET_ERR_FILE: errors.FileError, lib.DARKNET_ERR_CFG: errors.CfgError,
            lib.DARKNET_ERR_WEIGHTS: errors.WeightsError, lib.DARKNET_ERR_IMAGE: errors.ImageError,
            lib.DARKNET_ERR_MEMORY: errors.OutOfMemoryError, lib.DARKNET_ERR_INTERNAL: errors.InternalError,
            lib.DARKNET_ERR_DEVICE: errors.DeviceError}
-# bn_denominator (patch 0014): the runtimes a Darknet fold can be made for
+# bn_denominator (patch bn-free-weights): the runtimes a Darknet fold can be made for
 FOLD_TARGETS = {"cpu": lib.BN_DENOMINATOR_CPU, "gpu": lib.BN_DENOMINATOR_GPU}
 
 _pending = threading.local()

@@ -298,7 +298,7 @@ layers=-1,-2
 def test_cpu_yolo_kernel_matches_upstreams_own(tmp_path, variant):
     """[yolo]: logistic on x, y, objectness and classes, w and h left raw, per anchor;
     AlexeyAB's scale_x_y on the centres, and no logistic at all with new_coords
-    (patches 0054, 0055)."""
+    (patches yolo-scale-xy, yolo-new-coords)."""
     cfg, weights = write_model(tmp_path, """[net]
 width=20
 height=12

@@ -1,5 +1,5 @@
 """BatchNorm folding of Darknet models: the file tool (python -m pydarknet.fold_bn),
-the C path (patch 0014: Network.fold_batchnorm, save_weights(fold_bn=True)), and
+the C path (patch bn-free-weights: Network.fold_batchnorm, save_weights(fold_bn=True)), and
 outputs of upstream's runtime before and after."""
 
 import subprocess

@@ -193,7 +193,7 @@ NET = "[net]\nwidth={w}\nheight={h}\nchannels={c}\n\n"
 CONV = "[convolutional]\nfilters={n}\nsize=3\npad=1\nbatch_normalize=1\nactivation=leaky\n\n"
 # One small network per layer type that has GPU code, each after a convolution (so
 # that there are weights), but [crop], which reads an RGB image (its GPU code scales
-# the first three channels in place); FLATTEN is ours (patch 0011).
+# the first three channels in place); FLATTEN is ours (patch flatten-layer).
 CROP = "[crop]\ncrop_height=6\ncrop_width=6\nflip=0\nangle=0\nsaturation=1\nexposure=1\n\n"
 LAYER_CASES = {
     "convolutional groups": "[convolutional]\nfilters=8\nsize=3\ngroups=2\nstride=2\npad=1\nactivation=relu\n\n",
@@ -307,7 +307,7 @@ def test_two_networks_in_two_threads(official):
 @pytest.mark.parametrize("name", ["yolov4-tiny-3l", "yolov4-csp", "yolov4-csp-swish", "yolov7"])
 def test_fork_cfgs_on_the_gpu(tmp_path, name):
     """route groups, scale_x_y, new_coords, mish and swish in the GPU kernels (patches
-    0053-0056): each [yolo] head's input and output as on the CPU."""
+    route-groups to mish-swish-activations): each [yolo] head's input and output as on the CPU."""
     from test_modern_cfgs import CFGS, small
 
     cfg = small(CFGS / f"{name}.cfg", 160, tmp_path)

@@ -1,5 +1,5 @@
 """The cfgs of AlexeyAB's fork (yolov4, scaled-YOLOv4, yolov7): route groups, scale_x_y,
-new_coords, mish and swish (patches 0053-0057), checked against OpenCV DNN 4.x, which runs
+new_coords, mish and swish (the fork's patches, route-groups to mish-swish-activations), checked against OpenCV DNN 4.x, which runs
 them all. yolov4-tiny with its official weights; the others (copies in tests/cfgs/, see
 ORIGIN.md) with random, well-scaled weights at a small input size."""
 
@@ -99,7 +99,7 @@ def test_yolov4_tiny_detections_are_opencvs(yolov4_tiny):
 
 
 def test_letter_box_0_resizes_as_opencvs_users_do(yolov4_tiny, tmp_path):
-    """[net] letter_box=0 (patch 0059): the image is resized, not letterboxed, and the
+    """[net] letter_box=0 (patch letter-box): the image is resized, not letterboxed, and the
     boxes map back to it; OpenCV's blobFromImage resizes the same way (with its own
     resampling: confidences agree to 0.05, boxes to 4 pixels). Letterboxed, the
     boxes of this 768x576 image land elsewhere."""
@@ -118,7 +118,7 @@ def test_letter_box_0_resizes_as_opencvs_users_do(yolov4_tiny, tmp_path):
 
 
 def test_nms_kind_is_read(yolov4_tiny, tmp_path):
-    """nms_kind (patch 0058): greedynms and diounms load, anything else is a cfg error."""
+    """nms_kind (patch diou-nms): greedynms and diounms load, anything else is a cfg error."""
     text = yolov4_tiny[0].read_text()
     for kind in ("diounms", "cornersnms"):
         (tmp_path / f"{kind}.cfg").write_text(text.replace("nms_kind=greedynms", f"nms_kind={kind}"))

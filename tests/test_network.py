@@ -238,7 +238,7 @@ def test_layer_times(tmp_path):
 
 def test_loading_weights_skips_only_the_random_init_they_replace(tmp_path):
     """Parsing for a weights file skips the random initialisation the file overwrites
-    (patch 0031; the parity tests check what loaded networks compute), but a dontload
+    (patch skip-replaced-random-init; the parity tests check what loaded networks compute), but a dontload
     layer, which the file does not fill, keeps upstream's random weights."""
     cfg = tmp_path / "dontload.cfg"
     cfg.write_text("[net]\nwidth=8\nheight=8\nchannels=3\n\n[convolutional]\nfilters=4\nsize=3\nstride=1\n"

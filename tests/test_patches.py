@@ -75,8 +75,11 @@ def _one_hunk_patch(pristine, shift=0, context_edit=None):
         start = int(old[1:].split(",")[0])
         text = text.replace(header, header.replace(old, f"-{start + shift},{old.split(',')[1]}")
                             .replace(new, f"+{start + shift},{new.split(',')[1]}"))
-    if context_edit:
-        text = text.replace(*context_edit, 1)
+    if context_edit:  # the first context line changed
+        lines = text.split("\n")
+        first = next(i for i, l in enumerate(lines) if l.startswith("@@")) + 1
+        lines[first] += " /* fuzz */"
+        text = "\n".join(lines)
     return patches.parse_patch("9999-test.patch", text.encode())
 
 
@@ -92,7 +95,7 @@ def test_patch_needing_an_offset_is_refused(pristine):
 
 
 def test_patch_needing_fuzz_is_refused(pristine):
-    patch = _one_hunk_patch(pristine, context_edit=(" #include", " #include /* fuzz */"))
+    patch = _one_hunk_patch(pristine, context_edit=True)
     with pytest.raises(patches.PatchError, match=r"hunk #1 .*fuzz is refused"):
         patches.apply_patch(pristine, patch)
 
@@ -164,3 +167,74 @@ def test_prepared_tree_is_reused_only_while_the_stamp_matches(tmp_path):
 def test_make_patch_refuses_binary_files():
     with pytest.raises(patches.PatchError, match="a.png is binary"):
         patches.make_patch("Description: t", {"a.png": b"\x89PNG\0data"}, {})
+
+
+# -- the series as hooks (issue 28) ------------------------------------------------------
+
+
+def test_no_patch_removes_a_line_another_added(pristine):
+    assert patches.rewrites(pristine, patches.load_series(SERIES)) == []
+
+
+def test_a_patch_rewriting_an_earlier_one_is_found(pristine):
+    first = _one_hunk_patch(pristine)
+    fixed = {"src/list.c": patches.apply_patch(pristine, first)["src/list.c"]}
+    after = {"src/list.c": fixed["src/list.c"].replace(b"list *make_list(void)", b"list *make_list (void)")}
+    second = patches.parse_patch("9999-fixup.patch", patches.make_patch("Description: f", fixed, after))
+    found = patches.rewrites(pristine, [first, second])
+    assert len(found) == 1 and found[0].startswith("9999-fixup.patch: src/list.c removes a line of 9999-test.patch")
+
+
+def test_series_adds_no_file_but_flattens(pristine):
+    added = {d.path for p in patches.load_series(SERIES) for d in p.files if d.old_path is None}
+    assert added == {"src/flatten_layer.c", "src/flatten_layer.h", "src/flatten_layer_kernels.cu"}
+
+
+def test_series_is_at_most_2500_lines():
+    lines = sum(len(p.read_bytes().splitlines()) for p in SERIES.iterdir())
+    assert lines <= 2500, lines
+
+
+def test_lint_catches_long_header_lines_and_number_gaps(tmp_path):
+    series = tmp_path / "series_dir"
+    shutil.copytree(SERIES, series)
+    names = patches.series_names(series)
+    text = (series / names[0]).read_text()
+    (series / names[0]).write_text(text.replace("Author: pydarknet developers", "Author: " + "x" * 80, 1))
+    gap = names[-1].replace(names[-1][:4], f"{len(names) + 1:04d}")
+    (series / names[-1]).rename(series / gap)
+    (series / "series").write_text("".join(n + "\n" for n in names[:-1] + [gap]))
+    problems = patches.lint(series)
+    assert any(p.startswith(f"{names[0]}: header line") for p in problems)
+    assert "series numbers are not 0001, 0002, ... without gaps" in problems
+
+
+def test_refresh_rewrites_a_patch_and_rebases_the_next(pristine, tmp_path):
+    series = tmp_path / "series_dir"
+    shutil.copytree(SERIES, series)
+    names = patches.series_names(series)
+    target = names[1]
+    tree = patches.apply_series(pristine, patches.load_series(series)[:2])
+    # one line added at the top of a file the target patches: later patches' lines move
+    path = next(d.path for d in patches.load_series(series)[1].files)
+    tree[path] = b"/* refreshed */\n" + tree[path]
+    written = patches.refresh(target, tree, pristine, series, today="2026-12-31")
+    assert target in written
+    refreshed = (series / target).read_text()
+    assert "Last-Update: 2026-12-31" in refreshed and "+/* refreshed */" in refreshed
+    final = patches.apply_series(pristine, patches.load_series(series))  # later ones still apply
+    assert final[path].startswith(b"/* refreshed */\n") or path not in final
+    assert patches.lint(series) == []
+    assert not list(series.glob("*.tmp*")) and not list(series.glob(".*"))
+    # the later patches of that file moved down a line: re-diffed; the others are as they were
+    moved = {p.name for p in patches.load_series(SERIES)[2:] if any(d.path == path for d in p.files)}
+    assert set(written) == {target} | moved
+    with pytest.raises(patches.PatchError, match=f"takes the next number, {len(names) + 1:04d}"):
+        patches.refresh("0999-late.patch", final, pristine, series, description="x")
+
+
+def test_docs_list_the_series_in_order():
+    text = (SERIES.parent / "docs" / "patches.md").read_text()
+    listed = [line.split("|")[1].strip() for line in text.splitlines()
+              if line.startswith("| ") and line.split("|")[1].strip()[:4].isdigit()]
+    assert listed == [name[:-len(".patch")] for name in patches.series_names(SERIES)]

@@ -265,7 +265,7 @@ static void forward_cpu_upsample(layer l, network net)
 
 /* [yolo] in inference: upstream's forward_yolo_layer() on the threads, without zeroing
  * the deltas, which only training reads: the logistic activations (none with new_coords,
- * whose convolution applied them, patch 0055), then scale_x_y on the centres (0054). */
+ * whose convolution applied them, patch yolo-new-coords), then scale_x_y on the centres (yolo-scale-xy). */
 static void forward_cpu_yolo(layer l, network net)
 {
     const int map = l.w*l.h, entries = 4 + 1 + l.classes;  /* x, y, w, h, objectness, classes */

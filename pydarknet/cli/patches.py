@@ -2,6 +2,7 @@
 
     pydarknet patches check           # apply all to pristine upstream, in memory
     pydarknet patches apply DIR       # write pristine + series to DIR (--upto NAME to stop early)
+    pydarknet patches refresh NAME DIR  # rewrite patch NAME from the edited tree DIR
 
 Works in a source checkout before anything is built (``python -m pydarknet patches``).
 A patch that does not apply, a tree that differs and lint findings are failed checks
@@ -29,11 +30,15 @@ def _cmd_check(args) -> int:
     series = patches.load_series(args.series)
     with tempfile.TemporaryDirectory() as work:
         files = patches.pristine_files(args.source, Path(work))
+    pristine = files
     for patch in series:
         files = patches.apply_patch(files, patch)
         print(f"ok    {patch.name}")
     print(f"all {len(series)} patches apply exactly")
-    return 0
+    found = patches.rewrites(pristine, series)
+    for problem in found:
+        print(problem)
+    return 1 if found else 0
 
 
 def _cmd_apply(args) -> int:
@@ -78,6 +83,17 @@ def _cmd_status(args) -> int:
     return 1
 
 
+def _cmd_refresh(args) -> int:
+    with tempfile.TemporaryDirectory() as work:
+        pristine = patches.pristine_files(args.source, Path(work))
+    tree = upstream.read_directory(Path(args.dir))
+    tree.pop(patches.STAMP_NAME, None)
+    for name in patches.refresh(args.name, tree, pristine, args.series, args.description):
+        print(f"wrote {args.series / name}")
+    print("next: pydarknet patches check")
+    return 0
+
+
 def _cmd_lint(args) -> int:
     problems = patches.lint(args.series)
     for problem in problems:
@@ -88,7 +104,7 @@ def _cmd_lint(args) -> int:
 
 
 def add_command(sub, formatter) -> None:
-    cmd = subcommand(sub, "patches", "list, check, apply or lint our patch series on upstream", __doc__,
+    cmd = subcommand(sub, "patches", "list, check, apply, refresh or lint our patch series on upstream", __doc__,
                      formatter)
     cmd.add_argument("--series", type=Path, default=None,
                      help="folder with the series file (default: ./darknet_patches, else the installed copy)")
@@ -103,6 +119,12 @@ def add_command(sub, formatter) -> None:
         action.add_argument("--source", help="upstream directory or tarball instead of the usual channels")
         if name == "apply":
             action.add_argument("--upto", metavar="NAME", help="stop after this patch (to edit and refresh it)")
+    refresh = actions.add_parser("refresh", help="rewrite patch NAME (or add a new one) from an edited tree")
+    refresh.add_argument("name", help="patch file name, e.g. 0003-checked-weights-io.patch")
+    refresh.add_argument("dir", help="upstream tree with the series up to NAME (all of it for a new NAME) "
+                         "plus your edits")
+    refresh.add_argument("--description", help="DEP-3 Description of a new patch")
+    refresh.add_argument("--source", help="upstream directory or tarball instead of the usual channels")
     actions.add_parser("lint", help="series and patch files agree; DEP-3 headers present")
     cmd.set_defaults(handler=run)
 
@@ -110,5 +132,5 @@ def add_command(sub, formatter) -> None:
 def run(args) -> int:
     args.series = args.series or patches.default_series_dir()
     handler = {"list": _cmd_list, "check": _cmd_check, "apply": _cmd_apply,
-               "status": _cmd_status, "lint": _cmd_lint}[args.action]
+               "status": _cmd_status, "refresh": _cmd_refresh, "lint": _cmd_lint}[args.action]
     return handler(args)

@@ -21,7 +21,7 @@ from ..errors import CfgError, FileError, WeightsError
 
 PathLike = Union[str, "os.PathLike[str]"]
 #: Layer types whose batch normalization folds into their own weights and biases
-#: (patch 0014's can_fold_batchnorm).
+#: (patch bn-free-weights's can_fold_batchnorm).
 FOLDABLE = ("convolutional", "deconvolutional", "connected")
 _STRIPPED = str.maketrans("", "", " \t\n\r")  # the characters upstream's strip() removes
 
@@ -195,7 +195,7 @@ class Weights:
         floats = np.frombuffer(data, dtype="<f4", offset=header.size)
         bounds = np.cumsum([0, *n_params])
         bad = np.flatnonzero(~np.isfinite(floats))
-        if bad.size:  # as the C loader refuses them (patch 0034)
+        if bad.size:  # as the C loader refuses them (patch checked-weights-io)
             layer = int(np.searchsorted(bounds, bad[0], side="right")) - 1
             kind = "NaN" if np.isnan(floats[bad[0]]) else "infinite"
             raise WeightsError(f"the value at byte {header.size + 4 * int(bad[0])} is {kind} "

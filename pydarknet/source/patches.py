@@ -22,12 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from .. import atomic
 from . import upstream
 
 Files = Dict[str, bytes]
 DEP3_REQUIRED = ("Description", "Author", "Forwarded", "Last-Update")
 PATCH_NAME = re.compile(r"\d{4}-[a-z0-9][a-z0-9-]*\.patch")
 STAMP_NAME = ".pydarknet-stamp.json"
+HEADER_WIDTH = 80
 NO_NEWLINE = b"\\ No newline at end of file"
 
 
@@ -187,7 +189,7 @@ def _nearest_match(content: List[bytes], wanted: List[bytes], start: int) -> Opt
 def apply_patch(files: Files, patch: Patch, allow_offset: bool = False) -> Files:
     """A new tree with patch applied exactly; PatchError names the patch, file and hunk.
 
-    allow_offset is for refreshing the series only (tools/refresh_patch.py): a hunk
+    allow_offset is for refreshing the series only (``patches refresh``): a hunk
     whose context moved is applied where it now is, so the patch can be re-diffed.
     """
     result = dict(files)
@@ -304,7 +306,12 @@ def prepare_tree(dest: Path, series_dir: Path, work: Path, log: upstream.Log = u
     return stamp
 
 
-# --- writing patches (used by tools/refresh_patch.py) -----------------------------------
+# --- writing patches (``pydarknet patches refresh``) ------------------------------------
+
+# Lines of context around each change. Application is exact at the line a hunk names, on
+# a verified pinned tree, so context only confirms the place: one line does that, and
+# keeps the series about our changes rather than upstream's neighbouring lines.
+CONTEXT = 1
 
 
 def _range(start: int, length: int) -> str:
@@ -320,7 +327,7 @@ def _diff_lines(prefix: bytes, lines: List[bytes]) -> List[bytes]:
     return out
 
 
-def unified_diff(path: str, old: Optional[bytes], new: Optional[bytes], context: int = 3) -> bytes:
+def unified_diff(path: str, old: Optional[bytes], new: Optional[bytes], context: int = CONTEXT) -> bytes:
     """A unified diff of one file in the a/ b/ form this module applies."""
     a, b = split_lines(old or b""), split_lines(new or b"")
     out = [
@@ -388,6 +395,11 @@ def lint(series_dir: Path) -> List[str]:
         for key in DEP3_REQUIRED:
             if not patch.header.get(key):
                 problems.append(f"{name}: DEP-3 header lacks '{key}:'")
+        for number, line in enumerate(header_text(patch.data).splitlines(), 1):
+            if len(line) > HEADER_WIDTH:
+                problems.append(f"{name}: header line {number} is over {HEADER_WIDTH} columns")
+    if [name[:4] for name in names] != [f"{i:04d}" for i in range(1, len(names) + 1)]:
+        problems.append("series numbers are not 0001, 0002, ... without gaps")
     return problems
 
 
@@ -403,3 +415,76 @@ def pristine_files(source: Optional[str], work: Path) -> Files:
     except upstream.UpstreamError as exc:
         print(f"warning: {exc}", file=sys.stderr)
     return files
+
+
+def rewrites(files: Files, series: Sequence[Patch]) -> List[str]:
+    """Lines a patch removes that an earlier patch added: each patch should change
+    upstream's own lines only, so that no patch needs another to be read."""
+    owners = {path: [None] * len(split_lines(data)) for path, data in files.items()}
+    found = []
+    for patch in series:
+        for diff in patch.files:
+            line_owners = owners.get(diff.old_path, []) if diff.old_path else []
+            shift = 0
+            for hunk in diff.hunks:
+                pos = (hunk.old_start - 1 if hunk.old_len else hunk.old_start) + shift
+                lines = iter(line_owners[pos:pos + hunk.old_len])
+                new_owners = []
+                for tag, text in hunk.lines:
+                    if tag == "+":
+                        new_owners.append(patch.name)
+                        continue
+                    owner = next(lines)
+                    if tag == "-" and owner is not None:
+                        found.append(f"{patch.name}: {diff.path} removes a line of {owner}: "
+                                     f"{text.decode('utf-8', 'replace').strip()[:60]}")
+                    if tag == " ":
+                        new_owners.append(owner)
+                line_owners[pos:pos + hunk.old_len] = new_owners
+                shift += hunk.new_len - hunk.old_len
+            if diff.old_path:
+                owners.pop(diff.old_path, None)
+            if diff.new_path:
+                owners[diff.new_path] = line_owners
+    return found
+
+
+def refresh(name: str, tree: Files, pristine: Files, series_dir: Path, description: Optional[str] = None,
+            today: Optional[str] = None) -> List[str]:
+    """Rewrite patch NAME (or append a new one) as the difference between pristine plus
+    the patches before it and TREE; later patches whose context only moved are re-diffed
+    to their new line numbers. Returns the files written."""
+    import datetime
+    names = series_names(series_dir)
+    series = load_series(series_dir)
+    new = name not in names
+    if new and not PATCH_NAME.fullmatch(name):
+        raise PatchError(f"{name}: a new patch is named NNNN-lowercase-words.patch")
+    if new and not description:
+        raise PatchError(f"{name} is a new patch: give its description")
+    if new and name[:4] != f"{len(names) + 1:04d}":
+        raise PatchError(f"{name}: a new patch takes the next number, {len(names) + 1:04d}")
+    before_patches = series if new else series[:names.index(name)]
+    before = apply_series(pristine, before_patches)
+    today = today or datetime.date.today().isoformat()
+    if new:
+        header = (f"Description: {description}\nAuthor: pydarknet developers\n"
+                  f"Forwarded: not-needed (upstream is no longer maintained)\nLast-Update: {today}\n")
+    else:
+        header = "\n".join(f"Last-Update: {today}" if line.startswith("Last-Update:") else line
+                           for line in header_text((series_dir / name).read_bytes()).splitlines())
+    written = {name: make_patch(header, before, tree)}
+    parse_patch(name, written[name])  # what we write must read back
+    current = tree
+    for later in series[len(before_patches) + (0 if new else 1):]:
+        moved = apply_patch(current, later, allow_offset=True)
+        rebased = make_patch(header_text(later.data), current, moved)
+        if rebased != later.data:
+            written[later.name] = rebased
+        current = moved
+    if new:
+        written["series"] = "".join(n + "\n" for n in names + [name]).encode()
+    with atomic.replacing(*(series_dir / file_name for file_name in written)) as temps:
+        for temp, data in zip(temps, written.values()):
+            temp.write_bytes(data)
+    return list(written)
