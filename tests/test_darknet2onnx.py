@@ -38,8 +38,9 @@ def test_export_equals_pydarknet_on_onnxruntime(tmp_path, name, outputs):
     assert darknet_to_onnx.export(cfg, weights, path) == outputs
     model = onnx.load(path)
     assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
-    differences = darknet_to_onnx.verify(cfg, weights, path, batches=(1, 2))
-    assert len(differences) == 2 * len(outputs) and max(differences.values()) <= 1e-4, differences
+    check = darknet_to_onnx.verify(cfg, weights, path, batches=(1, 2))
+    assert check.compared == 2 * len(outputs) and check.inputs == 3 and check.runtime == "onnxruntime"
+    assert check.ok and check.relative <= 1e-4, check
 
 
 @pytest.mark.network
@@ -49,7 +50,7 @@ def test_fixed_batch_and_the_api(tmp_path):
         assert pydarknet.export_onnx(net, None, tmp_path / "fixed.onnx", batch=2) == ["yolo_16", "yolo_23"]
     model = onnx.load(tmp_path / "fixed.onnx")
     assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_value == 2
-    assert max(darknet_to_onnx.verify(cfg, weights, tmp_path / "fixed.onnx", batches=(2,)).values()) <= 1e-4
+    assert darknet_to_onnx.verify(cfg, weights, tmp_path / "fixed.onnx", batches=(2,)).ok
 
 
 def test_deconvolution_reorg_and_softmax_groups(tmp_path):
@@ -64,10 +65,10 @@ def test_deconvolution_reorg_and_softmax_groups(tmp_path):
     with pydarknet.Network(cfg) as net:
         weights = write_random_weights(net, tmp_path / "mix.weights", seed=2)
     darknet_to_onnx.export(cfg, weights, tmp_path / "mix.onnx")
-    assert max(darknet_to_onnx.verify(cfg, weights, tmp_path / "mix.onnx").values()) <= 1e-4
+    assert darknet_to_onnx.verify(cfg, weights, tmp_path / "mix.onnx").ok
     cfg, weights = model_files("yolov2", tmp_path)
     darknet_to_onnx.export(cfg, weights, tmp_path / "yolov2.onnx")
-    assert max(darknet_to_onnx.verify(cfg, weights, tmp_path / "yolov2.onnx", batches=(1,)).values()) <= 1e-4
+    assert darknet_to_onnx.verify(cfg, weights, tmp_path / "yolov2.onnx", batches=(1,)).ok
 
 
 @pytest.mark.network
@@ -119,7 +120,8 @@ def test_command_line_verifies_and_follows_the_error_convention(tmp_path):
     done = subprocess.run([sys.executable, "-m", "pydarknet.darknet2onnx", str(cfg), str(weights),
                            "-o", str(tmp_path / "m.onnx"), "--verify"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert "region_15 @ 1" in done.stdout and "region_15 @ 2" in done.stdout
+    assert "check (onnxruntime, 3 random inputs, 2 outputs compared): largest difference in region_15 (batch" \
+        in done.stdout and done.stdout.rstrip().endswith(": ok")
     missing = subprocess.run([sys.executable, "-m", "pydarknet", "to-onnx", str(cfg), str(tmp_path / "no.weights"),
                               "-o", str(tmp_path / "x.onnx")], capture_output=True, text=True)
     assert missing.returncode == 2 and missing.stderr.startswith("pydarknet: error: ")

@@ -38,7 +38,7 @@ def run_child(code: str, memory_mb: int = 0, timeout: int = 120) -> subprocess.C
                           text=True, timeout=timeout)
 
 
-# -- cfg: sizes and parameters checked before a layer is made (patches 0032, 0033) ----
+# -- cfg: sizes and parameters checked before a layer is made (patches strict-cfg-numbers, checked-layer-sizes) ----
 
 SIZE_CASES = {
     "input overflows int": ("", dict(w=65536, h=65536, c=1), "width x height x channels"),
@@ -189,7 +189,7 @@ def test_failed_detection_layer_loads_do_not_leak(tmp_path):
                                      "[crnn]\noutput_filters=64\nhidden_filters=64"])
 def test_recurrent_layers_free_their_sublayers(tmp_path, section):
     """gru, lstm, rnn and crnn make their sublayers with malloc; freeing the network
-    left them (patch 0044; found by fuzzing, a gru of output=4 leaked ~140 KB a load).
+    left them (patch free-layer-parts; found by fuzzing, a gru of output=4 leaked ~140 KB a load).
     Resident size in a child: 300 loads of a network with ~1 MB of sublayers."""
     path = cfg_file(tmp_path, "[convolutional]\nfilters=4\nsize=1\n\n" + section + "\n", w=8, h=8, c=4)
     code = f"""
@@ -209,7 +209,7 @@ def test_recurrent_layers_free_their_sublayers(tmp_path, section):
     assert growth < 8 * 2**20, f"resident size grew {growth} bytes over 300 loads"
 
 
-# (cfg body, net shape, max_memory): sections that fail after allocating (patch 0045,
+# (cfg body, net shape, max_memory): sections that fail after allocating (patch free-failed-sections,
 # found by fuzzing): anchors malformed after [yolo] made its layer; a [gru] whose third
 # sublayer exceeds the budget; a workspace past the budget once every layer is made
 FAILING_SECTIONS = {
@@ -274,7 +274,7 @@ def test_network_memory_budget(tiny_cfg):
         pydarknet.Network(tiny_cfg, max_memory=0)
 
 
-# -- weights: non-finite values refused (patch 0034) ------------------------------
+# -- weights: non-finite values refused (patch checked-weights-io) ------------------------------
 
 def test_nan_in_weights_is_refused_with_the_layer(tmp_path, tiny_cfg, tiny_weights):
     data = bytearray(tiny_weights.read_bytes())
@@ -303,7 +303,7 @@ def test_wrapped_header_version_reads_the_same_in_c_and_python(tmp_path, tiny_cf
     pydarknet.Network(tiny_cfg, bad).close()
 
 
-# -- NaN and thresholds on the detection path (patch 0035) --------------------------
+# -- NaN and thresholds on the detection path (patch layer-crash-fixes) --------------------------
 
 def test_nan_never_reaches_the_detection_arrays(official):
     cfg, weights = official
@@ -554,7 +554,7 @@ CAFFE_CASES = ["group0", "stride0", "poolstride0", "eltwise1", "notop", "concat"
 
 @pytest.mark.parametrize("case", CAFFE_CASES)
 def test_malformed_caffe_models_give_caffe_errors(tmp_path, case):
-    from caffe_models import NetBuilder
+    from support.caffe_models import NetBuilder
 
     b = NetBuilder(shape=(3, 8, 8), seed=1)
     c1 = b.conv("conv1", "data", "conv1", 4)
@@ -604,10 +604,11 @@ def test_absurd_blob_dims_are_a_caffe_error():
         blob_array(blob)
 
 
-def test_nan_counts_as_the_worst_difference():
+@pytest.mark.parametrize("nan_first", [False, True])  # a later finite output must not replace it
+def test_nan_counts_as_the_worst_difference(nan_first):
     from pydarknet.transforms import folding
 
     pairs = [("a", np.ones(4), np.ones(4) + 1e-3), ("b", np.ones(4), np.full(4, np.nan))]
-    worst = folding.compare(pairs, "test", 1)
+    worst = folding.compare(pairs[::-1] if nan_first else pairs, "test", 1)
     assert worst.worst == "b" and not worst.ok
     assert math.isnan(worst.relative)

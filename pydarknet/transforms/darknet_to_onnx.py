@@ -9,7 +9,6 @@ exported exactly is an error listing every such layer, and nothing is written.
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, NamedTuple, Optional, Union
@@ -19,7 +18,7 @@ import numpy as np
 from .. import atomic
 from ..errors import ConversionError, optional
 from ..formats.darknet import Cfg, Weights, split_affine
-from . import fold_darknet
+from . import fold_darknet, folding
 
 PathLike = Union[str, "os.PathLike[str]"]
 DEFAULT_OPSET = 13
@@ -439,17 +438,16 @@ def export(cfg: PathLike, weights: PathLike, path: PathLike, *, opset: int = DEF
     return [output.name for output in outputs]
 
 
-def verify(cfg: PathLike, weights: PathLike, path: PathLike, *, batches=(1, 2), seed: int = 0) -> Dict[str, float]:
+def verify(cfg: PathLike, weights: PathLike, path: PathLike, *, batches=(1, 2), seed: int = 0) -> folding.CheckResult:
     """Each output of the ONNX file on onnxruntime against pydarknet on the same random
-    inputs: the largest difference as a fraction of the output's range, per output and
-    batch ("yolo_16 @ 2": ...); infinite where either side has a NaN or an infinity
-    the other does not equal."""
+    inputs, at each batch size: the worst difference relative to that output's largest
+    value, as every check of a written model reports it (a NaN on either side fails)."""
     from ..runtime.network import Network
 
     onnxruntime = optional("onnxruntime", "--verify (the model on onnxruntime)", "onnxruntime")
     session = onnxruntime.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"])
     names = [output.name for output in session.get_outputs()]
-    found = {}
+    pairs = []
     for batch in batches:
         with Network(cfg, weights, batch=batch) as net:
             x = np.random.default_rng(seed + batch).random((batch, *net.input_shape), dtype=np.float32)
@@ -458,7 +456,5 @@ def verify(cfg: PathLike, weights: PathLike, path: PathLike, *, batches=(1, 2), 
             if name in ("boxes", "scores"):  # decoded: the tests check them against detect()
                 continue
             expected = ours[int(name.rsplit("_", 1)[1])].reshape(theirs.shape)
-            spread = float(expected.max() - expected.min()) or 1.0
-            difference = float(np.abs(theirs - expected).max()) / spread
-            found[f"{name} @ {batch}"] = difference if math.isfinite(difference) else math.inf
-    return found
+            pairs.append((f"{name} (batch {batch})", expected, theirs))
+    return folding.compare(pairs, "onnxruntime", sum(batches))

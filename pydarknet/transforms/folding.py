@@ -8,6 +8,7 @@ runtime's own denominator, computed here in float64 and stored as float32.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
@@ -113,6 +114,11 @@ class CheckResult:
         return text
 
 
+def _worse(relative: float, than: float) -> bool:
+    """NaN is the worst difference: no later output may replace it."""
+    return not math.isnan(than) and (math.isnan(relative) or relative > than)
+
+
 def compare(pairs: Sequence[Tuple[str, np.ndarray, np.ndarray]], runtime: str, inputs: int) -> CheckResult:
     """Compare (name, reference, folded) outputs; the result is the worst of them."""
     worst = None
@@ -121,7 +127,7 @@ def compare(pairs: Sequence[Tuple[str, np.ndarray, np.ndarray]], runtime: str, i
         diff = float(np.abs(reference - np.asarray(folded, dtype=np.float64)).max(initial=0.0))
         magnitude = float(np.abs(reference).max(initial=0.0))
         result = CheckResult(runtime, inputs, len(pairs), name, diff, magnitude)
-        if worst is None or not result.relative <= worst.relative:  # NaN counts as the worst
+        if worst is None or _worse(result.relative, worst.relative):
             worst = result
     if worst is None:
         raise ValueError("no outputs to compare")
