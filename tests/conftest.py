@@ -3,7 +3,6 @@ repository root with the ``pytest`` command, as the README says)."""
 
 from __future__ import annotations
 
-import sys
 import tempfile
 from pathlib import Path
 
@@ -15,8 +14,7 @@ from pydarknet.source import upstream
 
 REPO = Path(__file__).resolve().parent.parent
 SERIES = REPO / "darknet_patches"
-sys.path.insert(0, str(REPO / "tools"))
-from random_weights import write_random_weights  # noqa: E402  (re-exported for the tests)
+from support.random_weights import write_random_weights  # noqa: E402  (re-exported for the tests)
 
 try:
     pydarknet.build_info()

@@ -14,7 +14,7 @@ from pydarknet.transforms import fold_caffe
 from pydarknet.formats.caffe import messages, write_model
 from pydarknet.errors import CaffeError, ConversionError
 
-from caffe_models import NetBuilder, as_v1, resnet18, untransposed
+from support.caffe_models import NetBuilder, as_v1, resnet18, untransposed
 
 MAX, AVE = 0, 1
 
@@ -45,7 +45,7 @@ def sections(tmp_path):
 
 @pytest.mark.parametrize("kernel,pad,stride,group,bias", [
     (3, 1, 1, 1, True), (3, 0, 2, 1, False), (5, 2, 1, 2, True), (3, 1, 2, 4, False),
-    (1, 0, 2, 1, True), (1, 1, 1, 1, False)])  # 1x1 strided / padded: patch 0016
+    (1, 0, 2, 1, True), (1, 1, 1, 1, False)])  # 1x1 strided / padded: patch strided-pointwise-convolution
 def test_convolution(tmp_path, kernel, pad, stride, group, bias):
     b = NetBuilder(shape=(4, 9, 9))
     b.conv("conv", "data", "conv", 8, kernel=kernel, group=group, bias=bias, pad=pad, stride=stride)

@@ -10,7 +10,7 @@ from pydarknet.transforms import fold_caffe
 from pydarknet.formats.caffe import messages, read_caffemodel, read_prototxt, write_model
 from pydarknet.errors import CaffeError, FileError
 
-from caffe_models import NetBuilder, as_v1, untransposed
+from support.caffe_models import NetBuilder, as_v1, untransposed
 
 
 

@@ -17,6 +17,7 @@ MUTATIONS = 60
 
 
 def test_every_target_has_a_corpus():
+    sys.path.insert(0, str(FUZZ.parent))
     from fuzz import TARGETS as ALL
     assert sorted(ALL) == TARGETS
 

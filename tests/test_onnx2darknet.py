@@ -1,5 +1,5 @@
 """onnx2darknet: PyTorch models exported to ONNX (tests/onnx/, made by
-tools/make_onnx_fixtures.py) and small graphs built with onnx's helpers, converted and
+tests/support/make_onnx_fixtures.py) and small graphs built with onnx's helpers, converted and
 run on both real runtimes — onnxruntime for the original, pydarknet for the conversion."""
 
 import json

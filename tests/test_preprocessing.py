@@ -15,7 +15,7 @@ from pydarknet import PreprocessingWarning, cli
 from pydarknet.errors import FileError
 from pydarknet.transforms import caffe_to_darknet, onnx_to_darknet
 
-from caffe_models import NetBuilder
+from support.caffe_models import NetBuilder
 from conftest import REPO
 
 TORCHVISION = {"mean": [0.485, 0.456, 0.406], "scale": [1 / 0.229, 1 / 0.224, 1 / 0.225]}

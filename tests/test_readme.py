@@ -112,8 +112,7 @@ def workspace(tmp_path_factory, official):
     yolov3-tiny weights, a small classifier (its random weights and 5 names stand in for
     an ImageNet one), the test suite's ONNX ResNet-18 (random weights) and a small Caffe
     model with BatchNorm."""
-    sys.path.insert(0, str(ROOT / "tools"))
-    from caffe_models import NetBuilder
+    from support.caffe_models import NetBuilder
 
     root = tmp_path_factory.mktemp("readme")
     dog, eagle = samples.path("dog.jpg"), samples.path("eagle.jpg")

@@ -36,11 +36,11 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tools"))
+sys.path[:0] = [str(ROOT / "tools"), str(ROOT / "tests")]  # our timing helpers, the tests' models
 
 import pydarknet  # noqa: E402
 from bench_forward import forward_times, interleaved_times, paired_ratio  # noqa: E402
-from caffe_models import resnet18  # noqa: E402
+from support.caffe_models import resnet18  # noqa: E402
 from pydarknet.api import zoo
 from pydarknet.source import upstream
 from pydarknet.transforms import caffe_to_darknet as convert  # noqa: E402

@@ -11,13 +11,16 @@ machine.)
 
 import argparse
 import statistics
+import sys
 import tempfile
 from pathlib import Path
 
-import pydarknet
-from bench_forward import forward_times, random_batch
-from pydarknet.api import zoo
-from random_weights import write_random_weights
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the tests' random weights
+
+import pydarknet  # noqa: E402
+from bench_forward import forward_times, random_batch  # noqa: E402
+from pydarknet.api import zoo  # noqa: E402
+from support.random_weights import write_random_weights  # noqa: E402
 
 
 def models(work: Path):

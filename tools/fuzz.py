@@ -43,7 +43,7 @@ from typing import Callable, Dict
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]  # the tests' random weights and Caffe models
 
 # Every network the fuzzer builds is small: a budget keeps one absurd input from taking
 # the machine (and makes "too large" a quick, typed answer).
@@ -133,7 +133,7 @@ activation=linear
 def _fixture(name: str) -> Path:
     """A cfg (and random weights for it) the argument targets share."""
     import pydarknet
-    from random_weights import write_random_weights
+    from support.random_weights import write_random_weights
 
     text = {"detector": TINY_DETECTOR, "weights": WEIGHTS_CFG}[name]
     cfg = _scratch() / f"{name}.cfg"
@@ -153,7 +153,7 @@ def _detector():
 
 @functools.lru_cache(maxsize=None)
 def _caffe_pair():
-    from caffe_models import NetBuilder
+    from support.caffe_models import NetBuilder
 
     b = NetBuilder(shape=(3, 8, 8), seed=1)
     b.conv("conv1", "data", "conv1", 4)
@@ -367,7 +367,7 @@ SEED_LAYERS = [
 
 def write_seeds(directory: Path) -> None:
     """A few inputs per target that reach deep into its code (the fuzzer mutates them)."""
-    from caffe_models import NetBuilder
+    from support.caffe_models import NetBuilder
 
     def put(target: str, name: str, data: bytes) -> None:
         folder = directory / target

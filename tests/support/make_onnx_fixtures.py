@@ -5,7 +5,7 @@ dynamo exporter, torch.onnx's default since PyTorch 2.9 (ReduceMean for adaptive
 pooling, BatchNorm already folded, opset 18 and up).
 
     python -m venv /tmp/torch && /tmp/torch/bin/pip install torch onnx numpy
-    /tmp/torch/bin/python tools/make_onnx_fixtures.py tests/onnx
+    /tmp/torch/bin/python tests/support/make_onnx_fixtures.py tests/onnx
 
 Weights and BatchNorm statistics are random (seeded), so folding has real work to do;
 the tests compare the converted models with onnxruntime, not with these modules.

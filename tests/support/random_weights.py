@@ -1,7 +1,7 @@
 """Write a Darknet weights file with random values for a cfg (a fixture maker for
 the tests and benchmarks: real-looking numbers without a trained model).
 
-    python tools/random_weights.py CFG OUT.weights [--seed 0]
+    python tests/support/random_weights.py CFG OUT.weights [--seed 0]
 """
 
 import argparse
