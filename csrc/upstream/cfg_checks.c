@@ -67,7 +67,7 @@ void require_image(size_params params, const char *type)
 }
 
 /* A detection layer reads its input as h x w x num x (fields per box): it must fit. */
-void check_detection_input(size_params params, long long boxes, long long fields)
+static void check_detection_input(size_params params, long long boxes, long long fields)
 {
     long long expected = mul64(boxes, fields);
     if(expected != params.inputs){
@@ -310,4 +310,98 @@ void check_shortcut(size_params params, int index)
                 "width and height must match or differ by the same integer factor",
                 index, from.out_w, from.out_h, from.out_c, params.w, params.h, params.c);
     }
+}
+
+/* mask: the anchors this layer uses, comma-separated (0: all of num) */
+void check_yolo(size_params params, int classes, int total, const char *mask)
+{
+    int num = total, i;
+    require_positive("classes", classes);
+    require_positive("num", total);
+    require_image(params, "yolo");
+    check_fits("the anchors (2 x num)", 2LL*total);
+    if(mask) for(num = 1, i = 0; mask[i]; ++i) num += mask[i] == ',';  /* the mask's length */
+    check_detection_input(params, mul64(params.h, params.w), mul64(num, classes + 5LL));
+}
+
+/* [route] layers=: the inputs as absolute indexes (to free()), each one before this
+ * layer, of the first one's width and height, with channels that groups divides; the
+ * output within Darknet's int sizes. */
+int *route_inputs(const char *text, size_params params, int groups, int group_id, int *count)
+{
+    if(!text) darknet_fail(DARKNET_ERR_CFG, "route needs layers=LAYER[,LAYER...]");
+    require_positive("groups", groups);
+    if(group_id < 0 || group_id >= groups){
+        darknet_fail(DARKNET_ERR_CFG, "group_id=%d: it must be 0..%d (groups=%d)", group_id, groups - 1, groups);
+    }
+    int n, i;
+    int *layers = option_int_list("layers", text, &n);
+    network *net = params.net;
+    long long channels = 0;
+    for(i = 0; i < n; ++i){
+        int absolute = layers[i] < 0 ? params.index + layers[i] : layers[i];
+        if(absolute < 0 || absolute >= params.index){
+            int written = layers[i];
+            free(layers);
+            layer_reference("layers", written, params.index);  /* fails, naming the reference */
+        }
+        layers[i] = absolute;
+        layer first = net->layers[layers[0]], next = net->layers[absolute];
+        if(next.out_w != first.out_w || next.out_h != first.out_h){
+            int first_index = layers[0];
+            free(layers);
+            darknet_fail(DARKNET_ERR_CFG, "route inputs differ in size: layer %d is %d x %d, layer %d is %d x %d "
+                    "(only the channels may differ)", first_index, first.out_w, first.out_h,
+                    absolute, next.out_w, next.out_h);
+        }
+        if(next.out_c % groups){
+            int bad = absolute, c = next.out_c;
+            free(layers);
+            darknet_fail(DARKNET_ERR_CFG, "groups=%d does not divide the %d channels of layer %d", groups, c, bad);
+        }
+        channels += next.outputs / groups;
+    }
+    if(mul64(channels, params.batch) > INT_MAX){
+        free(layers);
+        check_tensor("the output (batch x the inputs' outputs)", params.batch, 1, 1, channels);  /* fails */
+    }
+    *count = n;
+    return layers;
+}
+
+/* [net] width x height x channels, the default of inputs= */
+int net_image_floats(network *net)
+{
+    if(net->h < 0 || net->w < 0 || net->c < 0){
+        darknet_fail(DARKNET_ERR_CFG, "width, height and channels must not be negative");
+    }
+    /* in 64 bits: with channels=0 the product fits while height x width alone may not */
+    long long image_floats = mul64(mul64(net->h, net->w), net->c);
+    check_fits("width x height x channels", image_floats);
+    return (int)image_floats;
+}
+
+void check_net_inputs(network *net)
+{
+    if(net->inputs < 0) darknet_fail(DARKNET_ERR_CFG, "inputs must not be negative");
+    if(!net->inputs) darknet_fail(DARKNET_ERR_CFG, "no input size: give width, height and channels (or inputs)");
+    if(net->h && net->w && net->c && net->inputs != net->h * net->w * net->c){
+        darknet_fail(DARKNET_ERR_CFG, "inputs=%d disagrees with width x height x channels = %d",
+                net->inputs, net->h * net->w * net->c);
+    }
+}
+
+/* policy=steps: steps= and scales=, one scale per step */
+void read_steps(network *net, const char *steps, const char *scales)
+{
+    if(!steps || !scales) darknet_fail(DARKNET_ERR_CFG, "policy=steps needs steps= and scales=");
+    int n, n_scales;
+    /* freed with the network, also when a later check fails */
+    net->steps = option_int_list("steps", steps, &n);
+    net->scales = option_float_list("scales", scales, &n_scales);
+    if(n != n_scales){
+        darknet_fail(DARKNET_ERR_CFG, "policy=steps has %d steps but %d scales: give one scale per step",
+                n, n_scales);
+    }
+    net->num_steps = n;
 }

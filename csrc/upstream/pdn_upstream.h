@@ -27,7 +27,6 @@ long long mul64(long long a, long long b);  /* saturating */
 void check_fits(const char *what, long long count);
 void check_tensor(const char *what, long long batch, long long c, long long h, long long w);
 void require_image(size_params params, const char *type);
-void check_detection_input(size_params params, long long boxes, long long fields);
 void set_anchors(float *biases, const char *anchors, int capacity);
 int layer_reference(const char *key, int index, int current);
 void check_recurrent(size_params params, int output);
@@ -48,6 +47,12 @@ void check_maxpool(size_params params, int size, int stride, int padding);
 void check_normalization(size_params params, int size);
 void check_upsample(size_params params, int stride);
 void check_shortcut(size_params params, int index);
+void check_yolo(size_params params, int classes, int total, const char *mask);
+int *route_inputs(const char *text, size_params params, int groups, int group_id, int *count);
+/* [net]: width x height x channels (the default of inputs=), then inputs= itself */
+int net_image_floats(network *net);
+void check_net_inputs(network *net);
+void read_steps(network *net, const char *steps, const char *scales);
 
 /* weights_io.c: exact reads and writes of weights files (checked-weights-io), finite
  * values (checked-weights-io), a layer written with its batch normalization folded in
