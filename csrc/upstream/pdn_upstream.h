@@ -59,6 +59,7 @@ void read_steps(network *net, const char *steps, const char *scales);
  * (bn-free-weights). */
 void read_weights(void *dst, size_t size, size_t count, FILE *fp);
 void read_floats(float *dst, size_t count, FILE *fp);
+void check_weights_used(FILE *fp, const char *filename, int every_layer);
 void write_failed(FILE *fp);
 void write_weights(const void *src, size_t size, size_t count, FILE *fp);
 void save_folded_weights(layer l, FILE *fp, bn_denominator d);

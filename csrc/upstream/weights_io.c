@@ -45,6 +45,24 @@ void read_floats(float *dst, size_t count, FILE *fp)
     }
 }
 
+/* After the layers: a load of every layer must have used the whole file (a longer one
+ * belongs to another cfg). The error context goes back to none either way. */
+void check_weights_used(FILE *fp, const char *filename, int every_layer)
+{
+    darknet_set_context(filename, -1, -1);
+    if(every_layer){
+        long used = ftell(fp);
+        fseek(fp, 0, SEEK_END);
+        long size = ftell(fp);
+        if(size != used){
+            fclose(fp);
+            darknet_fail(DARKNET_ERR_WEIGHTS, "file is too long: the cfg uses %ld bytes, the file has %ld more; "
+                    "it belongs to another cfg", used, size - used);
+        }
+    }
+    darknet_set_context(0, -1, -1);
+}
+
 void write_failed(FILE *fp)
 {
     int saved = errno;
