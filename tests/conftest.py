@@ -3,7 +3,10 @@ repository root with the ``pytest`` command, as the README says)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import tempfile
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -175,3 +178,17 @@ def assert_same_detections(got, want, thresh=0.5):
 
 def random_input(shape, seed=0) -> np.ndarray:
     return np.random.default_rng(seed).random(shape, dtype=np.float32)
+
+
+def run_child(code: str, memory_mb: int = 0, timeout: int = 120) -> subprocess.CompletedProcess:
+    """``code`` in a fresh interpreter; if memory_mb is given, its address space capped at
+    memory_mb more than pydarknet and its libraries take once imported (a GPU build maps
+    hundreds of MB of CUDA libraries before any network exists)."""
+    prefix = textwrap.dedent(f"""
+        import resource, pydarknet.binding
+        with open("/proc/self/status") as status:
+            mapped = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize:"))
+        resource.setrlimit(resource.RLIMIT_AS, (mapped + {memory_mb * 2**20}, mapped + {memory_mb * 2**20}))
+    """) if memory_mb else ""
+    return subprocess.run([sys.executable, "-c", prefix + textwrap.dedent(code)], capture_output=True,
+                          text=True, timeout=timeout)
