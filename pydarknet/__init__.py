@@ -19,18 +19,18 @@ try:  # load the BLAS library the extension links to (found this way in a source
 except ImportError:
     pass
 
-from .errors import (CaffeError, CfgError, ConversionError, DarknetError, DependencyError, DeviceError, FileError,
-                     FoldError, ImageError, InternalError, OnnxError, OutOfMemoryError, WeightsError)
+from .errors import (CaffeError, CfgError, ConversionError, DarknetError, DatasetError, DependencyError, DeviceError,
+                     FileError, FoldError, ImageError, InternalError, OnnxError, OutOfMemoryError, WeightsError)
 
 __all__ = [
     "Network", "Layer", "load", "predict", "Result", "detect", "detect_batch", "detect_stream", "FrameResult",
     "draw", "classify", "Detection", "export_onnx",
-    "Classification", "load_image", "Image", "register_layer", "unregister_layer", "zoo",
+    "Classification", "load_image", "Image", "register_layer", "unregister_layer", "zoo", "evaluate", "Evaluation",
     "samples", "convert", "build_info", "upstream_path", "set_num_threads", "get_num_threads",
     "thread_policy", "__version__",
     "cuda_device_count", "DarknetError", "FileError", "CfgError", "WeightsError", "ImageError",
     "OutOfMemoryError", "InternalError", "DeviceError", "CaffeError", "OnnxError", "FoldError", "ConversionError",
-    "DependencyError",
+    "DependencyError", "DatasetError",
     "Preprocessing", "PreprocessingWarning",
 ]
 
@@ -45,6 +45,7 @@ _LAZY = {
     "register_layer": "runtime.layers", "unregister_layer": "runtime.layers",
     "cuda_device_count": "runtime.devices", "upstream_path": "runtime.samples",
     "export_onnx": "api.export", "Preprocessing": "formats.preprocessing",
+    "evaluate": "api.evaluation", "Evaluation": "api.evaluation",
     "PreprocessingWarning": "runtime.images",
 }
 # modules offered as attributes: pydarknet.zoo, .samples, .convert (Caffe and ONNX to Darknet),

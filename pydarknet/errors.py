@@ -64,6 +64,10 @@ class FoldError(DarknetError, ValueError):
     """A model cannot be folded as asked (the message says why)."""
 
 
+class DatasetError(DarknetError, ValueError):
+    """A dataset is unusable: a .data file, its image list, or COCO annotations."""
+
+
 class ConversionError(DarknetError, ValueError):
     """A model cannot be converted (the message lists every layer in the way)."""
 

@@ -110,9 +110,10 @@ def _video(path: Path, image: Path, frames: int = 3) -> None:
 def workspace(tmp_path_factory, official):
     """The files the examples name: photos (upstream's samples), a video, the
     yolov3-tiny weights, a small classifier (its random weights and 5 names stand in for
-    an ImageNet one), the test suite's ONNX ResNet-18 (random weights) and a small Caffe
-    model with BatchNorm."""
+    an ImageNet one), the test suite's ONNX ResNet-18 (random weights), a small Caffe
+    model with BatchNorm, and a labelled set (support/labelled.py)."""
     from support.caffe_models import NetBuilder
+    from support.labelled import coco_set, darknet_set
 
     root = tmp_path_factory.mktemp("readme")
     dog, eagle = samples.path("dog.jpg"), samples.path("eagle.jpg")
@@ -145,6 +146,8 @@ def workspace(tmp_path_factory, official):
     shutil.copy(prototxt, root / "deploy.prototxt")
     shutil.copy(caffemodel, root / "model.caffemodel")
     shutil.copy(caffemodel, root / "resnet.caffemodel")
+    darknet_set(root)  # coco.data, labelled/: dog.jpg and its labels
+    coco_set(root)  # instances.json, val/
     return root
 
 

@@ -114,7 +114,8 @@ def prefetched(items: Iterator, depth: int) -> Iterator:
         worker.join()
 
 
-def _chunks(items: Iterator[Input], size: int) -> Iterator[List[Input]]:
+def chunks(items: Iterator[Input], size: int) -> Iterator[List[Input]]:
+    """``items`` in lists of ``size`` (the last may be shorter)."""
     chunk: List[Input] = []
     for item in items:
         chunk.append(item)
@@ -131,7 +132,7 @@ def _results(net, sources, batch: int, errors: str, recursive: bool, channel_ord
         raise ValueError(f"errors must be 'raise' or 'yield', not {errors!r}")
     if not isinstance(sources, (list, tuple, Iterator)):  # one source (an array or a PIL image included)
         sources = [sources]
-    for chunk in _chunks(prefetched(decoded(sources, recursive, channel_order), 2 * batch), batch):
+    for chunk in chunks(prefetched(decoded(sources, recursive, channel_order), 2 * batch), batch):
         results = detected(net, chunk, **detections) if net.detector else classified(net, chunk, top)
         for item, result in zip(chunk, results):
             if item.error is not None and errors == "raise":

@@ -1,4 +1,4 @@
-"""The ``pydarknet`` command: detect | classify | info | fold-bn | convert | to-onnx | zoo | patches.
+"""The ``pydarknet`` command: detect | classify | info | fold-bn | convert | to-onnx | map | zoo | patches.
 
 One convention for all of them: a user error (bad input, a missing file, a model that
 does not fit) is one line on stderr, ``pydarknet: error: ...``, and exit status 2; a
@@ -17,7 +17,7 @@ from ..errors import DarknetError, DependencyError
 from ..api.zoo import ZooError
 from ..source.patches import PatchError
 from ..source.upstream import UpstreamError
-from . import convert, detect, fold_bn, patches, run, to_onnx, zoo
+from . import convert, detect, evaluate, fold_bn, patches, run, to_onnx, zoo
 from .common import close_stdout
 
 USER_ERRORS = (DarknetError, DependencyError, ZooError, UpstreamError, OSError, ValueError, TypeError)
@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     fold_bn.add_command(sub, formatter)
     convert.add_command(sub, formatter)
     to_onnx.add_command(sub, formatter)
+    evaluate.add_command(sub, formatter)
     zoo.add_command(sub, formatter)
     patches.add_command(sub, formatter)
     parser.commands = sub.choices  # name -> its parser, for parse()

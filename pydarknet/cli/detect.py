@@ -17,8 +17,9 @@ pixels); a failed input is {"source": ..., "error": ...}. --coco FILE writes the
 detections in COCO's results format (upstream's: category ids mapped to COCO's 91 for
 models with COCO's 80 classes, boxes clipped to the image; image_id the number at the
 end of each file name where every input has a distinct one, as COCO's own files do,
-else the position of the image or frame, from 1) and, beside it, FILE.images.json
-mapping each image_id to its file and frame. A bad input is one line on stderr and the
+else the position of the image or frame, from 1; with --coco-gt GT.json, ids and
+categories are the ground truth's, by file and class name) and, beside it,
+FILE.images.json mapping each image_id to its file and frame. A bad input is one line on stderr and the
 run goes on (--fail-fast stops there); images and frames run --batch at a time while
 the next ones are decoded. Nothing is written over an input. Ctrl-C stops the run
 (exit 130) and a reader that closes the output (| head) stops the printing; either
@@ -37,16 +38,11 @@ from typing import Dict, List, Optional
 
 from .. import atomic, limits
 from ..limits import LABEL_STYLES
+from ..api.coco import COCO_IDS, GroundTruth, records as coco_records
 from ..api.sources import is_video_name
 from ..errors import printable
 from .common import (checked, close_stdout, input_failed, input_name, model_options, network, print_record,
                      progress, sources_options, subcommand)
-
-# upstream's coco_ids (examples/detector.c): COCO's category id of each of its 80 classes
-COCO_IDS = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 27, 28, 31, 32,
-            33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59,
-            60, 61, 62, 63, 64, 65, 67, 70, 72, 73, 74, 75, 76, 77, 78, 79, 80, 81, 82, 84, 85, 86, 87, 88, 89, 90]
-
 
 def add_command(sub, formatter) -> None:
     probability, count = checked(limits.probability), checked(limits.positive_int)
@@ -56,6 +52,8 @@ def add_command(sub, formatter) -> None:
     model_options(cmd, "yolov3-tiny")
     cmd.add_argument("--json", action="store_true", help="JSON Lines: one record per image or frame")
     cmd.add_argument("--coco", type=Path, metavar="FILE", help="also write the detections in COCO results format")
+    cmd.add_argument("--coco-gt", type=Path, metavar="JSON",
+                     help="with --coco: image and category ids from this ground truth (by file and class name)")
     cmd.add_argument("--thresh", type=probability, default=0.5, help="report boxes above this confidence")
     cmd.add_argument("--hier-thresh", type=probability, default=0.5,
                      help="class-tree threshold (hierarchical models such as yolo9000)")
@@ -133,23 +131,28 @@ class _Coco:
     (FILE with suffix .images.json: id, file_name, frame, width, height), written
     together, also when the run stops early."""
 
-    def __init__(self, path: Path, sources: List):
-        """Checked before any work: the folder is there, and neither file is an input."""
+    def __init__(self, path: Path, sources: List, ground_truth: Optional[Path] = None):
+        """Checked before any work: the folder is there, neither file is an input, and
+        every input is an image of ``ground_truth`` where one is given."""
         if not path.parent.is_dir():
             raise ValueError(f"--coco {printable(str(path))}: the folder {printable(str(path.parent))} does not exist")
         self.inputs = [s for s in map(str, sources) if os.path.isfile(s)]
         self.files = (path, path.with_suffix(".images.json"))
         atomic.check_outputs(self.files, self.inputs)
-        self.numbered = _numbered_ids(sources)
+        self.truth = GroundTruth(ground_truth) if ground_truth else None
+        self.numbered = self.truth.ids_of(sources) if self.truth else _numbered_ids(sources)
         self.category = lambda c: c
         self.records: List[dict] = []
         self.images: List[dict] = []
 
     def for_model(self, net) -> "_Coco":
-        """Category ids mapped to COCO's 91 for a model with COCO's 80 classes."""
+        """Category ids: the ground truth's, by name; else COCO's 91 for a model with
+        COCO's 80 classes."""
         from ..runtime.samples import upstream_path
 
-        if net.labels == upstream_path("data/coco.names").read_text().split("\n")[:80]:
+        if self.truth:
+            self.category = self.truth.categories(net.labels)[0].get
+        elif net.labels == upstream_path("data/coco.names").read_text().split("\n")[:80]:
             self.category = lambda c: COCO_IDS[c]
         return self
 
@@ -157,11 +160,7 @@ class _Coco:
         image_id = self.numbered[result.source] if self.numbered else len(self.images) + 1
         self.images.append({"id": image_id, "file_name": printable(result.source), "frame": result.frame,
                             "width": result.width, "height": result.height})
-        for d in result.detections:
-            x1, y1 = max(d.x1, 0.0), max(d.y1, 0.0)
-            x2, y2 = min(d.x2, float(result.width)), min(d.y2, float(result.height))
-            self.records.append({"image_id": image_id, "category_id": self.category(d.class_id),
-                                 "bbox": [x1, y1, x2 - x1, y2 - y1], "score": round(d.confidence, 6)})
+        self.records += coco_records(result, image_id, self.category)
 
     def write(self) -> None:
         with atomic.replacing(*self.files, inputs=self.inputs) as (results, images):
@@ -214,7 +213,9 @@ def run(args) -> int:
     sources = list(expand(args.sources, args.recursive))
     annotate = _output_names(sources, args.out, ".jpg")
     labels = _output_names(sources, args.save_txt, ".txt")
-    coco = _Coco(args.coco, sources) if args.coco else None
+    if args.coco_gt and not args.coco:
+        raise ValueError("--coco-gt sets the ids of --coco's records: give --coco FILE too")
+    coco = _Coco(args.coco, sources, args.coco_gt) if args.coco else None
     net = network(args, batch=args.batch)
     coco = coco.for_model(net) if coco else None
     kept = _kept(args.classes, net.labels)

@@ -9,7 +9,7 @@ batch dimension dynamic unless --batch fixes it; ONNX's checker runs on every ex
 One output per [yolo]/[region] layer (else the last layer), named after it, holding the
 tensor the runtime holds there; --boxes adds the [yolo] heads decoded (boxes and
 per-class scores, before NMS). --verify runs the file on onnxruntime against pydarknet
-on random inputs and fails above 1e-4 of an output's range.
+on random inputs and fails above 1e-4 of an output's largest value, or on a NaN.
 """
 
 from __future__ import annotations

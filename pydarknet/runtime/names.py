@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence, Union
 
 from ..errors import FileError
+from ..formats.dataset import DataFile
 
 NamesSource = Optional[Union[str, "os.PathLike[str]", Sequence[str]]]
 
@@ -25,23 +26,9 @@ def _read_lines(path: Path) -> List[str]:
 
 
 def _names_from_data_file(path: Path) -> List[str]:
-    """The file named by `names=` (or `labels=`) in a .data file; relative paths are
-    tried against the current directory (as upstream does), then the .data file's."""
-    keys = {}
-    for number, line in enumerate(_read_lines(path), 1):
-        if line and not line.startswith(("#", ";")):
-            key, sep, value = line.partition("=")
-            if not sep:
-                raise ValueError(f"{path}:{number}: expected key=value, got {line!r}")
-            keys[key.strip()] = value.strip()
-    named = keys.get("names") or keys.get("labels")
-    if not named:
-        raise ValueError(f"{path}: no names= line saying where the class names are")
-    candidates = [Path(named)] if Path(named).is_absolute() else [Path(named), path.parent / named]
-    for candidate in candidates:
-        if candidate.is_file():
-            return _read_lines(candidate)
-    raise FileError(f"names={named} not found (looked at {', '.join(map(str, candidates))})", file=str(path))
+    """The file named by `names=` (or `labels=`) in a .data file."""
+    data = DataFile.read(path)
+    return _read_lines(data.file("names" if "names" in data.keys or "labels" not in data.keys else "labels"))
 
 
 def load_names(source: NamesSource) -> List[str]:
