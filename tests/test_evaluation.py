@@ -4,6 +4,7 @@ and the dataset rules (.data files, label paths, label files)."""
 
 import json
 import math
+import shutil
 import subprocess
 import sys
 
@@ -14,6 +15,7 @@ import pydarknet
 from pydarknet.api.darknet_map import Candidates, figures
 from pydarknet.formats.dataset import DataFile, Labels, label_path
 
+from conftest import REPO
 from support.labelled import coco_set, darknet_set
 
 
@@ -185,3 +187,37 @@ def test_detect_coco_gt_refuses_images_it_does_not_have(dataset):
                           capture_output=True, text=True)
     assert done.returncode == 2 and "1 input(s) are not images of the ground truth" in done.stderr
     assert not (dataset / "r.json").exists()
+
+
+# -- against darknet detector map itself ----------------------------------------------------
+
+# AlexeyAB's darknet (master 59596d78, CPU build) `detector map` on upstream's seven sample
+# images with the labels of tests/labelled/ (see PROVENANCE.md there), both cfgs with
+# letter_box=0: the mAP it printed, and TP, FP, FN at 0.25
+DARKNET_DETECTOR_MAP = {
+    "yolov3-tiny": ({0: 0.073363, 11: 0.074648, 101: 0.073524}, (10, 14, 7)),
+    "yolov4-tiny": ({0: 0.125, 11: 0.125, 101: 0.125}, (17, 2, 0)),
+}
+
+
+@pytest.mark.network
+@pytest.mark.parametrize("model", sorted(DARKNET_DETECTOR_MAP))
+def test_darknet_convention_equals_detector_map(model, tmp_path):
+    from pydarknet.api import zoo
+
+    labelled = REPO / "tests" / "labelled"
+    (tmp_path / "img").mkdir()
+    for label in sorted(labelled.glob("*.txt")):
+        shutil.copy(label, tmp_path / "img" / label.name)
+        shutil.copy(pydarknet.samples.path(label.stem + ".jpg"), tmp_path / "img" / (label.stem + ".jpg"))
+    (tmp_path / "valid.txt").write_text("".join(f"{p}\n" for p in sorted((tmp_path / "img").glob("*.jpg"))))
+    (tmp_path / "coco.data").write_text(f"classes=80\nvalid={tmp_path / 'valid.txt'}\n")
+    files = zoo.files(model)
+    cfg = tmp_path / "resized.cfg"  # darknet detector map resizes without letter_box=1
+    cfg.write_text(files.cfg.read_text().replace("[net]", "[net]\nletter_box=0", 1))
+    expected, counts = DARKNET_DETECTOR_MAP[model]
+    with pydarknet.Network(cfg, files.weights, names=files.names) as net:
+        for points, darknet in expected.items():
+            result = pydarknet.evaluate(net, data=tmp_path / "coco.data", points=points)
+            assert result.map == pytest.approx(darknet, abs=1e-5), points  # darknet prints 6 decimals
+            assert (result.tp, result.fp, result.fn) == counts
