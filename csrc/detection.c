@@ -239,7 +239,7 @@ static void prepare_input(network *net, const pdn_image *im, const pdn_preproces
 int pdn_preprocess(network *net, const pdn_image *image, const pdn_preprocessing *pre, float *out,
                    pdn_error *err)
 {
-    PDN_GUARDED(0, err, (void)0, prepare_input(net, image, pre, 1, out));
+    PDN_GUARDED(0, err, (void)0, prepare_input(net, image, pre, net->letter_box, out));  /* as pdn_detect */
     return 0;
 }
 

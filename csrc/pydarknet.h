@@ -124,7 +124,8 @@ typedef struct {
     float scale[3];
 } pdn_preprocessing;
 
-/* The network input for one image (net->inputs floats into out). */
+/* The network input for one image (net->inputs floats into out), as pdn_detect prepares
+ * it (Darknet's preprocessing: letterboxed unless the cfg says letter_box=0). */
 int pdn_preprocess(network *net, const pdn_image *image, const pdn_preprocessing *pre, float *out,
                    pdn_error *err);
 

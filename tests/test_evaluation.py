@@ -200,18 +200,23 @@ DARKNET_DETECTOR_MAP = {
 }
 
 
+def _labelled_samples(root):
+    """Upstream's sample images with the labels of tests/labelled/, and their .data file."""
+    (root / "img").mkdir()
+    for label in sorted((REPO / "tests" / "labelled").glob("*.txt")):
+        shutil.copy(label, root / "img" / label.name)
+        shutil.copy(pydarknet.samples.path(label.stem + ".jpg"), root / "img" / (label.stem + ".jpg"))
+    (root / "valid.txt").write_text("".join(f"{p}\n" for p in sorted((root / "img").glob("*.jpg"))))
+    (root / "coco.data").write_text(f"classes=80\nvalid={root / 'valid.txt'}\n")
+    return root / "coco.data"
+
+
 @pytest.mark.network
 @pytest.mark.parametrize("model", sorted(DARKNET_DETECTOR_MAP))
 def test_darknet_convention_equals_detector_map(model, tmp_path):
     from pydarknet.api import zoo
 
-    labelled = REPO / "tests" / "labelled"
-    (tmp_path / "img").mkdir()
-    for label in sorted(labelled.glob("*.txt")):
-        shutil.copy(label, tmp_path / "img" / label.name)
-        shutil.copy(pydarknet.samples.path(label.stem + ".jpg"), tmp_path / "img" / (label.stem + ".jpg"))
-    (tmp_path / "valid.txt").write_text("".join(f"{p}\n" for p in sorted((tmp_path / "img").glob("*.jpg"))))
-    (tmp_path / "coco.data").write_text(f"classes=80\nvalid={tmp_path / 'valid.txt'}\n")
+    _labelled_samples(tmp_path)
     files = zoo.files(model)
     cfg = tmp_path / "resized.cfg"  # darknet detector map resizes without letter_box=1
     cfg.write_text(files.cfg.read_text().replace("[net]", "[net]\nletter_box=0", 1))
@@ -221,3 +226,24 @@ def test_darknet_convention_equals_detector_map(model, tmp_path):
             result = pydarknet.evaluate(net, data=tmp_path / "coco.data", points=points)
             assert result.map == pytest.approx(darknet, abs=1e-5), points  # darknet prints 6 decimals
             assert (result.tp, result.fp, result.fn) == counts
+
+
+@pytest.mark.network
+@pytest.mark.parametrize("model", ["yolov3-tiny", "yolov4-tiny"])  # do_nms_sort, and greedynms (DIoU)
+def test_an_onnx_export_scores_as_the_runtime(model, tmp_path):
+    """to-onnx --boxes on onnxruntime, with upstream's steps after it in Python, against the
+    runtime on the same labelled images (letterboxed): the same candidates, so the same
+    figures; a float32 difference between the runtimes could move a candidate across a
+    threshold on another machine, hence the tolerance."""
+    data = _labelled_samples(tmp_path)
+    subprocess.run([sys.executable, "-m", "pydarknet", "to-onnx", model, "-o", str(tmp_path / "m.onnx"), "--boxes"],
+                   check=True, capture_output=True)
+    with pydarknet.zoo.load(model) as net:
+        ours = pydarknet.evaluate(net, data=data)
+        exported = pydarknet.evaluate(net, data=data, onnx=tmp_path / "m.onnx")
+    assert exported.map == pytest.approx(ours.map, abs=1e-3) and ours.map > 0
+    assert abs(exported.tp - ours.tp) + abs(exported.fp - ours.fp) <= 1
+    with pytest.raises(pydarknet.OnnxError, match="export it with pydarknet to-onnx --boxes"):
+        subprocess.run([sys.executable, "-m", "pydarknet", "to-onnx", model, "-o", str(tmp_path / "plain.onnx")],
+                       check=True, capture_output=True)
+        pydarknet.evaluate(net, data=data, onnx=tmp_path / "plain.onnx")

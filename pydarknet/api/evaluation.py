@@ -99,8 +99,11 @@ def _candidates(net: Network, paths: Sequence[str], progress: Progress, problems
 
 
 def darknet_evaluation(net: Network, data: os.PathLike, *, points: int = 0, iou_thresh: float = 0.5,
-                       thresh: float = 0.25, progress: Progress = None) -> Evaluation:
-    """Darknet's convention on the ``valid`` images of a .data file (module darknet_map)."""
+                       thresh: float = 0.25, onnx: Optional[os.PathLike] = None,
+                       progress: Progress = None) -> Evaluation:
+    """Darknet's convention on the ``valid`` images of a .data file (module darknet_map);
+    with ``onnx``, the candidates come from that export of ``net`` (``to-onnx --boxes``)
+    on onnxruntime instead of from the runtime."""
     if points not in POINTS:
         raise ValueError(f"points={points}: choose 0 (area under the curve), 11 (VOC2007) or 101 (COCO)")
     iou_thresh, thresh = limits.probability(iou_thresh, "iou_thresh"), limits.probability(thresh, "thresh")
@@ -111,7 +114,13 @@ def darknet_evaluation(net: Network, data: os.PathLike, *, points: int = 0, iou_
     paths = dataset.images()
     problems: List[str] = []
     found, labels = [], []
-    for path, candidates in zip(paths, _candidates(net, paths, progress, problems)):
+    if onnx is not None:
+        from .onnx_candidates import onnx_candidates
+
+        made = onnx_candidates(net, onnx, paths, CANDIDATE_THRESH, CANDIDATE_NMS, problems, progress)
+    else:
+        made = _candidates(net, paths, progress, problems)
+    for path, candidates in zip(paths, made):
         if candidates is None:
             continue
         truth = Labels.read(label_path(path), classes)
@@ -155,16 +164,21 @@ def coco_evaluation(net: Network, ground_truth: os.PathLike, images: os.PathLike
 
 def evaluate(model: ModelSpec, *, data: Optional[os.PathLike] = None, coco_gt: Optional[os.PathLike] = None,
              images: Optional[os.PathLike] = None, points: int = 0, iou_thresh: float = 0.5, thresh: float = 0.25,
-             batch: int = 1, device: Optional[str] = None, progress: Progress = None) -> Evaluation:
+             onnx: Optional[os.PathLike] = None, batch: int = 1, device: Optional[str] = None,
+             progress: Progress = None) -> Evaluation:
     """A detector's accuracy: on a ``.data`` file in Darknet's convention (``points``,
     ``iou_thresh``, and the figures at ``thresh``), or on COCO ground truth
-    (``coco_gt`` with its ``images`` folder) in COCO's. ``progress(n)`` is called as each
-    n images are done."""
+    (``coco_gt`` with its ``images`` folder) in COCO's. ``onnx``: score that export of the
+    model (``to-onnx --boxes``) on onnxruntime (Darknet's convention). ``progress(n)`` is
+    called as each n images are done."""
     if (data is None) == (coco_gt is None):
         raise ValueError("give data= (a .data file) or coco_gt= (instances.json, with images=)")
     if coco_gt is not None and images is None:
         raise ValueError("coco_gt= needs images=, the folder of its images")
+    if coco_gt is not None and onnx is not None:
+        raise ValueError("onnx= scores an export in Darknet's convention: give data=")
     net = resolve_model(model, device, batch=limits.positive_int(batch, "batch"))
     if data is not None:
-        return darknet_evaluation(net, data, points=points, iou_thresh=iou_thresh, thresh=thresh, progress=progress)
+        return darknet_evaluation(net, data, points=points, iou_thresh=iou_thresh, thresh=thresh, onnx=onnx,
+                                  progress=progress)
     return coco_evaluation(net, coco_gt, images, progress=progress)

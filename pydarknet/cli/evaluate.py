@@ -13,7 +13,9 @@ under the PR curve, 11: VOC2007, 101: COCO-style), the mean over all the model's
 precision, recall, F1, TP, FP, FN and average IoU at --thresh. COCO's convention
 (--coco-gt with --images) scores the records ``detect --thresh 0.005 --nms 0.45 --coco``
 writes with pycocotools (pip install "pydarknet[eval]"): its 12 bbox statistics, the
-model's classes matched to the ground truth's categories by name. Problems with the data
+model's classes matched to the ground truth's categories by name. --onnx FILE scores an
+export of the model (``to-onnx --boxes``) run by onnxruntime, on the same images prepared
+the same way, with upstream's box correction and NMS after it. Problems with the data
 (missing label files, bad lines, unknown classes, undecodable images) are one line each
 on stderr, and the evaluation goes on. --json prints one object.
 """
@@ -44,6 +46,8 @@ def add_command(sub, formatter) -> None:
     cmd.add_argument("--thresh", type=checked(limits.probability), default=0.25,
                      help="the confidence of the precision, recall, F1 and average IoU figures")
     cmd.add_argument("--batch", type=checked(limits.positive_int), default=1, help="images per forward pass")
+    cmd.add_argument("--onnx", type=Path, metavar="MODEL.onnx",
+                     help="score this export of the model (to-onnx --boxes) on onnxruntime instead (with --data)")
     cmd.add_argument("--json", action="store_true", help="print one JSON object")
     cmd.add_argument("--plot", type=Path, metavar="PNG", help="draw the PR curve of each class (needs matplotlib)")
     cmd.set_defaults(handler=run)
@@ -73,6 +77,8 @@ def run(args) -> int:
         raise ValueError("give --data (a .data file) or --coco-gt (with --images)")
     if args.coco_gt and not args.images:
         raise ValueError("--coco-gt needs --images, the folder of its images")
+    if args.onnx and not args.data:
+        raise ValueError("--onnx scores an export in Darknet's convention: it needs --data")
     if args.plot and not args.data:
         raise ValueError("--plot draws Darknet's PR curves: it needs --data")
     net = network(args, batch=args.batch)
@@ -80,7 +86,7 @@ def run(args) -> int:
     try:
         if args.data:
             evaluation = darknet_evaluation(net, args.data, points=args.points, iou_thresh=args.iou_thresh,
-                                            thresh=args.thresh, progress=bar.update)
+                                            thresh=args.thresh, onnx=args.onnx, progress=bar.update)
         else:
             evaluation = coco_evaluation(net, args.coco_gt, args.images, progress=bar.update)
     finally:

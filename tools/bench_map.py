@@ -1,0 +1,62 @@
+"""The zoo's detectors' mAP on upstream's seven sample images, labelled in tests/labelled/
+(AlexeyAB's yolov4-tiny detections: see PROVENANCE.md there), as loaded, after fold-bn,
+and exported with to-onnx --boxes and run on onnxruntime: a transform that keeps the
+model's answers keeps these figures.
+
+    python tools/bench_map.py [--points 0] [--models yolov3-tiny,yolov4-tiny]
+
+Prints a Markdown table (Darknet's convention, mAP@0.5, and COCO's AP50 is not here: the
+labels are Darknet's). Not a test: the figures are a record of this machine's run.
+"""
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pydarknet
+from pydarknet.api import zoo
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def labelled_set(work: Path) -> Path:
+    (work / "img").mkdir()
+    for label in sorted((ROOT / "tests" / "labelled").glob("*.txt")):
+        shutil.copy(label, work / "img" / label.name)
+        shutil.copy(pydarknet.samples.path(label.stem + ".jpg"), work / "img" / (label.stem + ".jpg"))
+    (work / "valid.txt").write_text("".join(f"{p}\n" for p in sorted((work / "img").glob("*.jpg"))))
+    (work / "samples.data").write_text(f"classes=80\nvalid={work / 'valid.txt'}\n")
+    return work / "samples.data"
+
+
+def pydarknet_command(*args: str) -> None:
+    subprocess.run([sys.executable, "-m", "pydarknet", *args], check=True, capture_output=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--points", type=int, choices=(0, 11, 101), default=0)
+    parser.add_argument("--models", default="yolov3-tiny,yolov4-tiny")
+    args = parser.parse_args()
+    print("| model | as loaded | after fold-bn | to-onnx on onnxruntime |\n|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as work:
+        work = Path(work)
+        data = labelled_set(work)
+        for name in args.models.split(","):
+            files = zoo.files(name)
+            pydarknet_command("fold-bn", name, "-o", str(work / f"{name}-folded"))
+            pydarknet_command("to-onnx", name, "-o", str(work / f"{name}.onnx"), "--boxes")
+            model = (files.cfg, files.weights, files.names)
+            folded = (work / f"{name}-folded.cfg", work / f"{name}-folded.weights", files.names)
+            figures = [pydarknet.evaluate(model, data=data, points=args.points),
+                       pydarknet.evaluate(folded, data=data, points=args.points),
+                       pydarknet.evaluate(model, data=data, points=args.points, onnx=work / f"{name}.onnx")]
+            print(f"| {name} | " + " | ".join(f"{e.map:.6f} (TP {e.tp}, FP {e.fp})" for e in figures) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
