@@ -247,3 +247,30 @@ def test_an_onnx_export_scores_as_the_runtime(model, tmp_path):
         subprocess.run([sys.executable, "-m", "pydarknet", "to-onnx", model, "-o", str(tmp_path / "plain.onnx")],
                        check=True, capture_output=True)
         pydarknet.evaluate(net, data=data, onnx=tmp_path / "plain.onnx")
+
+
+@pytest.mark.parametrize("truth, message", [
+    ({"images": [{"id": 1}], "annotations": [], "categories": []}, r"images\[0\] lacks id or file_name"),
+    ({"images": [], "annotations": [], "categories": [{"id": 1}]}, r"categories\[0\] lacks id or name"),
+    ({"images": [], "categories": []}, "lists of images, annotations and categories"),
+])
+def test_coco_ground_truth_is_checked(tmp_path, truth, message):
+    from pydarknet.api.coco import GroundTruth
+
+    (tmp_path / "gt.json").write_text(json.dumps(truth))
+    with pytest.raises(pydarknet.DatasetError, match=message):
+        GroundTruth(tmp_path / "gt.json")
+
+
+def test_coco_stats_without_any_detection(dataset):
+    from pydarknet.api.coco import GroundTruth
+
+    stats = GroundTruth(dataset / "instances.json").stats([])
+    assert stats["AP"] == 0 and stats["AR100"] == 0 and stats["APs"] is None  # no small objects
+
+
+def test_an_empty_image_list_is_refused(tmp_path):
+    (tmp_path / "list.txt").write_text("\n")
+    (tmp_path / "x.data").write_text(f"classes=1\nvalid={tmp_path / 'list.txt'}\n")
+    with pytest.raises(pydarknet.DatasetError, match="lists no images"):
+        DataFile.read(tmp_path / "x.data").images()

@@ -51,10 +51,16 @@ class GroundTruth:
             raise FileError(f"cannot read: {exc.strerror or exc}", file=str(self.path)) from exc
         except (ValueError, KeyError, TypeError, AssertionError) as exc:
             raise DatasetError(f"not COCO ground truth ({type(exc).__name__}: {exc})", file=str(self.path)) from None
-        if "annotations" not in self.coco.dataset or "categories" not in self.coco.dataset:
-            raise DatasetError("not COCO ground truth: it needs images, annotations and categories",
+        dataset = self.coco.dataset
+        if not all(isinstance(dataset.get(key), list) for key in ("images", "annotations", "categories")):
+            raise DatasetError("not COCO ground truth: it needs lists of images, annotations and categories",
                                file=str(self.path))
-        self.images = sorted(self.coco.dataset.get("images", []), key=lambda image: image["id"])
+        for key, fields in (("images", ("id", "file_name")), ("categories", ("id", "name"))):
+            bad = next((i for i, entry in enumerate(dataset[key])
+                        if not isinstance(entry, dict) or any(field not in entry for field in fields)), None)
+            if bad is not None:
+                raise DatasetError(f"{key}[{bad}] lacks {' or '.join(fields)}", file=str(self.path))
+        self.images = sorted(dataset["images"], key=lambda image: image["id"])
 
     def categories(self, names: Sequence[str]) -> Tuple[Dict[int, int], List[str]]:
         """The model's classes that are ground-truth categories (class -> category id, by
@@ -83,7 +89,13 @@ class GroundTruth:
         measure (no object of that size)."""
         cocoeval = optional("pycocotools.cocoeval", "COCO evaluation", '"pydarknet[eval]"')
         with contextlib.redirect_stdout(io.StringIO()):
-            results = self.coco.loadRes(json.loads(json.dumps(found)))
+            if found:
+                results = self.coco.loadRes(json.loads(json.dumps(found)))
+            else:  # loadRes() cannot take none: the same empty results, made directly
+                results = type(self.coco)()
+                results.dataset = {"images": self.coco.dataset["images"], "annotations": [],
+                                   "categories": self.coco.dataset["categories"]}
+                results.createIndex()
             check = cocoeval.COCOeval(self.coco, results, "bbox")
             if image_ids is not None:
                 check.params.imgIds = image_ids

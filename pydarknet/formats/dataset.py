@@ -85,7 +85,11 @@ class DataFile:
     def images(self, key: str = "valid") -> List[str]:
         """The image paths of the list file ``key`` names (``valid``: what ``map`` scores),
         one per line, as written (relative ones from the current folder)."""
-        return [line.strip() for line in _lines(self.file(key)) if line.strip()]
+        listed = self.file(key)
+        images = [line.strip() for line in _lines(listed) if line.strip()]
+        if not images:
+            raise DatasetError(f"{key}={self.keys[key]} lists no images", file=str(listed))
+        return images
 
 
 def label_path(image: str) -> str:
