@@ -269,6 +269,16 @@ def test_coco_stats_without_any_detection(dataset):
     assert stats["AP"] == 0 and stats["AR100"] == 0 and stats["APs"] is None  # no small objects
 
 
+@pytest.mark.network
+def test_unreadable_images_only_are_refused(dataset, tmp_path):
+    (tmp_path / "list.txt").write_text(f"{tmp_path / 'missing.jpg'}\n")
+    (tmp_path / "x.data").write_text(f"classes=80\nvalid={tmp_path / 'list.txt'}\n")
+    with pytest.raises(pydarknet.DatasetError, match="none of its 1 images could be read .*missing.jpg"):
+        pydarknet.evaluate("yolov3-tiny", data=tmp_path / "x.data")
+    with pytest.raises(pydarknet.DatasetError, match="none of its 1 images could be read"):
+        pydarknet.evaluate("yolov3-tiny", coco_gt=dataset / "instances.json", images=tmp_path)
+
+
 def test_an_empty_image_list_is_refused(tmp_path):
     (tmp_path / "list.txt").write_text("\n")
     (tmp_path / "x.data").write_text(f"classes=1\nvalid={tmp_path / 'list.txt'}\n")

@@ -127,6 +127,8 @@ def darknet_evaluation(net: Network, data: os.PathLike, *, points: int = 0, iou_
         problems += truth.problems
         found.append(candidates)
         labels.append(truth)
+    if not found:
+        raise DatasetError(f"none of its {len(paths)} images could be read ({problems[-1]})", file=str(dataset.path))
     figures = darknet_map.figures(found, labels, net.labels, iou_thresh=iou_thresh, thresh=thresh, points=points)
     return Evaluation("darknet", len(found), problems, figures.map, figures.classes, figures.precision,
                       figures.recall, figures.f1, figures.average_iou, figures.tp, figures.fp, figures.fn,
@@ -158,8 +160,10 @@ def coco_evaluation(net: Network, ground_truth: os.PathLike, images: os.PathLike
             found += coco.records(result, image["id"], category.get)
         if progress:
             progress(len(chunk))
-    stats = truth.stats(found, scored)
-    return Evaluation("coco", len(scored), problems, coco=stats)
+    if not scored:
+        raise DatasetError(f"none of its {len(paths)} images could be read from {printable(str(folder))} "
+                           f"({problems[-1] if problems else 'it lists none'})", file=str(truth.path))
+    return Evaluation("coco", len(scored), problems, coco=truth.stats(found, scored))
 
 
 def evaluate(model: ModelSpec, *, data: Optional[os.PathLike] = None, coco_gt: Optional[os.PathLike] = None,
