@@ -42,28 +42,43 @@ void darknet_set_context(const char *file, int section, int line)
 
 static __thread char warnings[16384];
 
-void darknet_warn(const char *fmt, ...)
+/* A warning, placed at the current file, layer and (line > 0 replacing it) cfg line. */
+static void warn_at(int line, const char *fmt, va_list args)
 {
     char message[1024];
-    va_list args;
-    va_start(args, fmt);
     vsnprintf(message, sizeof(message), fmt, args);
-    va_end(args);
     if (!current_handler) {
         fprintf(stderr, "darknet: warning: %s\n", message);
         return;
     }
     size_t used = strlen(warnings);
     char where[1100] = "";
+    if (line <= 0) line = context_line;
     if (context_file) {
         snprintf(where, sizeof(where), "%s:", context_file);
-        if (context_line > 0) snprintf(where + strlen(where), sizeof(where) - strlen(where), "%d:", context_line);
+        if (line > 0) snprintf(where + strlen(where), sizeof(where) - strlen(where), "%d:", line);
         strcat(where, " ");
     }
     if (context_section >= 0) {
         snprintf(where + strlen(where), sizeof(where) - strlen(where), "layer %d: ", context_section);
     }
     snprintf(warnings + used, sizeof(warnings) - used, "%s%s\n", where, message);
+}
+
+void darknet_warn(const char *fmt, ...)
+{
+    va_list args;
+    va_start(args, fmt);
+    warn_at(0, fmt, args);
+    va_end(args);
+}
+
+void darknet_warn_at(int line, const char *fmt, ...)
+{
+    va_list args;
+    va_start(args, fmt);
+    warn_at(line, fmt, args);
+    va_end(args);
 }
 
 const char *darknet_warnings(void)

@@ -93,9 +93,9 @@ def test_dropout_as_first_layer(tmp_path):
 
 def test_unused_keys_are_warnings_with_lines(tmp_path, yolo_cfg):
     cfg = write(tmp_path, "w.cfg", NET.format(w=4, h=4, c=3) + CONV.format(n=2).replace("size=3", "size=3\nfilter=8"))
-    section_line = cfg.read_text().splitlines().index("[convolutional]") + 1
+    key_line = cfg.read_text().splitlines().index("filter=8") + 1  # the key's own line, not its section's
     with pydarknet.Network(cfg) as net:
-        assert net.warnings == [f"{cfg}:{section_line}: layer 0: unused key 'filter' (value '8'): "
+        assert net.warnings == [f"{cfg}:{key_line}: layer 0: unused key 'filter' (value '8'): "
                                 "this section does not read it"]
     with pydarknet.Network(yolo_cfg) as net:
         assert net.warnings == []

@@ -54,6 +54,11 @@ void darknet_fail(int code, const char *fmt, ...);
 __attribute__((format(printf, 1, 2)))
 #endif
 void darknet_warn(const char *fmt, ...);
+/* The same at cfg line ``line`` of the current file (0: the current line). */
+#if defined(__GNUC__)
+__attribute__((format(printf, 2, 3)))
+#endif
+void darknet_warn_at(int line, const char *fmt, ...);
 const char *darknet_warnings(void);     /* one per line, since the last clear */
 void darknet_clear_warnings(void);
 
