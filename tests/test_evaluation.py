@@ -4,7 +4,6 @@ and the dataset rules (.data files, label paths, label files)."""
 
 import json
 import math
-import shutil
 import subprocess
 import sys
 
@@ -15,8 +14,7 @@ import pydarknet
 from pydarknet.api.darknet_map import Candidates, figures
 from pydarknet.formats.dataset import DataFile, Labels, label_path
 
-from conftest import REPO
-from support.labelled import coco_set, darknet_set
+from support.labelled import coco_set, darknet_set, samples_set
 
 
 def labels(rows):
@@ -200,23 +198,12 @@ DARKNET_DETECTOR_MAP = {
 }
 
 
-def _labelled_samples(root):
-    """Upstream's sample images with the labels of tests/labelled/, and their .data file."""
-    (root / "img").mkdir()
-    for label in sorted((REPO / "tests" / "labelled").glob("*.txt")):
-        shutil.copy(label, root / "img" / label.name)
-        shutil.copy(pydarknet.samples.path(label.stem + ".jpg"), root / "img" / (label.stem + ".jpg"))
-    (root / "valid.txt").write_text("".join(f"{p}\n" for p in sorted((root / "img").glob("*.jpg"))))
-    (root / "coco.data").write_text(f"classes=80\nvalid={root / 'valid.txt'}\n")
-    return root / "coco.data"
-
-
 @pytest.mark.network
 @pytest.mark.parametrize("model", sorted(DARKNET_DETECTOR_MAP))
 def test_darknet_convention_equals_detector_map(model, tmp_path):
     from pydarknet.api import zoo
 
-    _labelled_samples(tmp_path)
+    samples_set(tmp_path)
     files = zoo.files(model)
     cfg = tmp_path / "resized.cfg"  # darknet detector map resizes without letter_box=1
     cfg.write_text(files.cfg.read_text().replace("[net]", "[net]\nletter_box=0", 1))
@@ -235,7 +222,7 @@ def test_an_onnx_export_scores_as_the_runtime(model, tmp_path):
     runtime on the same labelled images (letterboxed): the same candidates, so the same
     figures; a float32 difference between the runtimes could move a candidate across a
     threshold on another machine, hence the tolerance."""
-    data = _labelled_samples(tmp_path)
+    data = samples_set(tmp_path)
     subprocess.run([sys.executable, "-m", "pydarknet", "to-onnx", model, "-o", str(tmp_path / "m.onnx"), "--boxes"],
                    check=True, capture_output=True)
     with pydarknet.zoo.load(model) as net:

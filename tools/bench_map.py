@@ -10,26 +10,17 @@ labels are Darknet's). Not a test: the figures are a record of this machine's ru
 """
 
 import argparse
-import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-import pydarknet
-from pydarknet.api import zoo
-
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))  # the tests' labelled sets
 
-
-def labelled_set(work: Path) -> Path:
-    (work / "img").mkdir()
-    for label in sorted((ROOT / "tests" / "labelled").glob("*.txt")):
-        shutil.copy(label, work / "img" / label.name)
-        shutil.copy(pydarknet.samples.path(label.stem + ".jpg"), work / "img" / (label.stem + ".jpg"))
-    (work / "valid.txt").write_text("".join(f"{p}\n" for p in sorted((work / "img").glob("*.jpg"))))
-    (work / "samples.data").write_text(f"classes=80\nvalid={work / 'valid.txt'}\n")
-    return work / "samples.data"
+import pydarknet  # noqa: E402
+from pydarknet.api import zoo  # noqa: E402
+from support.labelled import samples_set  # noqa: E402
 
 
 def pydarknet_command(*args: str) -> None:
@@ -44,7 +35,7 @@ def main() -> int:
     print("| model | as loaded | after fold-bn | to-onnx on onnxruntime |\n|---|---|---|---|")
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
-        data = labelled_set(work)
+        data = samples_set(work)
         for name in args.models.split(","):
             files = zoo.files(name)
             pydarknet_command("fold-bn", name, "-o", str(work / f"{name}-folded"))

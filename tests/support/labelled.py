@@ -1,5 +1,5 @@
-"""A small labelled set for the evaluation tests and the docs' examples: upstream's
-dog.jpg, labelled with the three objects upstream's C detector (yolov3-tiny, letterbox
+"""Labelled sets for the evaluation tests, the docs' examples and tools/bench_map.py.
+The small one: upstream's dog.jpg, labelled with the three objects upstream's C detector (yolov3-tiny, letterbox
 416, thresh .5) reports in it (docs/models.md of the shared notes: dog, car, bicycle),
 in Darknet's layout and as COCO ground truth. The labels are that reference output, not
 anything this package computed."""
@@ -19,6 +19,14 @@ DOG_LABELS = "16 0.324 0.611 0.312 0.574\n2 0.745 0.209 0.279 0.171\n1 0.509 0.5
 CATEGORIES = {16: (18, "dog"), 2: (3, "car"), 1: (2, "bicycle")}
 
 
+def _data_file(root: Path, images: Sequence[Path]) -> Path:
+    """root/valid.txt listing ``images`` and root/coco.data naming it (80 COCO classes)."""
+    (root / "valid.txt").write_text("".join(f"{image}\n" for image in images))
+    coco_names = pydarknet.upstream_path("data/coco.names")
+    (root / "coco.data").write_text(f"classes=80\nvalid={root / 'valid.txt'}\nnames={coco_names}\n")
+    return root / "coco.data"
+
+
 def darknet_set(root: Path, unlabelled: Sequence[str] = ()) -> Path:
     """root/labelled/ with dog.jpg and its labels (and ``unlabelled`` sample images
     without), root/valid.txt listing them, and root/coco.data; returns the .data file."""
@@ -28,10 +36,19 @@ def darknet_set(root: Path, unlabelled: Sequence[str] = ()) -> Path:
     for name in names:
         shutil.copy(pydarknet.samples.path(name), images / name)
     (images / "dog.txt").write_text(DOG_LABELS)
-    (root / "valid.txt").write_text("".join(f"{images / name}\n" for name in names))
-    coco_names = pydarknet.upstream_path("data/coco.names")
-    (root / "coco.data").write_text(f"classes=80\nvalid={root / 'valid.txt'}\nnames={coco_names}\n")
-    return root / "coco.data"
+    return _data_file(root, [images / name for name in names])
+
+
+def samples_set(root: Path) -> Path:
+    """root/img/ with upstream's seven sample images and the labels of tests/labelled/
+    (AlexeyAB's yolov4-tiny detections: PROVENANCE.md there), root/valid.txt and
+    root/coco.data; returns the .data file."""
+    images = root / "img"
+    images.mkdir(parents=True, exist_ok=True)
+    for label in sorted((Path(__file__).resolve().parent.parent / "labelled").glob("*.txt")):
+        shutil.copy(label, images / label.name)
+        shutil.copy(pydarknet.samples.path(label.stem + ".jpg"), images / (label.stem + ".jpg"))
+    return _data_file(root, sorted(images.glob("*.jpg")))
 
 
 def coco_set(root: Path) -> Path:
