@@ -152,6 +152,9 @@ def test_coco_convention_is_pycocotools_on_detect_coco(dataset):
                               "--thresh", "0.005", "--nms", "0.45", "--coco", str(dataset / "r.json"),
                               "--coco-gt", str(coco_truth)], capture_output=True, text=True)
     assert written.returncode == 0, written.stderr
+    # bicycle and car are categories of it, so the note starts person, motorbike
+    assert "the model's classes person, motorbike, aeroplane" in written.stderr
+    assert "are not categories of the ground truth; their detections are left out" in written.stderr
     truth = COCO(str(coco_truth))
     check = COCOeval(truth, truth.loadRes(str(dataset / "r.json")), "bbox")
     check.evaluate()

@@ -1,5 +1,6 @@
-/* Our C that upstream's sources call (csrc/upstream/*.c, compiled with them): each
- * function is named by the patch that calls it. Every failure is a darknet_fail(). */
+/* Our C that upstream's sources call (the .c files of csrc/upstream, compiled with
+ * them): each function is named by the patch that calls it. Every failure is a
+ * darknet_fail(). */
 #ifndef PDN_UPSTREAM_H
 #define PDN_UPSTREAM_H
 

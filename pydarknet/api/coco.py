@@ -62,15 +62,19 @@ class GroundTruth:
                 raise DatasetError(f"{key}[{bad}] lacks {' or '.join(fields)}", file=str(self.path))
         self.images = sorted(dataset["images"], key=lambda image: image["id"])
 
-    def categories(self, names: Sequence[str]) -> Tuple[Dict[int, int], List[str]]:
+    def categories(self, names: Sequence[str]) -> Tuple[Dict[int, int], Optional[str]]:
         """The model's classes that are ground-truth categories (class -> category id, by
-        name), and the names of those that are not."""
+        name), and a note naming those that are not (None if there are none)."""
         by_name = {c["name"]: c["id"] for c in self.coco.dataset["categories"]}
         mapped = {i: by_name[name] for i, name in enumerate(names) if name in by_name}
         if not mapped:
             raise DatasetError(f"no class of the model ({', '.join(names[:5])}, ...) is a category of the ground "
                                "truth: class names are matched to categories by name", file=str(self.path))
-        return mapped, [name for name in names if name not in by_name]
+        unmatched = [name for name in names if name not in by_name]
+        note = (f"{printable(str(self.path))}: the model's classes {', '.join(unmatched[:10])}"
+                f"{', ...' if len(unmatched) > 10 else ''} are not categories of the ground truth; their "
+                "detections are left out") if unmatched else None
+        return mapped, note
 
     def ids_of(self, sources: Sequence) -> Dict[str, int]:
         """The image id of each source, by its file name (COCO's file_name is the base

@@ -79,19 +79,18 @@ class Evaluation:
         return "\n".join(rows)
 
 
-def _candidates(net: Network, paths: Sequence[str], progress: Progress, problems: List[str]):
-    """Per path, in order: the decoded image's candidates (None where it cannot be decoded,
-    which is then a problem)."""
+def _candidates(net: Network, paths: Sequence[str], progress: Progress):
+    """Per path, in order: the decoded image (an Input) and its candidates (None where it
+    cannot be decoded)."""
     for chunk in chunks(prefetched(decoded(paths), 2 * net.batch), net.batch):
         good = [item for item in chunk if item.error is None]
         raw = iter(net.detect_raw([item.image for item in good], CANDIDATE_THRESH, 0.0, CANDIDATE_NMS))
         for item in chunk:
             if item.error is not None:
-                problems.append(f"{printable(item.source)}: {item.error}; left out, with its labels")
-                yield None
+                yield item, None
                 continue
             found = next(raw)
-            yield darknet_map.Candidates(
+            yield item, darknet_map.Candidates(
                 np.array([d.class_id for d in found], np.int64), np.array([d.prob for d in found], np.float32),
                 np.array([(d.x, d.y, d.w, d.h) for d in found], np.float32).reshape(-1, 4))
         if progress:
@@ -117,13 +116,14 @@ def darknet_evaluation(net: Network, data: os.PathLike, *, points: int = 0, iou_
     if onnx is not None:
         from .onnx_candidates import onnx_candidates
 
-        made = onnx_candidates(net, onnx, paths, CANDIDATE_THRESH, CANDIDATE_NMS, problems, progress)
+        made = onnx_candidates(net, onnx, paths, CANDIDATE_THRESH, CANDIDATE_NMS, progress)
     else:
-        made = _candidates(net, paths, progress, problems)
-    for path, candidates in zip(paths, made):
+        made = _candidates(net, paths, progress)
+    for item, candidates in made:
         if candidates is None:
+            problems.append(f"{printable(item.source)}: {item.error}; left out, with its labels")
             continue
-        truth = Labels.read(label_path(path), classes)
+        truth = Labels.read(label_path(item.source), classes)
         problems += truth.problems
         found.append(candidates)
         labels.append(truth)
@@ -141,10 +141,8 @@ def coco_evaluation(net: Network, ground_truth: os.PathLike, images: os.PathLike
     file_name), detected as ``detect --thresh 0.005 --nms 0.45 --coco`` detects them,
     scored by pycocotools."""
     truth = coco.GroundTruth(ground_truth)
-    category, unmatched = truth.categories(net.labels)
-    problems = [f"{printable(str(truth.path))}: the model's classes {', '.join(unmatched[:10])}"
-                f"{', ...' if len(unmatched) > 10 else ''} are not categories of the ground truth; their "
-                "detections are left out"] if unmatched else []
+    category, left_out = truth.categories(net.labels)
+    problems = [left_out] if left_out else []
     folder = Path(images)
     if not folder.is_dir():
         raise DatasetError(f"--images {printable(str(folder))}: not a folder", file=str(truth.path))

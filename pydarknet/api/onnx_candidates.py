@@ -6,7 +6,7 @@ and letterbox correction, and the NMS the cfg asks for: do_nms_sort() or DIoU)."
 from __future__ import annotations
 
 import os
-from typing import Iterator, List, Optional, Sequence
+from typing import Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -14,19 +14,20 @@ from ..errors import OnnxError, optional
 from ..formats.darknet import Cfg
 from ..runtime.network import Network
 from .darknet_map import Candidates, box_iou
+from .inference import Input
 from .stream import decoded
 
 
-def _letterboxed(net: Network) -> bool:
+def _letterboxed(net: Network, cfg: Cfg) -> bool:
     """Whether the runtime letterboxes this network's images (as pdn_detect decides)."""
     if not net.preprocessing.is_darknets:
         return net.preprocessing.resize == "letterbox"
-    return Cfg.read(net.cfg_path).sections[0].get("letter_box", "1").strip() != "0"
+    return cfg.sections[0].get("letter_box", "1").strip() != "0"
 
 
-def _nms_beta(net: Network) -> float:
+def _nms_beta(cfg: Cfg) -> float:
     """The last [yolo]'s nms_kind as the runtime reads it: < 0 IoU, else DIoU's beta."""
-    heads = [s for s in Cfg.read(net.cfg_path).layers if s.name == "yolo"]
+    heads = [s for s in cfg.layers if s.name == "yolo"]
     kind = heads[-1].get("nms_kind", "default").strip() if heads else "default"
     if kind == "greedynms":
         return 1.0
@@ -82,18 +83,19 @@ def _image_relative(corners: np.ndarray, net_w: int, net_h: int, w: int, h: int,
 
 
 def onnx_candidates(net: Network, model: os.PathLike, paths: Sequence[str], thresh: float, nms_thresh: float,
-                    problems: List[str], progress=None) -> Iterator[Optional[Candidates]]:
-    """Per path: its candidates from ``model`` (None where the image cannot be decoded)."""
+                    progress=None) -> Iterator[Tuple[Input, Optional[Candidates]]]:
+    """Per path, in order: the decoded image (an Input) and its candidates from ``model``
+    (None where it cannot be decoded)."""
     onnxruntime = optional("onnxruntime", "--onnx (the model on onnxruntime)", '"pydarknet[onnx]"')
     session = onnxruntime.InferenceSession(os.fspath(model), providers=["CPUExecutionProvider"])
     if not {"boxes", "scores"} <= {output.name for output in session.get_outputs()}:
         raise OnnxError("no boxes and scores outputs: export it with pydarknet to-onnx --boxes", file=os.fspath(model))
-    letterbox, beta = _letterboxed(net), _nms_beta(net)
+    cfg = Cfg.read(net.cfg_path)
+    letterbox, beta = _letterboxed(net, cfg), _nms_beta(cfg)
     _, net_h, net_w = net.input_shape
     for item in decoded(paths):
         if item.error is not None:
-            problems.append(f"{item.source}: {item.error}; left out, with its labels")
-            yield None
+            yield item, None
         else:
             corners, scores = session.run(["boxes", "scores"], {"input": net.preprocess(item.image)[None]})
             scores = np.where(scores[0] > thresh, scores[0], np.float32(0))
@@ -101,6 +103,6 @@ def onnx_candidates(net: Network, model: os.PathLike, paths: Sequence[str], thre
             boxes = _image_relative(corners[0][keep], net_w, net_h, item.image.width, item.image.height, letterbox)
             probs = nms(boxes, scores[keep], nms_thresh, beta)
             box, cls = np.nonzero(probs)
-            yield Candidates(cls.astype(np.int64), probs[box, cls], boxes[box])
+            yield item, Candidates(cls.astype(np.int64), probs[box, cls], boxes[box])
         if progress:
             progress(1)

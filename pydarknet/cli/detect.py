@@ -18,8 +18,9 @@ detections in COCO's results format (upstream's: category ids mapped to COCO's 9
 models with COCO's 80 classes, boxes clipped to the image; image_id the number at the
 end of each file name where every input has a distinct one, as COCO's own files do,
 else the position of the image or frame, from 1; with --coco-gt GT.json, ids and
-categories are the ground truth's, by file and class name) and, beside it,
-FILE.images.json mapping each image_id to its file and frame. A bad input is one line on stderr and the
+categories are the ground truth's, by file and class name, and a class that is not one
+of its categories is left out, said on stderr) and, beside it, FILE.images.json
+mapping each image_id to its file and frame. A bad input is one line on stderr and the
 run goes on (--fail-fast stops there); images and frames run --batch at a time while
 the next ones are decoded. Nothing is written over an input. Ctrl-C stops the run
 (exit 130) and a reader that closes the output (| head) stops the printing; either
@@ -41,8 +42,8 @@ from ..limits import LABEL_STYLES
 from ..api.coco import COCO_IDS, GroundTruth, records as coco_records
 from ..api.sources import is_video_name
 from ..errors import printable
-from .common import (checked, close_stdout, input_failed, input_name, model_options, network, print_record,
-                     progress, sources_options, subcommand)
+from .common import (checked, close_stdout, input_failed, input_name, model_options, network, note,
+                     print_record, progress, sources_options, subcommand)
 
 def add_command(sub, formatter) -> None:
     probability, count = checked(limits.probability), checked(limits.positive_int)
@@ -151,7 +152,10 @@ class _Coco:
         from ..runtime.samples import upstream_path
 
         if self.truth:
-            self.category = self.truth.categories(net.labels)[0].get
+            mapped, left_out = self.truth.categories(net.labels)
+            self.category = mapped.get
+            if left_out:
+                note(left_out)  # their detections are not written, as map leaves them out
         elif net.labels == upstream_path("data/coco.names").read_text().split("\n")[:80]:
             self.category = lambda c: COCO_IDS[c]
         return self

@@ -13,6 +13,7 @@ Command line: ``pydarknet patches {list,check,apply,status,lint}`` (cli/patches.
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import hashlib
 import json
@@ -454,7 +455,6 @@ def refresh(name: str, tree: Files, pristine: Files, series_dir: Path, descripti
     """Rewrite patch NAME (or append a new one) as the difference between pristine plus
     the patches before it and TREE; later patches whose context only moved are re-diffed
     to their new line numbers. Returns the files written."""
-    import datetime
     names = series_names(series_dir)
     series = load_series(series_dir)
     new = name not in names
