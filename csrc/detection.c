@@ -171,16 +171,19 @@ static int save_jpeg(image im, const char *path)
 }
 
 /* The NMS the network's last detection layer asks for: a [yolo] head may choose DIoU
- * (nms_kind, patch diou-nms); everything else is upstream's IoU. */
-static void apply_nms(network *net, detection *dets, int n, int classes, float thresh)
+ * (nms_kind, patch diou-nms): its beta; < 0 for upstream's IoU. */
+static float nms_beta(network *net)
 {
     int i;
     for (i = net->n - 1; i >= 0 && !is_detection_layer(net->layers[i].type); --i) continue;
-    if (i >= 0 && net->layers[i].type == YOLO && net->layers[i].nms_beta >= 0) {
-        do_nms_diou(dets, n, classes, thresh, net->layers[i].nms_beta);
-    } else {
-        do_nms_sort(dets, n, classes, thresh);
-    }
+    return i >= 0 && net->layers[i].type == YOLO ? net->layers[i].nms_beta : -1;
+}
+
+static void apply_nms(network *net, detection *dets, int n, int classes, float thresh)
+{
+    float beta = nms_beta(net);
+    if (beta >= 0) do_nms_diou(dets, n, classes, thresh, beta);
+    else do_nms_sort(dets, n, classes, thresh);
 }
 
 /* im scaled so that its shorter side is shorter (or, for 0 or less, so that it just
@@ -234,6 +237,12 @@ static void prepare_input(network *net, const pdn_image *im, const pdn_preproces
         }
     }
     free_image(sized);
+}
+
+void pdn_detection_steps(network *net, const pdn_preprocessing *pre, int *letterbox, float *beta)
+{
+    *letterbox = letterboxes(pre, net->letter_box);
+    *beta = nms_beta(net);
 }
 
 int pdn_preprocess(network *net, const pdn_image *image, const pdn_preprocessing *pre, float *out,

@@ -131,6 +131,9 @@ int pdn_preprocess(network *net, const pdn_image *image, const pdn_preprocessing
 
 /* Classes of the network's detection layer, or -1 if it has none. */
 int pdn_detection_classes(network *net);
+/* What pdn_detect does around the forward pass with pre: whether it letterboxes, and the
+ * NMS it runs (beta < 0: upstream's IoU; else DIoU's beta, from the cfg's nms_kind). */
+void pdn_detection_steps(network *net, const pdn_preprocessing *pre, int *letterbox, float *beta);
 
 /* Upstream's detector path on n <= batch images: each image prepared by pre (NULL:
  * letterboxed to the network size, or stretched where the cfg says letter_box=0,

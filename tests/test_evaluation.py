@@ -212,6 +212,8 @@ def test_darknet_convention_equals_detector_map(model, tmp_path):
     cfg.write_text(files.cfg.read_text().replace("[net]", "[net]\nletter_box=0", 1))
     expected, counts = DARKNET_DETECTOR_MAP[model]
     with pydarknet.Network(cfg, files.weights, names=files.names) as net:
+        # resized, and yolov4-tiny's nms_kind=greedynms is DIoU-NMS with beta 1
+        assert net.detection_steps() == (False, 1.0 if model == "yolov4-tiny" else -1.0)
         for points, darknet in expected.items():
             result = pydarknet.evaluate(net, data=tmp_path / "coco.data", points=points)
             assert result.map == pytest.approx(darknet, abs=1e-5), points  # darknet prints 6 decimals

@@ -1,7 +1,8 @@
 """A detector exported with ``to-onnx --boxes``, run by onnxruntime, as the candidates an
 evaluation scores: the images prepared by the runtime, the file's decoded boxes and
 scores, then what upstream does after its forward pass (get_network_boxes()'s threshold
-and letterbox correction, and the NMS the cfg asks for: do_nms_sort() or DIoU)."""
+and letterbox correction, and the NMS the cfg asks for: do_nms_sort() or DIoU), as
+``Network.detection_steps()`` says the runtime does them."""
 
 from __future__ import annotations
 
@@ -11,27 +12,10 @@ from typing import Iterator, Optional, Sequence, Tuple
 import numpy as np
 
 from ..errors import OnnxError, optional
-from ..formats.darknet import Cfg
 from ..runtime.network import Network
 from .darknet_map import Candidates, box_iou
 from .inference import Input
 from .stream import decoded
-
-
-def _letterboxed(net: Network, cfg: Cfg) -> bool:
-    """Whether the runtime letterboxes this network's images (as pdn_detect decides)."""
-    if not net.preprocessing.is_darknets:
-        return net.preprocessing.resize == "letterbox"
-    return cfg.sections[0].get("letter_box", "1").strip() != "0"
-
-
-def _nms_beta(cfg: Cfg) -> float:
-    """The last [yolo]'s nms_kind as the runtime reads it: < 0 IoU, else DIoU's beta."""
-    heads = [s for s in cfg.layers if s.name == "yolo"]
-    kind = heads[-1].get("nms_kind", "default").strip() if heads else "default"
-    if kind == "greedynms":
-        return 1.0
-    return float(heads[-1].get("beta_nms", "0.6")) if kind == "diounms" else -1.0
 
 
 def _overlap(box: np.ndarray, others: np.ndarray, beta: float) -> np.ndarray:
@@ -90,8 +74,7 @@ def onnx_candidates(net: Network, model: os.PathLike, paths: Sequence[str], thre
     session = onnxruntime.InferenceSession(os.fspath(model), providers=["CPUExecutionProvider"])
     if not {"boxes", "scores"} <= {output.name for output in session.get_outputs()}:
         raise OnnxError("no boxes and scores outputs: export it with pydarknet to-onnx --boxes", file=os.fspath(model))
-    cfg = Cfg.read(net.cfg_path)
-    letterbox, beta = _letterboxed(net, cfg), _nms_beta(cfg)
+    letterbox, beta = net.detection_steps()
     _, net_h, net_w = net.input_shape
     for item in decoded(paths):
         if item.error is not None:

@@ -359,6 +359,14 @@ class Network:
                     lib.pdn_detections_free(out[0])
         return results
 
+    def detection_steps(self) -> Tuple[bool, float]:
+        """What ``detect`` does around the forward pass: whether it letterboxes the image,
+        and the NMS it runs (a beta < 0: upstream's IoU; else DIoU-NMS's beta)."""
+        letterbox, beta = ffi.new("int *"), ffi.new("float *")
+        with self._locked():
+            lib.pdn_detection_steps(self._net, self._c_preprocessing, letterbox, beta)
+        return bool(letterbox[0]), float(beta[0])
+
     def preprocess(self, image: ImageSource, channel_order: str = "RGB") -> np.ndarray:
         """The network input (C, H, W float32) that ``classify``/``detect`` make of
         ``image`` (any source ``load_image`` takes), by ``self.preprocessing``."""
