@@ -69,7 +69,7 @@ UPSTREAM_SIDE_SOURCES = ("darknet_error.c", "backend/parallel.c", "backend/cpu.c
                          *(f"upstream/{name}.c" for name in ("cfg_numbers", "cfg_sections", "cfg_checks",
                                                              "weights_io", "bn_folding", "cblas_gemm",
                                                              "diou_nms", "layer_free", "yolo_fork")))
-BACKEND_SOURCES = {"onednn": ("backend/onednn.c",)}
+BACKEND_SOURCES = {"onednn": ("backend/onednn_util.c", "backend/onednn_pool.c", "backend/onednn.c")}
 # CPU backends: what each computes with (docs/cpu.md).
 BACKENDS = ("onednn", "openblas", "none")
 # oneDNN from PyPI: the library (a run-time dependency) and its headers (build time),

@@ -14,6 +14,7 @@
 #include "backend/winograd.h"
 #ifdef PDN_ONEDNN
 #include "backend/onednn.h"
+#include "backend/onednn_pool.h"
 #endif
 #ifdef GPU
 #include "cuda.h"
@@ -151,7 +152,10 @@ int pdn_layer_get(network *net, int index, pdn_layer *out)
     out->partial_load = l.dontload || l.dontloadscales || l.numload || l.flipped;
     out->winograd = winograd_layer_tile(&l);
 #ifdef PDN_ONEDNN
-    out->onednn = onednn_layer(&l);
+    out->onednn = onednn_layer(&l) || onednn_pool_layer(&l);
+    out->int8 = onednn_layer_int8(&l) || onednn_pool_layer(&l);
+    snprintf(out->kernel, sizeof(out->kernel), "%s", onednn_pool_layer(&l) ? onednn_pool_kernel(&l)
+                                                                           : onednn_layer_kernel(&l));
 #endif
     out->n_params = params_read(l);
     switch (l.type) {
@@ -201,6 +205,9 @@ int pdn_layer_output(network *net, int index, int n, float *output, pdn_error *e
             cuda_pull_array(l.output_gpu, l.output, (size_t)l.outputs * n);
         }
 #endif
+#ifdef PDN_ONEDNN
+        onednn_plain_output(&l, n);
+#endif
         memcpy(output, l.output, sizeof(float) * (size_t)l.outputs * n);
     });
     return 0;
@@ -233,18 +240,47 @@ int pdn_has_onednn(void)
 #endif
 }
 
-int pdn_use_backend(network *net, int backend, int winograd, pdn_backend_use *use, pdn_error *err)
+#ifdef PDN_ONEDNN
+/* The int8 layers as onednn_network() takes them. */
+static void use_int8(network *net, const pdn_int8_input *int8, pdn_backend_use *use)
+{
+    onednn_int8 *inputs = calloc(net->n, sizeof(*inputs));  /* checked: fails through darknet_fail */
+    int i;
+    for (i = 0; i < net->n; ++i) {
+        inputs[i].scale = int8[i].scale;
+        inputs[i].is_signed = int8[i].is_signed;
+    }
+    use->int8 = onednn_network(net, inputs);
+    free(inputs);
+}
+#endif
+
+int pdn_use_backend(network *net, int backend, int winograd, const pdn_int8_input *int8, pdn_backend_use *use,
+                    pdn_error *err)
 {
     memset(use, 0, sizeof(*use));
     if (backend == PDN_BACKEND_UPSTREAM || pdn_network_device(net) >= 0) return 0;  /* GPU: forward_gpu */
     PDN_GUARDED(0, err, (void)0, {
         use->cpu = cpu_network(net);
+#ifdef PDN_ONEDNN
+        if (int8 && backend == PDN_BACKEND_ONEDNN) use_int8(net, int8, use);
+#endif
         if (winograd) use->winograd = winograd_network(net, backend == PDN_BACKEND_ONEDNN);
 #ifdef PDN_ONEDNN
-        if (backend == PDN_BACKEND_ONEDNN) use->onednn = onednn_network(net);
+        if (backend == PDN_BACKEND_ONEDNN) use->onednn = onednn_network(net, NULL);
 #endif
     });
     return 0;
+}
+
+void pdn_onednn_kernels(char *isa, char *float32, char *int8, int size)
+{
+    isa[0] = float32[0] = int8[0] = 0;
+#ifdef PDN_ONEDNN
+    snprintf(isa, size, "%s", onednn_cpu_isa());
+    onednn_probe_kernel(0, float32, size);
+    onednn_probe_kernel(1, int8, size);
+#endif
 }
 
 const char *pdn_build_info(void)

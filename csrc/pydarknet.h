@@ -34,6 +34,8 @@ typedef struct {
     int partial_load;          /* dontload, dontloadscales, numload or flipped is set */
     int winograd;              /* Winograd output tile (2 or 4); 0: im2col + GEMM */
     int onednn;                /* 1: runs as a oneDNN primitive */
+    int int8;                  /* 1: that primitive computes in int8 */
+    char kernel[48];           /* the primitive's implementation, e.g. "brg:avx2"; "" if none */
     long long n_weights;       /* weights proper, without biases and BN */
     long long n_params;        /* floats this layer reads from a weights file */
     double bflops;             /* billions of floating point operations per image */
@@ -77,10 +79,21 @@ int pdn_fold_batchnorm(network *net, int target, pdn_error *err);
  * layers each took. */
 enum { PDN_BACKEND_UPSTREAM = 0, PDN_BACKEND_CPU = 1, PDN_BACKEND_ONEDNN = 2 };
 typedef struct {
-    int cpu, winograd, onednn;
+    int cpu, winograd, onednn, int8;
 } pdn_backend_use;
+/* int8 (ONEDNN only; NULL: float32): per layer, the scale of its input's int8 steps
+ * (0: the layer stays float32) and whether that input can be negative (s8) or not (u8);
+ * those convolutions become int8 oneDNN primitives, before Winograd takes any. */
+typedef struct {
+    float scale;
+    int is_signed;
+} pdn_int8_input;
 int pdn_has_onednn(void);
-int pdn_use_backend(network *net, int backend, int winograd, pdn_backend_use *use, pdn_error *err);
+int pdn_use_backend(network *net, int backend, int winograd, const pdn_int8_input *int8, pdn_backend_use *use,
+                    pdn_error *err);
+/* oneDNN's instruction set on this CPU and the kernels it picks for a 3x3 convolution in
+ * float32 and in int8 ("" in builds without oneDNN). */
+void pdn_onednn_kernels(char *isa, char *float32, char *int8, int size);
 const char *pdn_build_info(void);
 /* Threads for the BLAS GEMM and OpenMP loops (whichever the build has). */
 void pdn_set_num_threads(int n);

@@ -26,6 +26,7 @@ __all__ = [
     "Network", "Layer", "load", "predict", "Result", "detect", "detect_batch", "detect_stream", "FrameResult",
     "draw", "classify", "Detection", "export_onnx",
     "Classification", "load_image", "Image", "register_layer", "unregister_layer", "zoo", "evaluate", "Evaluation",
+    "quantize",
     "samples", "convert", "build_info", "upstream_path", "set_num_threads", "get_num_threads",
     "thread_policy", "__version__",
     "cuda_device_count", "DarknetError", "FileError", "CfgError", "WeightsError", "ImageError",
@@ -45,7 +46,7 @@ _LAZY = {
     "register_layer": "runtime.layers", "unregister_layer": "runtime.layers",
     "cuda_device_count": "runtime.devices", "upstream_path": "runtime.samples",
     "export_onnx": "api.export", "Preprocessing": "formats.preprocessing",
-    "evaluate": "api.evaluation", "Evaluation": "api.evaluation",
+    "evaluate": "api.evaluation", "Evaluation": "api.evaluation", "quantize": "api.quantize",
     "PreprocessingWarning": "runtime.images",
 }
 # modules offered as attributes: pydarknet.zoo, .samples, .convert (Caffe and ONNX to Darknet),
@@ -122,8 +123,17 @@ def __dir__():
 
 def build_info() -> dict:
     """How this pydarknet was built: upstream commit and channel, manifest hash,
-    applied patches with sha256, compiler and flags, compiled-in features."""
+    applied patches with sha256, compiler and flags, compiled-in features; and, in
+    oneDNN builds, ``onednn_kernels``: the instruction set oneDNN uses on this CPU and
+    the kernels it picks for a 3x3 convolution in float32 and in int8."""
     import json
 
     native = _native()
-    return json.loads(native.ffi.string(native.lib.pdn_build_info()).decode())
+    info = json.loads(native.ffi.string(native.lib.pdn_build_info()).decode())
+    if native.lib.pdn_has_onednn():
+        isa, float32, int8 = (native.ffi.new("char[]", 64) for _ in range(3))
+        native.lib.pdn_onednn_kernels(isa, float32, int8, 64)
+        info["onednn_kernels"] = {"isa": native.ffi.string(isa).decode(),
+                                  "float32": native.ffi.string(float32).decode(),
+                                  "int8": native.ffi.string(int8).decode()}
+    return info

@@ -1,28 +1,30 @@
-"""CPU speed of pydarknet against its peers, side by side in one run.
+"""CPU speed of pydarknet against every peer, each runtime in its own process.
 
-    pip install onnxruntime onnx "opencv-python-headless<5"    # the peers (optional)
-    python tools/bench_cpu.py [--runs 15] [--threads N] [--backend cpu] [--no-upstream]
+    pip install onnxruntime openvino "opencv-python-headless<5"    # the peers (optional)
+    python tools/bench_cpu.py [--threads 2] [--runs 20] [--blocks 3] [--upstream]
 
 Models, with the same weights in every runtime:
-- ResNet-18-shaped classifier at 224x224 (random weights, real BN statistics): written
-  as Caffe (OpenCV DNN), converted with pydarknet's caffe2darknet (pydarknet, upstream)
-  and written as ONNX from the same folded graph (onnxruntime);
-- yolov3-tiny at 416x416 with the official weights: pydarknet, OpenCV DNN's Darknet
-  importer, upstream; yolov4-tiny at 416x416 (official weights), without upstream,
-  which cannot run it;
-each at batch 1 and batch 8. The in-process runtimes take turns call by call (a busy
-spell of a shared machine hits them all alike). Prints the median ms per image after warm-up,
-pydarknet's time divided by each peer's (the median over the turns of that ratio within
-a turn, so a slow spell drops out) and upstream's time divided by pydarknet's (the
-speed-up), all runtimes on the same thread count.
-Upstream unpatched Darknet (its own Makefile, -Ofast, single-threaded as it ships)
-is built once under build/bench-upstream and timed in a child process, so its
--Ofast flush-to-zero setting cannot touch the other runtimes. Also prints load times
-and the Python overhead of one predict() call on a tiny network.
-(Not a test: numbers depend on the machine.)
+- ResNet-18-shaped classifier at 224x224 (random weights, real BN statistics), written
+  as Caffe and converted with caffe2darknet;
+- yolov3-tiny and yolov4-tiny at 416x416 with the official weights.
+Each runs at batch 1 in: pydarknet float32 and int8 (``pydarknet quantize``, --method
+max, calibrated on --calibrate, default upstream's seven sample images);
+onnxruntime and OpenVINO on the ONNX file pydarknet's exporter writes (so all compute
+the same graph); onnxruntime's static int8 of that file (QDQ, per channel, u8
+activations, s8 weights, calibrated on the same images through the model's own
+preprocessing) on onnxruntime and OpenVINO; OpenCV DNN on the Darknet files (the
+Caffe files for ResNet-18); optionally upstream's unpatched C (its Makefile, -Ofast).
+
+Each (runtime, model) runs in a fresh child process with the same thread count
+(thread pools of several runtimes in one process steal from each other and move the
+ratios by up to 30 %), in --blocks rounds that alternate the runtimes, so a busy
+spell of a shared machine hits them all. Prints the median ms per image, pydarknet's
+time over each peer's (the median over the blocks of the ratio within a block), and
+the CPU and oneDNN's ISA and int8 kernel. (Not a test: numbers depend on the machine.)
 """
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -39,18 +41,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tools"), str(ROOT / "tests")]  # our timing helpers, the tests' models
 
 import pydarknet  # noqa: E402
-from bench_forward import forward_times, interleaved_times, paired_ratio  # noqa: E402
 from support.caffe_models import resnet18  # noqa: E402
-from pydarknet.api import zoo
-from pydarknet.source import upstream
+from pydarknet.api import zoo  # noqa: E402
+from pydarknet.source import upstream  # noqa: E402
 from pydarknet.transforms import caffe_to_darknet as convert  # noqa: E402
-from pydarknet.formats.caffe import blob_array, read_caffemodel, read_prototxt  # noqa: E402
-from pydarknet.transforms.fold_caffe import Graph, fold_net  # noqa: E402
 
-
-def median_ms(run, x, runs):
-    """Median ms per image of run(x)."""
-    return statistics.median(forward_times(run, x, runs)) * 1000
+FLOAT32 = ("pydarknet", "onnxruntime", "OpenVINO", "OpenCV DNN")
+INT8 = ("pydarknet int8", "onnxruntime int8", "OpenVINO int8")
 
 
 def resnet18_files(directory: Path):
@@ -61,77 +58,125 @@ def resnet18_files(directory: Path):
     return prototxt, caffemodel, directory / "resnet18.cfg", directory / "resnet18.weights"
 
 
-# -- the peers ---------------------------------------------------------------------
+# -- the files each runtime reads ---------------------------------------------------
 
 
-def onnx_from_folded_caffe(prototxt, caffemodel, path, batch):
-    """The BN-folded Caffe ResNet as an ONNX graph (Conv, Relu, MaxPool, Add,
-    GlobalAveragePool, Flatten, Gemm): the same weights onnxruntime then runs."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    net, _ = fold_net(read_prototxt(prototxt), read_caffemodel(caffemodel))
-    graph = Graph.build(net)
-    nodes, inits, shape = [], [], list(net.input_shape[0].dim)
-    tensor = {net.input[0]: net.input[0]}  # Caffe blob -> the ONNX tensor holding it now (in-place layers)
-
-    def with_blobs(layer):
-        """The layer's input tensor names plus its weight and bias, added as initializers."""
-        names = [f"{layer.name}_w", f"{layer.name}_b"]
-        inits.extend(numpy_helper.from_array(blob_array(b), n) for b, n in zip(layer.blobs, names))
-        return [tensor[b] for b in layer.bottom] + names
-
-    for layer in graph.layers:
-        inputs, out = [tensor[b] for b in layer.bottom], [f"{layer.name}:out"]
-        if layer.type == "Convolution":
-            p = layer.convolution_param
-            k, s, pad = p.kernel_size[0], (list(p.stride) or [1])[0], (list(p.pad) or [0])[0]
-            nodes.append(helper.make_node("Conv", with_blobs(layer), out, kernel_shape=[k, k],
-                                          strides=[s, s], pads=[pad] * 4, group=p.group))
-        elif layer.type == "ReLU":
-            nodes.append(helper.make_node("Relu", inputs, out))
-        elif layer.type == "Pooling" and layer.pooling_param.global_pooling:
-            nodes.append(helper.make_node("GlobalAveragePool", inputs, out))
-        elif layer.type == "Pooling":
-            p = layer.pooling_param
-            nodes.append(helper.make_node("MaxPool", inputs, out, kernel_shape=[p.kernel_size] * 2,
-                                          strides=[p.stride] * 2, pads=[p.pad] * 4, ceil_mode=1))
-        elif layer.type == "Eltwise":
-            nodes.append(helper.make_node("Add", inputs, out))
-        elif layer.type == "Flatten":
-            nodes.append(helper.make_node("Flatten", inputs, out, axis=1))
-        elif layer.type == "InnerProduct":
-            nodes.append(helper.make_node("Gemm", with_blobs(layer), out, transB=1))
-        else:
-            raise ValueError(f"no ONNX mapping here for {layer.type}")
-        tensor[layer.top[0]] = out[0]
-    shape[0] = batch
-    model = helper.make_model(helper.make_graph(
-        nodes, "resnet18", [helper.make_tensor_value_info(net.input[0], TensorProto.FLOAT, shape)],
-        [helper.make_tensor_value_info(nodes[-1].output[0], TensorProto.FLOAT, None)], inits),
-        opset_imports=[helper.make_opsetid("", 13)], ir_version=8)  # readable by older onnxruntime too
-    onnx.save(model, str(path))
+def calibration_inputs(cfg, weights, images):
+    """The calibration images as the model's own preprocessing makes them (N, C, H, W)."""
+    with pydarknet.Network(cfg, weights) as net:
+        return np.stack([net.preprocess(image) for image in images])
 
 
-def onnxruntime_runner(path, threads):
-    import onnxruntime
+def onnxruntime_int8(onnx_path: Path, inputs: np.ndarray, out: Path) -> Path:
+    """onnxruntime's static int8 of the model: QDQ, per channel, calibrated on inputs."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    return lambda x: session.run(None, {name: x})
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            import onnx
+            name = onnx.load(str(onnx_path)).graph.input[0].name
+            self.items = iter([{name: x[None]} for x in inputs])
+
+        def get_next(self):
+            return next(self.items, None)
+
+    prepared = out.with_suffix(".pre.onnx")
+    quant_pre_process(str(onnx_path), str(prepared), skip_symbolic_shape=True)
+    quantize_static(str(prepared), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    return out
 
 
-def opencv_runner(net, threads):
+def model_files(name: str, work: Path, images) -> dict:
+    """Every file the runtimes read for model ``name``, written under ``work``."""
+    from pydarknet.api.quantize import quantize
+
+    work.mkdir(parents=True, exist_ok=True)
+    files = {}
+    if name == "ResNet-18 224":
+        prototxt, caffemodel, cfg, weights = resnet18_files(work)
+        files["prototxt"], files["caffemodel"] = str(prototxt), str(caffemodel)
+    else:
+        found = zoo.files(name.split()[0])
+        cfg, weights = found.cfg, found.weights
+    files["cfg"], files["weights"] = str(cfg), str(weights)
+    pydarknet.export_onnx(str(cfg), str(weights), work / "model.onnx", batch=1)
+    files["onnx"] = str(work / "model.onnx")
+    written = quantize(cfg, weights, images, work / "int8").written
+    files["int8 cfg"], files["int8 weights"] = str(written[0]), str(written[1])
+    if importlib.util.find_spec("onnxruntime"):
+        files["onnx int8"] = str(onnxruntime_int8(work / "model.onnx", calibration_inputs(cfg, weights, images),
+                                                  work / "model.int8.onnx"))
+    return files
+
+
+# -- one runtime in one process ------------------------------------------------------
+
+
+def runner(runtime: str, files: dict, threads: int):
+    """A function running one batch-1 input through ``runtime``, and that input."""
+    if runtime.startswith("pydarknet"):
+        int8 = runtime.endswith("int8")
+        pydarknet.set_num_threads(threads)
+        net = pydarknet.Network(files["int8 cfg" if int8 else "cfg"], files["int8 weights" if int8 else "weights"],
+                                precision="int8" if int8 else "float32")
+        return net.predict, np.random.default_rng(0).random((1, *net.input_shape), dtype=np.float32)
+    onnx_path = files["onnx int8" if runtime.endswith("int8") else "onnx"]
+    if runtime.startswith("onnxruntime"):
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        session = onnxruntime.InferenceSession(onnx_path, options, providers=["CPUExecutionProvider"])
+        shape = [1, *session.get_inputs()[0].shape[1:]]
+        name = session.get_inputs()[0].name
+        return (lambda x: session.run(None, {name: x})), np.random.default_rng(0).random(shape, dtype=np.float32)
+    if runtime.startswith("OpenVINO"):
+        import openvino
+
+        # float32 arithmetic: OpenVINO's default on CPUs with bf16 (AVX512_BF16, AMX) is bf16
+        compiled = openvino.Core().compile_model(onnx_path, "CPU", {"INFERENCE_NUM_THREADS": threads,
+                                                                    "PERFORMANCE_HINT": "LATENCY",
+                                                                    "INFERENCE_PRECISION_HINT": "f32"})
+        request = compiled.create_infer_request()
+        shape = [1, *list(compiled.input(0).get_partial_shape().to_shape())[1:]]
+        return (lambda x: request.infer([x])), np.random.default_rng(0).random(shape, dtype=np.float32)
     import cv2
 
     cv2.setNumThreads(threads)
+    net = (cv2.dnn.readNetFromCaffe(files["prototxt"], files["caffemodel"]) if "prototxt" in files
+           else cv2.dnn.readNetFromDarknet(files["cfg"], files["weights"]))
+    names = net.getUnconnectedOutLayersNames()
+    shape = (1, 3, 224, 224) if "prototxt" in files else (1, 3, 416, 416)
 
     def run(x):
         net.setInput(x)
-        return net.forward(net.getUnconnectedOutLayersNames())
-    return run
+        return net.forward(names)
+    return run, np.random.default_rng(0).random(shape, dtype=np.float32)
+
+
+def child(runtime: str, files: dict, threads: int, runs: int) -> None:
+    run, x = runner(runtime, files, threads)
+    for _ in range(3):
+        run(x)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        run(x)
+        times.append(time.perf_counter() - start)
+    print(json.dumps({"ms": statistics.median(times) * 1000}))
+
+
+def timed(runtime: str, files: dict, threads: int, runs: int):
+    """Median ms of ``runtime`` in a child process, or None where it cannot run."""
+    result = subprocess.run([sys.executable, __file__, "--child", runtime, json.dumps(files),
+                             "--threads", str(threads), "--runs", str(runs)], capture_output=True, text=True)
+    if result.returncode:
+        print(f"{runtime}: {result.stderr.strip().splitlines()[-1] if result.stderr.strip() else 'failed'}",
+              file=sys.stderr)
+        return None
+    return json.loads(result.stdout.splitlines()[-1])["ms"]
 
 
 UPSTREAM_CHILD = r"""
@@ -172,108 +217,77 @@ def build_upstream(work: Path) -> Path:
     return lib
 
 
-def upstream_ms(lib, cfg, weights, batch, runs, inputs):
-    """Run upstream in a child process (cfg rewritten for the batch; [flatten], which
-    upstream lacks, as a one-layer [route]: the same copy, the same layer count)."""
+def upstream_ms(lib, files: dict, runs: int):
+    """Unpatched upstream at batch 1 in a child process; None where it cannot run the model."""
+    shape = (3, 224, 224) if "prototxt" in files else (3, 416, 416)
     with tempfile.TemporaryDirectory() as work:
-        text = Path(cfg).read_text().replace("batch=1\n", f"batch={batch}\n", 1)
-        text = text.replace("[flatten]\n", "[route]\nlayers=-1\n")
-        if f"batch={batch}" not in text:
-            text = text.replace("[net]\n", f"[net]\nbatch={batch}\n", 1)
-        batched = Path(work) / "model.cfg"
-        batched.write_text(text)
-        result = subprocess.run([sys.executable, "-c", UPSTREAM_CHILD, str(lib), str(batched), str(weights),
-                                 str(batch), str(runs), str(inputs)], capture_output=True, text=True, check=True)
-    return json.loads(result.stdout.splitlines()[-1])
+        cfg = Path(work) / "model.cfg"  # [flatten], which upstream lacks, as a one-layer [route]
+        cfg.write_text(Path(files["cfg"]).read_text().replace("[flatten]\n", "[route]\nlayers=-1\n"))
+        result = subprocess.run([sys.executable, "-c", UPSTREAM_CHILD, str(lib), str(cfg), files["weights"], "1",
+                                 str(runs), str(int(np.prod(shape)))], capture_output=True, text=True)
+    return json.loads(result.stdout.splitlines()[-1])["ms"] if result.returncode == 0 else None
 
 
-# -- the table ---------------------------------------------------------------------
+# -- the table -----------------------------------------------------------------------
 
 
-def pydarknet_runner(cfg, weights, batch, backend):
-    start = time.perf_counter()
-    net = pydarknet.Network(cfg, weights, batch=batch, backend=backend)
-    return net, time.perf_counter() - start
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--backend", choices=("cpu", "onednn"), help="pydarknet's (default: the build's best)")
-    parser.add_argument("--no-upstream", action="store_true", help="skip the (slow) upstream baseline")
+    parser.add_argument("--runs", type=int, default=20, help="timed runs per child process")
+    parser.add_argument("--blocks", type=int, default=3, help="rounds of every runtime in turn")
+    parser.add_argument("--calibrate", nargs="+", help="calibration images (default: upstream's samples)")
+    parser.add_argument("--models", default="ResNet-18 224,yolov3-tiny 416,yolov4-tiny 416")
+    parser.add_argument("--upstream", action="store_true", help="also unpatched upstream (built once)")
+    parser.add_argument("--child", nargs=2, metavar=("RUNTIME", "FILES"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    pydarknet.set_num_threads(args.threads)
-    work = ROOT / "build" / "bench-upstream"
-    work.mkdir(parents=True, exist_ok=True)
-    lib = None if args.no_upstream else build_upstream(work)
+    if args.child:
+        return child(args.child[0], json.loads(args.child[1]), args.threads, args.runs)
+    images = args.calibrate or [str(pydarknet.samples.path(n)) for n in pydarknet.samples.names()]
+    lib = build_upstream(ROOT / "build" / "bench-upstream") if args.upstream else None
+    kernels = pydarknet.build_info()["onednn_kernels"]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        prototxt, caffemodel, resnet_cfg, resnet_weights = resnet18_files(tmp)
-        yolo_cfg, yolo_weights = pydarknet.upstream_path("cfg/yolov3-tiny.cfg"), zoo.weights_path("yolov3-tiny")
-        # the last field: whether unpatched upstream can run it (yolov4-tiny needs route groups)
-        models = [("ResNet-18 224", resnet_cfg, resnet_weights, (3, 224, 224), True),
-                  ("yolov3-tiny 416", yolo_cfg, yolo_weights, (3, 416, 416), True),
-                  ("yolov4-tiny 416", zoo.get("yolov4-tiny").cfg_path(), zoo.weights_path("yolov4-tiny"),
-                   (3, 416, 416), False)]
-        for name, cfg, weights, shape, upstream_runs in models:
-            for batch in (1, 8):
-                x = np.random.default_rng(0).random((batch, *shape), dtype=np.float32)
-                row = {"model": name, "batch": batch}
-                net, row["pydarknet load s"] = pydarknet_runner(cfg, weights, batch, args.backend)
-                backend = net.backend
-                runners = {"pydarknet": net.predict}
-                try:
-                    import cv2
-
-                    start = time.perf_counter()
-                    cv_net = (cv2.dnn.readNetFromCaffe(str(prototxt), str(caffemodel)) if name.startswith("ResNet")
-                              else cv2.dnn.readNetFromDarknet(str(cfg), str(weights)))
-                    row["OpenCV load s"] = time.perf_counter() - start
-                    runners["OpenCV DNN"] = opencv_runner(cv_net, args.threads)
-                except ImportError:
-                    pass
-                if name.startswith("ResNet"):
-                    try:
-                        onnx_path = tmp / f"resnet18-{batch}.onnx"
-                        onnx_from_folded_caffe(prototxt, caffemodel, onnx_path, batch)
-                        runners["onnxruntime"] = onnxruntime_runner(onnx_path, args.threads)
-                    except ImportError:
-                        pass
-                times = interleaved_times(runners, x, args.runs)
-                for runtime in runners:
-                    row[runtime] = statistics.median(times[runtime]) * 1000
-                    row[f"{runtime} ratio"] = paired_ratio(times["pydarknet"], times[runtime])
-                net.close()
-                if lib is not None and upstream_runs:
-                    result = upstream_ms(lib, cfg, weights, batch, max(3, args.runs // 5), int(np.prod(shape)))
-                    row["upstream"], row["upstream load s"] = result["ms"], result["load_s"]
-                rows.append(row)
-                print(f"{name} batch {batch}: " + ", ".join(f"{k} {row[k]:.1f}" for k in [*runners, "upstream"]
-                                                              if k in row), file=sys.stderr)
-        tiny = tmp / "tiny.cfg"
-        tiny.write_text("[net]\nwidth=1\nheight=1\nchannels=1\n\n[activation]\nactivation=linear\n")
-        with pydarknet.Network(tiny) as net:
-            overhead_us = median_ms(net.predict, np.zeros((1, 1, 1, 1), np.float32), 2000) * 1000
-
-    peers = ["onnxruntime", "OpenCV DNN"]
-    print(f"\n{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {args.threads} threads, "
-          f"pydarknet backend {backend} ({pydarknet.build_info()['features']['blas']}, oneDNN "
-          f"{pydarknet.build_info()['features'].get('onednn')}); median ms/image of {args.runs} runs")
-    print("| model | batch | pydarknet | " + " | ".join(peers) + " | upstream | " +
-          " | ".join(f"pydarknet / {p}" for p in peers) + " | speed-up over upstream |")
-    print("|---|---|---|" + "---|" * (2 * len(peers) + 2))
+        for number, model in enumerate(args.models.split(",")):
+            files = model_files(model, Path(tmp) / str(number), images)
+            runtimes = [r for r in FLOAT32 + INT8 if "int8" not in r or "onnx int8" in files or r.startswith("py")]
+            times = {r: [] for r in runtimes}
+            for _ in range(args.blocks):
+                for runtime in runtimes:
+                    times[runtime].append(timed(runtime, files, args.threads, args.runs))
+            row = {"model": model}
+            for runtime, values in times.items():
+                if None not in values:
+                    row[runtime] = statistics.median(values)
+            for ours, peers in (("pydarknet", FLOAT32[1:] + INT8[1:]), ("pydarknet int8", FLOAT32[1:] + INT8[1:])):
+                for peer in peers:
+                    if ours in row and peer in row:
+                        row[f"{ours} / {peer}"] = statistics.median(a / b for a, b in zip(times[ours], times[peer]))
+            if lib is not None:
+                row["upstream"] = upstream_ms(lib, files, max(3, args.runs // 4))
+            rows.append(row)
+            print(f"{model}: " + ", ".join(f"{k} {v:.1f}" for k, v in row.items() if k in times and v), file=sys.stderr)
+    print(f"\n{cpu_name()}, {os.cpu_count()} cores, {args.threads} threads each, batch 1; oneDNN ISA "
+          f"{kernels['isa']} (float32 {kernels['float32']}, int8 {kernels['int8']}); median ms/image of "
+          f"{args.blocks} blocks x {args.runs} runs, each runtime in its own process")
+    columns = [c for c in FLOAT32 + INT8 + ("upstream",) if any(row.get(c) for row in rows)]
+    print("| model | " + " | ".join(columns) + " |\n|---|" + "---|" * len(columns))
     for row in rows:
-        times = [f"{row[p]:.1f}" if p in row else "—" for p in peers + ["upstream"]]
-        ratios = [f"{row[p + ' ratio']:.2f}" if p in row else "—" for p in peers]
-        speedup = f"{row['upstream'] / row['pydarknet']:.1f}x" if "upstream" in row else "—"
-        print(f"| {row['model']} | {row['batch']} | {row['pydarknet']:.1f} | " + " | ".join(times) + " | "
-              + " | ".join(ratios) + f" | {speedup} |")
-    loads = {k: v for row in rows if row["batch"] == 1 for k, v in row.items() if "load" in k}
-    print("load time (s, batch 1, last model): " + ", ".join(f"{k.replace(' load s', '')} {v:.2f}"
-                                                           for k, v in loads.items()))
-    print(f"predict() overhead on a 1x1x1 network: {overhead_us:.1f} µs per call")
+        print(f"| {row['model']} | " + " | ".join(f"{row[c]:.1f}" if row.get(c) else "—" for c in columns) + " |")
+    ratios = [k for k in rows[0] if " / " in k]
+    print("\n| model | " + " | ".join(ratios) + " |\n|---|" + "---|" * len(ratios))
+    for row in rows:
+        print(f"| {row['model']} | " + " | ".join(f"{row[k]:.2f}" if k in row else "—" for k in ratios) + " |")
 
 
 if __name__ == "__main__":

@@ -341,9 +341,10 @@ def model_files(model, weights=None, names=None) -> ModelFiles:
 
 
 def load(name: str, *, weights: Optional[str] = None, batch: int = 1, verbose: bool = False,
-         device: str = "cpu"):
+         device: str = "cpu", precision: str = "float32"):
     """The zoo model as a Network with its class names, on ``device`` (see Network)."""
     from ..runtime.network import Network  # the extension, loaded only here: the CLI imports the zoo
 
     found = files(name, weights)
-    return Network(found.cfg, found.weights, batch=batch, names=found.names, verbose=verbose, device=device)
+    return Network(found.cfg, found.weights, batch=batch, names=found.names, verbose=verbose, device=device,
+                   precision=precision)

@@ -17,7 +17,7 @@ from ..errors import DarknetError, DependencyError
 from ..api.zoo import ZooError
 from ..source.patches import PatchError
 from ..source.upstream import UpstreamError
-from . import convert, detect, evaluate, fold_bn, patches, run, to_onnx, zoo
+from . import convert, detect, evaluate, fold_bn, patches, quantize, run, to_onnx, zoo
 from .common import close_stdout
 
 USER_ERRORS = (DarknetError, DependencyError, ZooError, UpstreamError, OSError, ValueError, TypeError)
@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_command(sub, formatter)
     to_onnx.add_command(sub, formatter)
     evaluate.add_command(sub, formatter)
+    quantize.add_command(sub, formatter)
     zoo.add_command(sub, formatter)
     patches.add_command(sub, formatter)
     parser.commands = sub.choices  # name -> its parser, for parse()

@@ -79,6 +79,8 @@ def model_options(cmd, zoo_default) -> None:
     group.add_argument("--names", help=".names or .data file with the class names")
     cmd.add_argument("--verbose", action="store_true", help="show Darknet's own output")
     device_option(cmd)
+    cmd.add_argument("--precision", choices=("float32", "int8"), default="float32",
+                     help="what the CPU convolutions compute in; int8 needs a model written by pydarknet quantize")
     preprocessing_options(cmd, "the .json next to --cfg")
     cmd.add_argument("--darknet-preprocessing", action="store_true",
                      help="ignore the .json next to --cfg: Darknet's RGB 0-1 letterbox")
@@ -101,13 +103,14 @@ def network(args, batch: int = 1):
         with warnings.catch_warnings(record=True) as caught:  # shown as the CLI shows the cfg's
             warnings.simplefilter("always", PreprocessingWarning)
             net = Network(args.cfg, args.weights, batch=batch, names=args.names, verbose=args.verbose,
-                          device=args.device, preprocessing=preprocessing)
+                          device=args.device, preprocessing=preprocessing, precision=args.precision)
         for warning in caught:
             print(f"pydarknet: warning: {warning.message}", file=sys.stderr)
         return warned(net)
     if args.darknet_preprocessing or preprocessing_changes(args):
         raise ValueError("preprocessing options are for converted models (--cfg); zoo models come with their own")
-    return warned(zoo.load(args.model, weights=args.weights, batch=batch, verbose=args.verbose, device=args.device))
+    return warned(zoo.load(args.model, weights=args.weights, batch=batch, verbose=args.verbose, device=args.device,
+                           precision=args.precision))
 
 
 def note(message: str) -> None:

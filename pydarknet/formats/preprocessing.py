@@ -14,7 +14,6 @@ mean 0, scale 1, letterbox. csrc/detection.c's prepare_input computes exactly th
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -151,8 +150,8 @@ def sidecar(cfg: PathLike) -> Path:
     return Path(os.fspath(cfg)).with_suffix(".json")
 
 
-def stated(cfg: PathLike) -> Optional[Preprocessing]:
-    """The preprocessing the .json next to ``cfg`` states, if there is one that does."""
+def read_sidecar(cfg: PathLike) -> Optional[dict]:
+    """The .json next to ``cfg`` as a dict, or None if there is none."""
     path = sidecar(cfg)
     if not path.is_file():
         return None
@@ -162,6 +161,12 @@ def stated(cfg: PathLike) -> Optional[Preprocessing]:
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
         raise FileError(f"cannot read the model description next to the cfg: {e}; fix or remove it",
                         file=os.fspath(path)) from None
-    if not isinstance(entry, dict) or "preprocessing" not in entry:
+    return entry if isinstance(entry, dict) else None
+
+
+def stated(cfg: PathLike) -> Optional[Preprocessing]:
+    """The preprocessing the .json next to ``cfg`` states, if there is one that does."""
+    entry = read_sidecar(cfg)
+    if entry is None or "preprocessing" not in entry:
         return None
-    return Preprocessing.from_json(entry["preprocessing"], path)
+    return Preprocessing.from_json(entry["preprocessing"], sidecar(cfg))

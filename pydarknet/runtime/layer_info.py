@@ -45,6 +45,8 @@ class Layer(NamedTuple):
     partial_load: bool = False  # dontload, dontloadscales, numload or flipped is set
     winograd: int = 0  # Winograd output tile m (F(m x m, 3 x 3)); 0: im2col + GEMM
     onednn: bool = False  # runs as a oneDNN primitive
+    int8: bool = False  # that primitive computes in int8 (Network(precision="int8"))
+    kernel: str = ""  # the primitive's implementation as oneDNN names it, e.g. "brg:avx2"
 
 
 def read_layer(net, index: int) -> Layer:
@@ -72,6 +74,8 @@ def read_layer(net, index: int) -> Layer:
         partial_load=bool(raw.partial_load),
         winograd=raw.winograd,
         onednn=bool(raw.onednn),
+        int8=bool(raw.int8),
+        kernel=ffi.string(raw.kernel).decode(),
     )
 
 
@@ -91,7 +95,7 @@ def layer_table(layers: Sequence[Layer], bflops: float, n_params: int) -> str:
         if layer.winograd:
             details.append(f"winograd F({layer.winograd}x{layer.winograd},3x3)")
         if layer.onednn:
-            details.append("onednn")
+            details.append(f"onednn {'int8 ' if layer.int8 else ''}({layer.kernel})")
         rows.append(f"{layer.index:>4}  {layer.type:<15} {'x'.join(map(str, layer.input_shape)):>18}  "
                     f"{'x'.join(map(str, layer.output_shape)):>18}  {layer.bflops:>7.3f}  {' '.join(details)}")
     rows.append(f"total {bflops:.3f} BFLOPs, {n_params} parameters")

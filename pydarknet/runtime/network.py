@@ -12,9 +12,11 @@ from typing import List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from .. import atomic, binding, errors, limits
+from ..formats import quantization
 from ..formats.darknet import FOLDABLE, cfg_without_bn
 from ..binding import ffi, lib
 from . import layers
+from .backends import BACKENDS, PRECISIONS, backend_for, int8_inputs
 from .devices import device_index, device_name
 from .images import Image, ImageSource, c_preprocessing, load_image, model_preprocessing
 from .layer_info import Layer, RawDetection, layer_table, read_layer
@@ -23,25 +25,6 @@ from .names import NamesSource, load_names
 PathLike = Union[str, "os.PathLike[str]"]
 Shape = Tuple[int, ...]
 _NULL = ffi.NULL
-
-#: What a network computes its layers with (``Network(backend=...)``), in the order of
-#: csrc/pydarknet.h's PDN_BACKEND_*: upstream Darknet's own forward functions, our CPU
-#: kernels (csrc/backend/cpu.c, with Winograd convolutions), and those with oneDNN
-#: primitives for the other convolutions (builds with PYDARKNET_BACKEND=onednn).
-BACKENDS = ("upstream", "cpu", "onednn")
-
-
-def _backend(name: Optional[str]) -> str:
-    """The backend a network asks for; None: the best this build has."""
-    if name is None:
-        return "onednn" if lib.pdn_has_onednn() else "cpu"
-    if name not in BACKENDS:
-        raise ValueError(f"backend={name!r}: choose one of {', '.join(BACKENDS)}")
-    if name == "onednn" and not lib.pdn_has_onednn():
-        raise ValueError("backend='onednn': this build has no oneDNN (rebuild with PYDARKNET_BACKEND=onednn, "
-                         "the default on Linux x86-64)")
-    return name
-
 
 def _path_arg(value, what: str) -> bytes:
     if not isinstance(value, (str, bytes, os.PathLike)):
@@ -73,6 +56,11 @@ class Network:
     RGB 0-1 letterbox; None forces Darknet's (with a ``PreprocessingWarning`` if the
     .json states otherwise); a ``Preprocessing`` or a dict of its fields overrides.
 
+    ``precision="int8"`` computes the convolutions with int8 inputs and weights on
+    oneDNN (about half float32's time; see docs/cpu.md), from the quantization
+    parameters ``pydarknet quantize`` writes in the .json next to the cfg; a cfg without
+    them is refused with ValueError.
+
     ``device`` is "cpu" (the default), or "cuda" / "cuda:N" in a GPU build
     (``PYDARKNET_GPU=1``): the network then lives on that GPU and every layer runs its
     CUDA code (cuDNN convolutions in float arithmetic); ``backend`` and ``winograd``
@@ -89,9 +77,12 @@ class Network:
     def __init__(self, cfg: PathLike, weights: Optional[PathLike] = None, *,
                  batch: int = 1, names: NamesSource = None, verbose: bool = False, fold_bn: bool = True,
                  backend: Optional[str] = None, winograd: bool = True, max_memory: Optional[int] = None,
-                 finite_weights: bool = True, device: str = "cpu", preprocessing="auto"):
+                 finite_weights: bool = True, device: str = "cpu", preprocessing="auto",
+                 precision: str = "float32"):
         batch = limits.positive_int(batch, "batch")
-        backend = _backend(backend)
+        backend = backend_for(backend)
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision={precision!r}: choose one of {', '.join(PRECISIONS)}")
         gpu = device_index(device)
         budget = limits.network_memory() if max_memory is None else limits.positive_int(
             max_memory, "max_memory", 2**63 - 1)
@@ -134,10 +125,22 @@ class Network:
         self.layers: List[Layer] = [self._layer(i) for i in range(info.n_layers)]
         if fold_bn and weights is not None:
             self.fold_batchnorm()
+        try:
+            int8, found = int8_inputs(self.cfg_path, precision, backend, self.device,
+                                      [layer.type for layer in self.layers])
+        except Exception:
+            self.close()
+            raise
         use = ffi.new("pdn_backend_use *")
-        if lib.pdn_use_backend(self._net, BACKENDS.index(backend), bool(winograd), use, err):
+        if lib.pdn_use_backend(self._net, BACKENDS.index(backend), bool(winograd), int8, use, err):
             self.close()
             raise binding.error(err)
+        #: what the CPU convolutions compute in (PRECISIONS)
+        self.precision: str = precision
+        #: the int8 parameters (formats/quantization.py) with precision="int8", else None
+        self.quantization: Optional[quantization.Quantization] = found
+        #: how many convolutional layers compute in int8 (Layer.int8)
+        self.int8_layers: int = use.int8
         #: the forward functions it runs with (see BACKENDS), "cuda" on a GPU
         self.backend: str = backend if self.device == "cpu" else "cuda"
         #: how many convolutional layers run as Winograd convolutions (Layer.winograd)
