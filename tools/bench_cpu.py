@@ -244,8 +244,8 @@ def cpu_name() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--runs", type=int, default=20, help="timed runs per child process")
-    parser.add_argument("--blocks", type=int, default=3, help="rounds of every runtime in turn")
+    parser.add_argument("--runs", type=int, default=30, help="timed runs per child process")
+    parser.add_argument("--blocks", type=int, default=5, help="rounds of every runtime in turn")
     parser.add_argument("--calibrate", nargs="+", help="calibration images (default: upstream's samples)")
     parser.add_argument("--models", default="ResNet-18 224,yolov3-tiny 416,yolov4-tiny 416")
     parser.add_argument("--upstream", action="store_true", help="also unpatched upstream (built once)")

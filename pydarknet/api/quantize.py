@@ -128,6 +128,7 @@ def write(cfg: PathLike, weights: PathLike, quantization: Quantization, out: Pat
     """OUT.cfg and OUT.weights (copies of the model's) and OUT.json (the model's .json,
     if any, with the ``quantization`` entry), all three or none."""
     paths = [Path(f"{os.fspath(out)}{suffix}") for suffix in (".cfg", ".weights", ".json")]
+    paths[0].parent.mkdir(parents=True, exist_ok=True)
     description = dict(read_sidecar(cfg) or {})
     description["quantization"] = quantization.to_json()
     with atomic.replacing(*paths, inputs=[cfg, weights, sidecar(cfg)]) as (cfg_temp, weights_temp, json_temp):

@@ -61,7 +61,6 @@ def run(args: argparse.Namespace) -> int:
     found = zoo.files(args.model, args.weights) if args.model else None
     cfg, weights = (found.cfg, found.weights) if found else (args.cfg, args.weights)
     sources = list(expand(args.calibrate))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
     with progress(sources) as bar:
         calibration = quantize(cfg, weights, sources, args.output, method=args.method,
                                 percentile=args.percentile, float32_layers=args.float32_layers,

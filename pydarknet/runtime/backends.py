@@ -40,6 +40,9 @@ def int8_inputs(cfg: Path, precision: str, backend: str, device: str, layer_type
     """The C array of int8 layer inputs for precision="int8" (NULL for float32)."""
     if precision == "float32":
         return _NULL, None
+    if not lib.pdn_has_onednn():
+        raise ValueError("precision='int8' computes on oneDNN, which this build has not (PYDARKNET_BACKEND=onednn, "
+                         "the default on Linux x86-64)")
     if device != "cpu" or backend != "onednn":
         raise ValueError(f"precision='int8' runs on the CPU with the oneDNN backend, not {device} with "
                          f"backend={backend!r}")
