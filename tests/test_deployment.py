@@ -22,7 +22,7 @@ FORK = """
 import json, multiprocessing, os, sys
 import pydarknet
 
-net = pydarknet.Network(sys.argv[1], sys.argv[2], names=sys.argv[3])
+net = pydarknet.Network(sys.argv[1], sys.argv[2], names=sys.argv[3], precision=sys.argv[5])
 image = sys.argv[4]
 
 def found(_=None):
@@ -67,13 +67,27 @@ def test_children_forked_after_a_forward_pass_detect_like_the_parent(official):
     network: they do not hang (GNU OpenMP's docked workers are not in a child), find what
     the parent finds and run with the parent's threads, started anew in the child."""
     names = pydarknet.upstream_path("data/coco.names")
-    result = run_python(FORK, *official[:2], names, samples.path("dog.jpg"), env=clean_environment())
+    result = run_python(FORK, *official[:2], names, samples.path("dog.jpg"), "float32", env=clean_environment())
+    assert_forked_children_detect_like_the_parent(result)
+
+
+def assert_forked_children_detect_like_the_parent(result):
     assert len(result["parent"]) >= 3
     for found in result["pooled"] + [result["child"]["found"]]:
         assert_same_detections(found, result["parent"])
     assert result["child"]["threads"] == result["threads"]
     if result["threads"] > 1 and pydarknet.build_info()["features"]["openmp"]:
         assert result["child"]["workers"] >= result["threads"]  # its own OpenMP workers
+
+
+@pytest.mark.skipif(pydarknet.build_info()["features"].get("backend") != "onednn", reason="int8 runs on oneDNN")
+def test_children_forked_from_an_int8_network_detect_like_the_parent(official, tmp_path):
+    """The same with an int8 network (oneDNN primitives and int8 tensors made before the fork)."""
+    images = [samples.path(n) for n in ("eagle.jpg", "giraffe.jpg", "horses.jpg", "kite.jpg")]
+    cfg, weights, _ = pydarknet.quantize(*official[:2], images, tmp_path / "int8").written
+    names = pydarknet.upstream_path("data/coco.names")
+    result = run_python(FORK, cfg, weights, names, samples.path("dog.jpg"), "int8", env=clean_environment())
+    assert_forked_children_detect_like_the_parent(result)
 
 
 def test_a_forked_child_can_use_a_network_another_thread_was_running(official):
