@@ -356,7 +356,8 @@ static void remake_plan(layer *l, int index)
 }
 
 /* Links each int8 convolution to the next layer where that is an int8 convolution,
- * directly or through a maxpool (see the top of this file). */
+ * directly or through a maxpool (see the top of this file), then makes the plan of
+ * every linked convolution again, once. */
 static void link_int8_layers(network *net)
 {
     int j;
@@ -377,9 +378,11 @@ static void link_int8_layers(network *net)
                                c->int8.scale);
         if (status) onednn_fail(status, "make an int8 tensor", j);
         s->link.plain = read_elsewhere(net, j);
-        remake_plan(l, j);
         c->link.from = pool ? onednn_pool_int8(pool, &s->link.out, read_elsewhere(net, j + 1), j + 1) : &s->link.out;
-        remake_plan(consumer, consumer - net->layers);
+    }
+    for (j = 0; j < net->n; ++j) {
+        const onednn_conv *s = onednn_layer_int8(&net->layers[j]) ? net->layers[j].backend : NULL;
+        if (s && (s->link.from || s->link.out.data)) remake_plan(&net->layers[j], j);
     }
 }
 
