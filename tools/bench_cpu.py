@@ -89,7 +89,8 @@ def onnxruntime_int8(onnx_path: Path, inputs: np.ndarray, out: Path) -> Path:
 
 
 def model_files(name: str, work: Path, images) -> dict:
-    """Every file the runtimes read for model ``name``, written under ``work``."""
+    """Every file the runtimes read for model ``name``, written under ``work``, and its
+    input shape."""
     from pydarknet.api.quantize import quantize
 
     work.mkdir(parents=True, exist_ok=True)
@@ -101,6 +102,8 @@ def model_files(name: str, work: Path, images) -> dict:
         found = zoo.files(name.split()[0])
         cfg, weights = found.cfg, found.weights
     files["cfg"], files["weights"] = str(cfg), str(weights)
+    with pydarknet.Network(cfg) as net:
+        files["input"] = list(net.input_shape)  # (c, h, w), the same in every runtime
     pydarknet.export_onnx(str(cfg), str(weights), work / "model.onnx", batch=1)
     files["onnx"] = str(work / "model.onnx")
     written = quantize(cfg, weights, images, work / "int8").written
@@ -115,13 +118,13 @@ def model_files(name: str, work: Path, images) -> dict:
 
 
 def runner(runtime: str, files: dict, threads: int):
-    """A function running one batch-1 input through ``runtime``, and that input."""
+    """A function running one batch-1 input through ``runtime``."""
     if runtime.startswith("pydarknet"):
         int8 = runtime.endswith("int8")
         pydarknet.set_num_threads(threads)
         net = pydarknet.Network(files["int8 cfg" if int8 else "cfg"], files["int8 weights" if int8 else "weights"],
                                 precision="int8" if int8 else "float32")
-        return net.predict, np.random.default_rng(0).random((1, *net.input_shape), dtype=np.float32)
+        return net.predict
     onnx_path = files["onnx int8" if runtime.endswith("int8") else "onnx"]
     if runtime.startswith("onnxruntime"):
         import onnxruntime
@@ -129,9 +132,8 @@ def runner(runtime: str, files: dict, threads: int):
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
         session = onnxruntime.InferenceSession(onnx_path, options, providers=["CPUExecutionProvider"])
-        shape = [1, *session.get_inputs()[0].shape[1:]]
         name = session.get_inputs()[0].name
-        return (lambda x: session.run(None, {name: x})), np.random.default_rng(0).random(shape, dtype=np.float32)
+        return lambda x: session.run(None, {name: x})
     if runtime.startswith("OpenVINO"):
         import openvino
 
@@ -140,24 +142,23 @@ def runner(runtime: str, files: dict, threads: int):
                                                                     "PERFORMANCE_HINT": "LATENCY",
                                                                     "INFERENCE_PRECISION_HINT": "f32"})
         request = compiled.create_infer_request()
-        shape = [1, *list(compiled.input(0).get_partial_shape().to_shape())[1:]]
-        return (lambda x: request.infer([x])), np.random.default_rng(0).random(shape, dtype=np.float32)
+        return lambda x: request.infer([x])
     import cv2
 
     cv2.setNumThreads(threads)
     net = (cv2.dnn.readNetFromCaffe(files["prototxt"], files["caffemodel"]) if "prototxt" in files
            else cv2.dnn.readNetFromDarknet(files["cfg"], files["weights"]))
     names = net.getUnconnectedOutLayersNames()
-    shape = (1, 3, 224, 224) if "prototxt" in files else (1, 3, 416, 416)
 
     def run(x):
         net.setInput(x)
         return net.forward(names)
-    return run, np.random.default_rng(0).random(shape, dtype=np.float32)
+    return run
 
 
 def child(runtime: str, files: dict, threads: int, runs: int) -> None:
-    run, x = runner(runtime, files, threads)
+    run = runner(runtime, files, threads)
+    x = np.random.default_rng(0).random((1, *files["input"]), dtype=np.float32)
     for _ in range(3):
         run(x)
     times = []
@@ -219,12 +220,11 @@ def build_upstream(work: Path) -> Path:
 
 def upstream_ms(lib, files: dict, runs: int):
     """Unpatched upstream at batch 1 in a child process; None where it cannot run the model."""
-    shape = (3, 224, 224) if "prototxt" in files else (3, 416, 416)
     with tempfile.TemporaryDirectory() as work:
         cfg = Path(work) / "model.cfg"  # [flatten], which upstream lacks, as a one-layer [route]
         cfg.write_text(Path(files["cfg"]).read_text().replace("[flatten]\n", "[route]\nlayers=-1\n"))
         result = subprocess.run([sys.executable, "-c", UPSTREAM_CHILD, str(lib), str(cfg), files["weights"], "1",
-                                 str(runs), str(int(np.prod(shape)))], capture_output=True, text=True)
+                                 str(runs), str(int(np.prod(files["input"])))], capture_output=True, text=True)
     return json.loads(result.stdout.splitlines()[-1])["ms"] if result.returncode == 0 else None
 
 

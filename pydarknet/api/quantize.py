@@ -73,8 +73,7 @@ class Calibration:
     """What ``calibrate`` found: the parameters, the inputs it could not read, and the
     files ``quantize`` wrote (cfg, weights, json)."""
 
-    quantization: Quantization
-    images: int
+    quantization: Quantization  # its calibration_images: how many images were read
     problems: List[str] = field(default_factory=list)
     written: List[Path] = field(default_factory=list)
 
@@ -121,7 +120,7 @@ def calibrate(net: Network, sources: Iterable[Source], *, method: str = "max",
         else:
             kept[index] = "its input was 0 on every calibration image"
     label = "max" if method == "max" else f"percentile {percentile:g}"
-    return Calibration(Quantization(label, images, inputs, kept), images, problems)
+    return Calibration(Quantization(label, images, inputs, kept), problems)
 
 
 def write(cfg: PathLike, weights: PathLike, quantization: Quantization, out: PathLike) -> List[Path]:

@@ -50,19 +50,16 @@ def add_command(sub, formatter) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..api import zoo
     from ..api.quantize import quantize
     from ..api.sources import expand
+    from ..api.zoo import model_files
 
     if bool(args.cfg) == bool(args.model):
         raise ValueError("give --model NAME or --cfg CFG --weights W")
-    if args.cfg and not args.weights:
-        raise ValueError("--cfg needs --weights")
-    found = zoo.files(args.model, args.weights) if args.model else None
-    cfg, weights = (found.cfg, found.weights) if found else (args.cfg, args.weights)
+    found = model_files(args.model or args.cfg, args.weights)
     sources = list(expand(args.calibrate))
     with progress(sources) as bar:
-        calibration = quantize(cfg, weights, sources, args.output, method=args.method,
+        calibration = quantize(found.cfg, found.weights, sources, args.output, method=args.method,
                                 percentile=args.percentile, float32_layers=args.float32_layers,
                                 progress=bar.update)
         for problem in calibration.problems:
